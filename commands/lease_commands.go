@@ -1,0 +1,451 @@
+package commands
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/proxy/envelope"
+	"github.com/qgate/qgate/proxy/policy"
+	"github.com/qgate/qgate/proxy/rdb"
+	"github.com/qgate/qgate/proxy/resp"
+)
+
+// Leases of at-least-once queues (DESIGN.md section 5): leased pops, QACK, QNACK and QEXTEND.
+//
+// Backend retries: the backend client never retries by itself (MaxRetries -1), and these handlers do
+// not retry either. A lease_pop whose reply was lost may have leased items nobody received: they come
+// back when the lease expires (or at once when this connection closes), so nothing is lost and
+// retrying could only lease more. QACK and QEXTEND are idempotent but a failure is reported to the
+// client, which may simply send them again. QNACK is not retried: a second run could count an attempt
+// twice if the first one ran. The close-time requeue (proxy/server.go) is retried because it is owner
+// checked: once it ran the leases are gone and a repeat does nothing.
+
+func init() {
+	queueArg := Arg{Name: "queue", Type: "key"}
+	idArg := Arg{Name: "id", Type: "string"}
+	register(
+		&Spec{Name: "qack", Arity: -3, Flags: Write | Fast, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
+			Group: "qgate", Since: "qgate 0.1", Summary: "Acknowledges leased items of an at-least-once queue; returns how many were leased.",
+			Args: []Arg{queueArg, {Name: "id", Type: "string", Multiple: true}}, Run: qack},
+		&Spec{Name: "qnack", Arity: -3, Flags: Write | Fast, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
+			Group: "qgate", Since: "qgate 0.1", Summary: "Gives a leased item back for another attempt, after delay-ms or the queue's backoff; returns 1 if it was leased.",
+			Args: []Arg{queueArg, idArg, {Name: "delay-ms", Type: "integer", Optional: true}}, Run: qnack},
+		&Spec{Name: "qextend", Arity: 4, Flags: Write | Fast, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
+			Group: "qgate", Since: "qgate 0.1", Summary: "Sets a lease's deadline to ms milliseconds from now; returns 1 if it was leased.",
+			Args: []Arg{queueArg, idArg, {Name: "ms", Type: "integer"}}, Run: qextend},
+		&Spec{Name: "qstats", Arity: 2, Flags: ReadOnly | Fast, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
+			Group: "qgate", Since: "qgate 0.1", Summary: "Returns a queue's ready, in-flight, delayed, dead and handoff counts and the oldest ready item's age in ms (-1: none).",
+			Args: []Arg{queueArg}, Run: qstats},
+		&Spec{Name: "qdead", Arity: -2, Flags: ReadOnly, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
+			Group: "qgate", Since: "qgate 0.1", Summary: "Lists up to count (default 10) dead items of a queue, oldest first, as JSON records.",
+			Args: []Arg{queueArg, {Name: "count", Type: "integer", Optional: true}}, Run: qdead},
+		&Spec{Name: "qredrive", Arity: -2, Flags: Write, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
+			Group: "qgate", Since: "qgate 0.1", Summary: "Moves up to count (default all) dead items back to the ready list with attempts reset; returns how many.",
+			Args: []Arg{queueArg, {Name: "count", Type: "integer", Optional: true}}, Run: qredrive},
+	)
+}
+
+// CountRetries adds the results of rdb.Nack (one code per lease id) to the counters.
+func CountRetries(lc *LeaseCounters, codes []int64) {
+	for _, r := range codes {
+		switch {
+		case r == 1 || r == 2:
+			lc.Retried.Add(1)
+		case r >= 3:
+			lc.Dead.Add(1)
+		}
+	}
+}
+
+// RetryArgs returns ARGV[1..9] of rdb.Nack and rdb.RequeueExpired for a queue's rule.
+func RetryArgs(p *policy.Policy, reason, owner string) []interface{} {
+	dead := "0"
+	if p.DeadLetter {
+		dead = "1"
+	}
+	return []interface{}{p.MaxAttempts, dead, p.BackoffInitial.Milliseconds(), p.BackoffMax.Milliseconds(),
+		strconv.FormatFloat(p.BackoffMultiplier, 'g', -1, 64), strconv.FormatFloat(p.BackoffJitter, 'g', -1, 64),
+		strconv.FormatFloat(rand.Float64(), 'g', -1, 64), reason, owner}
+}
+
+// leasePop pops from an at-least-once queue with rdb.LeasePop: each item is leased in the same atomic
+// step. countArg is nil for a pop without COUNT. With ack: next-pop the same script first acks this
+// connection's previous pop from the queue.
+func leasePop(c Conn, name string, key string, countArg []byte, p *policy.Policy) {
+	s := c.Session()
+	count := ""
+	if countArg != nil {
+		n, err := strconv.ParseInt(string(countArg), 10, 64)
+		if err != nil || n < 0 {
+			c.Reply().Error("ERR value is out of range, must be positive")
+			return
+		}
+		count = strconv.FormatInt(n, 10)
+	}
+	if c.Server().NoteLeasedQueue(key) {
+		// Queued before the script in the same pipeline, so the queue is known to the reapers before
+		// anything of it is leased. Its result does not matter to the client.
+		c.Queue(redis.NewIntCmd(c.Context(), "sadd", rdb.LeasedQueuesKey, key), func(*resp.Writer) {})
+	}
+	keys, args, acks := leasePopArgs(s, name, key, count, p)
+	cmd := rdb.LeasePop.Cmd(c.Context(), keys, args...)
+	c.Queue(cmd, func(w *resp.Writer) {
+		res, err := cmd.Slice()
+		if rdb.IsNoScript(err) {
+			res, err = rdb.LeasePop.Eval(c.Context(), c.Server().Backend(), keys, args...).Slice()
+		}
+		if err != nil || len(res) != 2 {
+			w.Error(backendError(err))
+			return
+		}
+		items, isNil := leasePopResult(c, key, p, acks, res)
+		if isNil {
+			if countArg == nil {
+				w.Null()
+			} else {
+				w.NullArray()
+			}
+			return
+		}
+		if countArg == nil {
+			if len(items) == 1 {
+				w.BulkString(deliver(c, key, items[0]))
+			} else {
+				w.Null()
+			}
+			return
+		}
+		w.Array(len(items))
+		for _, item := range items {
+			w.BulkString(deliver(c, key, item))
+		}
+	})
+}
+
+// leasePopArgs returns the keys and arguments of rdb.LeasePop for a pop by the session s, and the
+// lease ids it acks first (ack: next-pop).
+func leasePopArgs(s *Session, name, key, count string, p *policy.Policy) (keys []string, args []interface{}, acks []string) {
+	if p.AckNextPop {
+		acks = append([]string(nil), s.LastPop[key]...)
+	}
+	args = make([]interface{}, 0, 5+len(acks))
+	args = append(args, name, count, p.VisibilityTimeout.Milliseconds(), s.LeaseOwner, "raw-"+envelope.NewID())
+	for _, id := range acks {
+		args = append(args, id)
+	}
+	return rdb.LeasePopKeys(key), args, acks
+}
+
+// leasePopResult records the outcome of rdb.LeasePop in the session and returns the items; isNil
+// reports a nil reply (nothing to pop).
+func leasePopResult(c Conn, key string, p *policy.Policy, acks []string, res []interface{}) (items []string, isNil bool) {
+	s := c.Session()
+	if len(acks) > 0 {
+		s.DropLeases(key, acks)
+	}
+	if n, ok := res[0].(int64); ok && n > 0 {
+		c.Server().Leases().Acked.Add(n)
+	}
+	if res[1] == nil {
+		return nil, true
+	}
+	flat, _ := res[1].([]interface{})
+	ids := make([]string, 0, len(flat)/2)
+	items = make([]string, 0, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		id, _ := flat[i].(string)
+		item, _ := flat[i+1].(string)
+		ids, items = append(ids, id), append(items, item)
+	}
+	s.AddLeases(key, ids, p.AckNextPop)
+	c.Server().Leases().Leased.Add(int64(len(ids)))
+	return items, false
+}
+
+// blockLeasePop is BLPOP/BRPOP on at-least-once queues. It tries to lease from each key in order; if
+// all are empty it waits in qgate's blocker, whose listener for such a key moves one item per waiter
+// with BLMOVE from the ready list to the queue's handoff list (never out of Redis) and wakes the
+// waiter, which then leases with lease_pop (handoff list first). If another client leased that item
+// first, the waiter waits again. An item is in the ready list, the handoff list or leased at every
+// instant, so no crash can lose it; items left in a handoff list are served first by the next pop
+// and moved back to the ready list by the reaper.
+func blockLeasePop(c Conn, left bool, keys []string, timeout time.Duration) {
+	name := "rpop"
+	if left {
+		name = "lpop"
+	}
+	s := c.Session()
+	c.Reply() // run the batch's earlier backend commands first, in order
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		for _, key := range keys {
+			p := c.Server().Policies().Queue(key)
+			if c.Server().NoteLeasedQueue(key) {
+				if err := c.Server().Backend().SAdd(c.Context(), rdb.LeasedQueuesKey, key).Err(); err != nil {
+					c.Server().ForgetLeasedQueue(key)
+					c.Reply().Error(backendError(err))
+					return
+				}
+			}
+			k, args, acks := leasePopArgs(s, name, key, "", p)
+			res, err := rdb.LeasePop.Run(c.Context(), c.Server().Backend(), k, args...).Slice()
+			if err == nil && len(res) != 2 {
+				err = fmt.Errorf("unexpected lease_pop reply")
+			}
+			if err != nil {
+				c.Reply().Error(backendError(err))
+				return
+			}
+			if items, isNil := leasePopResult(c, key, p, acks, res); !isNil && len(items) == 1 {
+				w := c.Reply()
+				w.Array(2)
+				w.BulkString(key)
+				w.BulkString(deliver(c, key, items[0]))
+				return
+			}
+		}
+		wait := time.Duration(0)
+		if !deadline.IsZero() {
+			if wait = time.Until(deadline); wait <= 0 {
+				c.Reply().NullArray()
+				return
+			}
+		}
+		key, ok, err := c.BlockWait(keys, left, wait)
+		switch {
+		case err != nil:
+			c.Reply().Error(backendError(err))
+			return
+		case !ok:
+			c.Reply().NullArray()
+			return
+		}
+		// Try the key that has an item for us first.
+		ordered := make([]string, 0, len(keys))
+		ordered = append(ordered, key)
+		for _, k := range keys {
+			if k != key {
+				ordered = append(ordered, k)
+			}
+		}
+		keys = ordered
+	}
+}
+
+func qack(c Conn, args [][]byte) {
+	queue := string(args[1])
+	if _, ok := queuePolicy(c, queue); !ok {
+		return
+	}
+	ids := make([]string, len(args)-2)
+	argv := make([]interface{}, len(ids))
+	for i, a := range args[2:] {
+		ids[i] = string(a)
+		argv[i] = ids[i]
+	}
+	keys := []string{rdb.InflightKey(queue), rdb.LeasesKey(queue)}
+	cmd := rdb.Ack.Cmd(c.Context(), keys, argv...)
+	c.Queue(cmd, func(w *resp.Writer) {
+		n, err := cmd.Int64()
+		if rdb.IsNoScript(err) {
+			n, err = rdb.Ack.Eval(c.Context(), c.Server().Backend(), keys, argv...).Int64()
+		}
+		if err != nil {
+			w.Error(backendError(err))
+			return
+		}
+		c.Session().DropLeases(queue, ids)
+		c.Server().Leases().Acked.Add(n)
+		w.Int(n)
+	})
+}
+
+func qnack(c Conn, args [][]byte) {
+	if len(args) > 4 {
+		c.Reply().Error(WrongArgs("qnack"))
+		return
+	}
+	queue := string(args[1])
+	p, ok := queuePolicy(c, queue)
+	if !ok {
+		return
+	}
+	delay := int64(-1)
+	if len(args) == 4 {
+		d, err := strconv.ParseInt(string(args[3]), 10, 64)
+		if err != nil || d < 0 {
+			c.Reply().Error("ERR QNACK delay-ms must be an integer >= 0")
+			return
+		}
+		delay = d
+	}
+	id := string(args[2])
+	keys := rdb.RetryKeys(queue)
+	argv := append(RetryArgs(p, "nack", ""), delay, id)
+	cmd := rdb.Nack.Cmd(c.Context(), keys, argv...)
+	c.Queue(cmd, func(w *resp.Writer) {
+		res, err := cmd.Int64Slice()
+		if rdb.IsNoScript(err) {
+			res, err = rdb.Nack.Eval(c.Context(), c.Server().Backend(), keys, argv...).Int64Slice()
+		}
+		if err != nil || len(res) != 1 {
+			w.Error(backendError(err))
+			return
+		}
+		c.Session().DropLeases(queue, []string{id})
+		CountRetries(c.Server().Leases(), res)
+		if res[0] != 0 {
+			w.Int(1)
+		} else {
+			w.Int(0)
+		}
+	})
+}
+
+func qextend(c Conn, args [][]byte) {
+	queue := string(args[1])
+	if _, ok := queuePolicy(c, queue); !ok {
+		return
+	}
+	ms, err := strconv.ParseInt(string(args[3]), 10, 64)
+	if err != nil || ms <= 0 {
+		c.Reply().Error("ERR QEXTEND ms must be a positive integer")
+		return
+	}
+	keys := []string{rdb.InflightKey(queue), rdb.LeasesKey(queue)}
+	argv := []interface{}{string(args[2]), ms}
+	cmd := rdb.Extend.Cmd(c.Context(), keys, argv...)
+	c.Queue(cmd, func(w *resp.Writer) {
+		n, err := cmd.Int64()
+		if rdb.IsNoScript(err) {
+			n, err = rdb.Extend.Eval(c.Context(), c.Server().Backend(), keys, argv...).Int64()
+		}
+		if err != nil {
+			w.Error(backendError(err))
+			return
+		}
+		w.Int(n)
+	})
+}
+
+// optCount parses an optional positive count argument (args[i]); def when absent.
+func optCount(c Conn, name string, args [][]byte, i int, def int64) (int64, bool) {
+	if len(args) > i+1 {
+		c.Reply().Error(WrongArgs(name))
+		return 0, false
+	}
+	if len(args) <= i {
+		return def, true
+	}
+	n, err := strconv.ParseInt(string(args[i]), 10, 64)
+	if err != nil || n <= 0 {
+		c.Reply().Error("ERR " + strings.ToUpper(name) + " count must be a positive integer")
+		return 0, false
+	}
+	return n, true
+}
+
+func qstats(c Conn, args [][]byte) {
+	queue := string(args[1])
+	if _, ok := queuePolicy(c, queue); !ok {
+		return
+	}
+	ctx := c.Context()
+	cmds := []redis.Cmder{
+		redis.NewIntCmd(ctx, "llen", queue),
+		redis.NewIntCmd(ctx, "zcard", rdb.InflightKey(queue)),
+		redis.NewIntCmd(ctx, "zcard", rdb.DelayedKey(queue)),
+		redis.NewIntCmd(ctx, "llen", rdb.DeadKey(queue)),
+		redis.NewIntCmd(ctx, "llen", rdb.HandoffKey(queue)),
+	}
+	head := redis.NewStringCmd(ctx, "lindex", queue, 0)
+	tail := redis.NewStringCmd(ctx, "lindex", queue, -1)
+	for _, cmd := range cmds {
+		c.Queue(cmd, func(*resp.Writer) {})
+	}
+	c.Queue(head, func(*resp.Writer) {})
+	c.Queue(tail, func(w *resp.Writer) {
+		names := []string{"ready", "in_flight", "delayed", "dead", "handoff"}
+		vals := make([]int64, len(cmds))
+		for i, cmd := range cmds {
+			v, err := cmd.(*redis.IntCmd).Result()
+			if err != nil {
+				w.Error(backendError(err))
+				return
+			}
+			vals[i] = v
+		}
+		age := int64(-1)
+		for _, end := range []*redis.StringCmd{head, tail} {
+			if env, ok := envelope.Decode([]byte(end.Val())); ok {
+				if a := time.Since(env.EnqueuedAt).Milliseconds(); a > age {
+					age = max(a, 0)
+				}
+			}
+		}
+		w.Map(len(names) + 1)
+		for i, n := range names {
+			w.BulkString(n)
+			w.Int(vals[i])
+		}
+		w.BulkString("oldest_ready_age_ms")
+		w.Int(age)
+	})
+}
+
+func qdead(c Conn, args [][]byte) {
+	queue := string(args[1])
+	if _, ok := queuePolicy(c, queue); !ok {
+		return
+	}
+	n, ok := optCount(c, "qdead", args, 2, 10)
+	if !ok {
+		return
+	}
+	cmd := redis.NewStringSliceCmd(c.Context(), "lrange", rdb.DeadKey(queue), 0, n-1)
+	c.Queue(cmd, func(w *resp.Writer) {
+		vals, err := cmd.Result()
+		if err != nil {
+			w.Error(backendError(err))
+			return
+		}
+		w.Array(len(vals))
+		for _, v := range vals {
+			w.BulkString(v)
+		}
+	})
+}
+
+func qredrive(c Conn, args [][]byte) {
+	queue := string(args[1])
+	if _, ok := queuePolicy(c, queue); !ok {
+		return
+	}
+	n, ok := optCount(c, "qredrive", args, 2, math.MaxInt32)
+	if !ok {
+		return
+	}
+	keys := []string{queue, rdb.DeadKey(queue)}
+	cmd := rdb.Redrive.Cmd(c.Context(), keys, n)
+	c.Queue(cmd, func(w *resp.Writer) {
+		moved, err := cmd.Int64()
+		if rdb.IsNoScript(err) {
+			moved, err = rdb.Redrive.Eval(c.Context(), c.Server().Backend(), keys, n).Int64()
+		}
+		if err != nil {
+			w.Error(backendError(err))
+			return
+		}
+		c.Server().Leases().Redriven.Add(moved)
+		w.Int(moved)
+	})
+}

@@ -1,0 +1,255 @@
+package commands
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/proxy/envelope"
+	"github.com/qgate/qgate/proxy/resp"
+)
+
+func init() {
+	chans := []Arg{{Name: "channel", Type: "string", Multiple: true}}
+	optChans := []Arg{{Name: "channel", Type: "string", Optional: true, Multiple: true}}
+	pats := []Arg{{Name: "pattern", Type: "pattern", Multiple: true}}
+	optPats := []Arg{{Name: "pattern", Type: "pattern", Optional: true, Multiple: true}}
+	sub := PubSub | Loading | Stale | SubscribedOK
+	register(
+		&Spec{Name: "publish", Arity: 3, Flags: PubSub | Loading | Stale | Fast, Verb: VerbPublish, Targets: argAt(1),
+			Group: "pubsub", Since: "2.0.0", Summary: "Posts a message to a channel.",
+			Args: []Arg{{Name: "channel", Type: "string"}, {Name: "message", Type: "string"}}, Run: publish},
+		&Spec{Name: "subscribe", Arity: -2, Flags: sub, Verb: VerbSubscribe, Targets: argsFrom(1), Group: "pubsub", Since: "2.0.0",
+			Summary: "Listens for messages published to channels.", Args: chans,
+			Run: func(c Conn, args [][]byte) { subscribe(c, false, args[1:]) }},
+		&Spec{Name: "psubscribe", Arity: -2, Flags: sub, Verb: VerbSubscribe, Targets: argsFrom(1), PatternArgs: true, Group: "pubsub", Since: "2.0.0",
+			Summary: "Listens for messages published to channels that match one or more patterns.", Args: pats,
+			Run: func(c Conn, args [][]byte) { subscribe(c, true, args[1:]) }},
+		&Spec{Name: "unsubscribe", Arity: -1, Flags: sub, Group: "pubsub", Since: "2.0.0",
+			Summary: "Stops listening to messages posted to channels.", Args: optChans,
+			Run: func(c Conn, args [][]byte) { unsubscribe(c, false, args[1:]) }},
+		&Spec{Name: "punsubscribe", Arity: -1, Flags: sub, Group: "pubsub", Since: "2.0.0",
+			Summary: "Stops listening to messages published to channels that match one or more patterns.", Args: optPats,
+			Run: func(c Conn, args [][]byte) { unsubscribe(c, true, args[1:]) }},
+		&Spec{Name: "pubsub", Arity: -2, Group: "pubsub", Since: "2.8.0", Summary: "A container for Pub/Sub commands.",
+			Subs: []*Spec{
+				{Name: "pubsub|channels", Arity: -2, Flags: PubSub | Loading | Stale, Since: "2.8.0",
+					Summary: "Returns the active channels.", Args: []Arg{{Name: "pattern", Type: "pattern", Optional: true}}, Run: pubsubChannels},
+				{Name: "pubsub|numsub", Arity: -2, Flags: PubSub | Loading | Stale, Since: "2.8.0",
+					Summary: "Returns a count of subscribers to channels.", Args: optChans, Run: pubsubNumsub},
+				{Name: "pubsub|numpat", Arity: 2, Flags: PubSub | Loading | Stale, Since: "2.8.0",
+					Summary: "Returns a count of unique pattern subscriptions.", Run: pubsubNumpat},
+				{Name: "pubsub|help", Arity: 2, Flags: Loading | Stale, Since: "6.2.0",
+					Summary: "Returns helpful text about the different subcommands.", Run: pubsubHelp},
+			}},
+	)
+}
+
+// publish forwards to the backend. Redis replies with the number of clients that received the message;
+// the backend counts each of qgate's shared subscriptions once, so qgate replaces those with its local
+// subscriber count.
+func publish(c Conn, args [][]byte) {
+	channel := string(args[1])
+	p, ok := channelPolicy(c, channel, false)
+	if !ok {
+		return
+	}
+	if err := p.Check(args[2]); err != nil {
+		c.Reply().Error(sanitize(fmt.Sprintf("ERR message rejected by %s: %v", p.Name(), err)))
+		return
+	}
+	var msg interface{} = args[2]
+	if p.Envelope {
+		msg = envelope.Append(nil, channel, producer(c), args[2])
+	}
+	cmd := redis.NewIntCmd(c.Context(), "publish", channel, msg)
+	c.Queue(cmd, func(w *resp.Writer) {
+		n, err := cmd.Result()
+		if err != nil {
+			w.Error(backendError(err))
+			return
+		}
+		local, subs := c.Server().LocalSubscribers(channel)
+		n = n - int64(subs) + int64(local)
+		if n < 0 {
+			n = 0
+		}
+		w.Int(n)
+	})
+}
+
+func subscribe(c Conn, pattern bool, names [][]byte) {
+	s := c.Session()
+	kind := "subscribe"
+	set := &s.Channels
+	if pattern {
+		kind = "psubscribe"
+		set = &s.Patterns
+	}
+	for _, nb := range names { // a bad name refuses the whole command
+		if _, ok := channelPolicy(c, string(nb), pattern); !ok {
+			return
+		}
+	}
+	for _, nb := range names {
+		name := string(nb)
+		if _, ok := (*set)[name]; !ok {
+			if err := c.Server().Subscribe(c, pattern, name); err != nil {
+				c.Reply().Error(backendError(err))
+				continue
+			}
+			if *set == nil {
+				*set = map[string]struct{}{}
+			}
+			(*set)[name] = struct{}{}
+		}
+		w := c.Reply()
+		w.Push(3)
+		w.BulkString(kind)
+		w.BulkString(name)
+		w.Int(int64(s.Subscriptions()))
+	}
+}
+
+func unsubscribe(c Conn, pattern bool, names [][]byte) {
+	s := c.Session()
+	kind := "unsubscribe"
+	set := s.Channels
+	if pattern {
+		kind = "punsubscribe"
+		set = s.Patterns
+	}
+	var list []string
+	if len(names) == 0 {
+		for name := range set {
+			list = append(list, name)
+		}
+		sort.Strings(list)
+		if len(list) == 0 {
+			w := c.Reply()
+			w.Push(3)
+			w.BulkString(kind)
+			w.Null()
+			w.Int(int64(s.Subscriptions()))
+			return
+		}
+	} else {
+		list = make([]string, len(names))
+		for i, nb := range names {
+			list[i] = string(nb)
+		}
+	}
+	for _, name := range list {
+		if _, ok := set[name]; ok {
+			delete(set, name)
+			c.Server().Unsubscribe(c, pattern, name)
+		}
+		w := c.Reply()
+		w.Push(3)
+		w.BulkString(kind)
+		w.BulkString(name)
+		w.Int(int64(s.Subscriptions()))
+	}
+}
+
+// UnsubscribeAll drops every subscription of c without replying (RESET, disconnect).
+func UnsubscribeAll(c Conn) {
+	s := c.Session()
+	for name := range s.Channels {
+		c.Server().Unsubscribe(c, false, name)
+	}
+	for name := range s.Patterns {
+		c.Server().Unsubscribe(c, true, name)
+	}
+	s.Channels, s.Patterns = nil, nil
+}
+
+func pubsubChannels(c Conn, args [][]byte) {
+	if len(args) > 3 {
+		c.Reply().Error(WrongArgs("pubsub|channels"))
+		return
+	}
+	pargs := []interface{}{"pubsub", "channels"}
+	if len(args) == 3 {
+		pargs = append(pargs, args[2])
+	}
+	cmd := redis.NewStringSliceCmd(c.Context(), pargs...)
+	c.Queue(cmd, func(w *resp.Writer) {
+		vals, err := cmd.Result()
+		if err != nil {
+			w.Error(backendError(err))
+			return
+		}
+		w.Array(len(vals))
+		for _, v := range vals {
+			w.BulkString(v)
+		}
+	})
+}
+
+// pubsubNumsub corrects the backend's counts, which see each of qgate's shared subscriptions as one
+// subscriber, with qgate's local subscriber counts.
+func pubsubNumsub(c Conn, args [][]byte) {
+	pargs := []interface{}{"pubsub", "numsub"}
+	for _, a := range args[2:] {
+		pargs = append(pargs, a)
+	}
+	cmd := redis.NewMapStringIntCmd(c.Context(), pargs...)
+	names := make([]string, len(args)-2)
+	for i, a := range args[2:] {
+		names[i] = string(a)
+	}
+	c.Queue(cmd, func(w *resp.Writer) {
+		counts, err := cmd.Result()
+		if err != nil {
+			w.Error(backendError(err))
+			return
+		}
+		w.Map(len(names))
+		for _, name := range names {
+			n := counts[name]
+			local, subscribed := c.Server().LocalNumSub(name)
+			if subscribed && n > 0 {
+				n--
+			}
+			w.BulkString(name)
+			w.Int(n + int64(local))
+		}
+	})
+}
+
+// pubsubNumpat passes the backend's count through: Redis counts unique patterns, and qgate's shared
+// pattern subscriptions keep that count exact.
+func pubsubNumpat(c Conn, _ [][]byte) {
+	cmd := redis.NewIntCmd(c.Context(), "pubsub", "numpat")
+	c.Queue(cmd, func(w *resp.Writer) {
+		if err := cmd.Err(); err != nil {
+			w.Error(backendError(err))
+			return
+		}
+		w.Int(cmd.Val())
+	})
+}
+
+func pubsubHelp(c Conn, _ [][]byte) {
+	help(c.Reply(), "PUBSUB", []string{
+		"CHANNELS [<pattern>]",
+		"    Return the currently active channels matching a <pattern> (default: '*').",
+		"NUMPAT",
+		"    Return number of subscriptions to patterns.",
+		"NUMSUB [<channel> ...]",
+		"    Return the number of subscribers for the specified channels, excluding",
+		"    pattern subscriptions(default: no channels).",
+	})
+}
+
+// help writes a Redis-style HELP reply.
+func help(w *resp.Writer, cmd string, lines []string) {
+	lines = append([]string{cmd + " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"}, lines...)
+	lines = append(lines, "HELP", "    Print this help.")
+	w.Array(len(lines))
+	for _, l := range lines {
+		w.Simple(l)
+	}
+}

@@ -1,0 +1,366 @@
+// Command qgate is a Redis-protocol queue proxy: point Redis clients at it and they get
+// validation, authentication and retry semantics on plain list and pub/sub commands.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
+
+	"github.com/qgate/qgate/proxy"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+// configEnv names the config file when --config is not given.
+const configEnv = "QGATE_CONFIG"
+
+// configFlag is a command-line flag that sets one Config field.
+type configFlag struct {
+	name  string                  // flag name; the YAML name with '-' for '_'
+	usage string                  // help text, without default and env var
+	field func(*proxy.Config) any // pointer to the field: *string, *int, *int64 or *time.Duration
+}
+
+var configFlags = []configFlag{
+	{"listen", "address to accept Redis clients on (host:port)", func(c *proxy.Config) any { return &c.Listen }},
+	{"backend", "backend Redis URL: redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// (default: embedded in-memory Redis, nothing persisted)", func(c *proxy.Config) any { return &c.Backend }},
+	{"log-format", "log format: text or json", func(c *proxy.Config) any { return &c.LogFormat }},
+	{"log-level", "log level: debug, info, warn or error", func(c *proxy.Config) any { return &c.LogLevel }},
+	{"max-clients", "maximum connected clients", func(c *proxy.Config) any { return &c.MaxClients }},
+	{"max-bulk-bytes", "largest value a client may send, in bytes", func(c *proxy.Config) any { return &c.MaxBulkBytes }},
+	{"shutdown-timeout", "how long SIGTERM waits for clients to drain", func(c *proxy.Config) any { return &c.ShutdownTimeout }},
+	{"pubsub-output-limit", "bytes queued for a slow subscriber before it is disconnected", func(c *proxy.Config) any { return &c.PubSubOutputLimit }},
+	{"blocking-conns", "backend connections that wait for blocked pops, per direction", func(c *proxy.Config) any { return &c.BlockingConns }},
+	{"pool-size", "backend connection pool size (0 = go-redis default)", func(c *proxy.Config) any { return &c.PoolSize }},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv))
+}
+
+// run is main with an exit code: 0 ok, 1 runtime failure, 2 bad usage or configuration.
+func run(args []string, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Println("qgate", versionString(), runtime.Version())
+		return 0
+	}
+	if len(args) > 0 && args[0] == "check-config" {
+		return checkConfig(args[1:], os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "hash-password" {
+		return hashPassword(args[1:], os.Stdin, os.Stdout, os.Stderr)
+	}
+	cfg, err := loadSettings(args, getenv)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs, _, _ := newFlagSet()
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return 0
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "qgate: %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 2
+	}
+	level, _ := cfg.SlogLevel() // validated
+	opts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if cfg.LogFormat == "json" {
+		handler = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	reload := func() (proxy.Config, error) { return loadSettings(args, getenv) }
+	return serve(cfg, slog.New(handler), reload)
+}
+
+// checkConfig validates a config file (rules and JSON Schemas included) and prints every problem
+// with its path: exit status 0 when it is valid, 1 when it is not, 2 for bad usage.
+func checkConfig(args []string, out io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(out, "usage: qgate check-config FILE")
+		return 2
+	}
+	cfg, err := proxy.LoadConfig(args[0])
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(out, "%s: invalid\n", args[0])
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(out, "  %s\n", line)
+		}
+		return 1
+	}
+	fmt.Fprintf(out, "%s: ok (%d queue rules, %d channel rules, %d users)\n", args[0], len(cfg.Queues), len(cfg.Channels), len(cfg.Users))
+	return 0
+}
+
+// serve runs the proxy until SIGTERM or SIGINT, then shuts it down within cfg.ShutdownTimeout. On
+// SIGHUP it re-reads the settings with reload and applies users, rights and rules (Server.Reload).
+func serve(cfg proxy.Config, log *slog.Logger, reload func() (proxy.Config, error)) int {
+	backend := "embedded in-memory Redis (data is not persisted)"
+	if cfg.Backend != "" {
+		backend = proxy.RedactBackendURL(cfg.Backend)
+	}
+	log.Info("starting qgate", "version", versionString(), "listen", cfg.Listen, "backend", backend)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := proxy.New(cfg, log)
+	if err != nil {
+		log.Error("start qgate", "err", err)
+		return 1
+	}
+	if err := srv.Listen(); err != nil {
+		log.Error("start qgate", "err", err)
+		return 1
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+wait:
+	for {
+		select {
+		case err := <-served:
+			if err != nil {
+				log.Error("serve", "err", err)
+				return 1
+			}
+			return 0
+		case <-hup:
+			log.Info("SIGHUP received: reloading users, rights and rules")
+			next, err := reload()
+			if err == nil {
+				err = srv.Reload(next)
+			}
+			if err != nil {
+				log.Error("reload failed; keeping the previous configuration", "err", err)
+			}
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	stop() // a second signal kills the process the default way
+	log.Info("signal received, shutting down", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	code := 0
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown", "err", err)
+		code = 1
+	}
+	if err := <-served; err != nil {
+		log.Error("serve", "err", err)
+		code = 1
+	}
+	return code
+}
+
+// loadSettings assembles the configuration: defaults < config file (--config or QGATE_CONFIG)
+// < QGATE_* environment < flags given on the command line; then validates it.
+func loadSettings(args []string, getenv func(string) string) (proxy.Config, error) {
+	fs, configPath, fromFlags := newFlagSet()
+	fs.SetOutput(io.Discard) // run prints usage and errors itself
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return proxy.Config{}, err
+		}
+		return proxy.Config{}, fmt.Errorf("%w (run qgate --help for usage)", err)
+	}
+	if fs.NArg() > 0 {
+		return proxy.Config{}, fmt.Errorf("unexpected argument %q (run qgate --help)", fs.Arg(0))
+	}
+
+	cfg := proxy.DefaultConfig()
+	path := *configPath
+	if path == "" {
+		path = getenv(configEnv)
+	}
+	if path != "" {
+		var err error
+		if cfg, err = proxy.LoadConfig(path); err != nil {
+			return proxy.Config{}, err
+		}
+	}
+	if err := cfg.ApplyEnv(getenv); err != nil {
+		return proxy.Config{}, fmt.Errorf("read environment: %w", err)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		for _, cf := range configFlags {
+			if cf.name == f.Name {
+				copyField(cf.field(&cfg), cf.field(fromFlags))
+			}
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return proxy.Config{}, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, nil
+}
+
+// newFlagSet defines qgate's flags. Config flags write into the returned Config (which starts
+// at the defaults, so --help shows them); loadSettings copies only the flags that were set.
+func newFlagSet() (fs *flag.FlagSet, configPath *string, fromFlags *proxy.Config) {
+	fs = flag.NewFlagSet("qgate", flag.ContinueOnError)
+	fromFlags = new(proxy.Config)
+	*fromFlags = proxy.DefaultConfig()
+	configPath = fs.String("config", "", "YAML config file [env "+configEnv+"]")
+	for _, cf := range configFlags {
+		usage := fmt.Sprintf("%s [env %s]", cf.usage, proxy.EnvName(strings.ReplaceAll(cf.name, "-", "_")))
+		switch p := cf.field(fromFlags).(type) {
+		case *string:
+			fs.StringVar(p, cf.name, *p, usage)
+		case *int:
+			fs.IntVar(p, cf.name, *p, usage)
+		case *int64:
+			fs.Int64Var(p, cf.name, *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, cf.name, *p, usage)
+		default:
+			panic(fmt.Sprintf("flag %s: unsupported field type %T", cf.name, p))
+		}
+	}
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintln(out, "Usage: qgate [flags]    run the proxy")
+		fmt.Fprintln(out, "       qgate check-config FILE    validate a config file, schemas included")
+		fmt.Fprintln(out, "       qgate hash-password [--cost N]    read a password (stdin or prompt), print its bcrypt hash")
+		fmt.Fprintln(out, "       qgate version    print the version")
+		fmt.Fprintln(out, "\nSettings come from the defaults, then the --config file, then QGATE_* environment")
+		fmt.Fprintln(out, "variables, then flags; each later source overrides the earlier ones.")
+		fmt.Fprintln(out, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	return fs, configPath, fromFlags
+}
+
+// copyField sets *dst = *src for two pointers of the same field type.
+func copyField(dst, src any) {
+	switch d := dst.(type) {
+	case *string:
+		*d = *src.(*string)
+	case *int:
+		*d = *src.(*int)
+	case *int64:
+		*d = *src.(*int64)
+	case *time.Duration:
+		*d = *src.(*time.Duration)
+	}
+}
+
+// versionString is the -ldflags version, else the module version, else "dev".
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// hashPassword implements `qgate hash-password`: it reads a password from stdin (the first line) or,
+// on a terminal, prompts twice without echo, and prints its bcrypt hash for a users: entry.
+func hashPassword(args []string, in *os.File, out, errOut io.Writer) int {
+	fs := flag.NewFlagSet("hash-password", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	cost := fs.Int("cost", bcrypt.DefaultCost, fmt.Sprintf("bcrypt cost (%d-%d)", bcrypt.MinCost, bcrypt.MaxCost))
+	fs.Usage = func() {
+		fmt.Fprintln(errOut, "usage: qgate hash-password [--cost N] < password-file")
+		fmt.Fprintln(errOut, "Reads a password from stdin (or prompts on a terminal) and prints its bcrypt hash.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(errOut, "qgate hash-password: the password is read from stdin, not from the command line (it would stay in shell history)")
+		return 2
+	}
+	if *cost < bcrypt.MinCost || *cost > bcrypt.MaxCost {
+		fmt.Fprintf(errOut, "qgate hash-password: --cost must be %d-%d\n", bcrypt.MinCost, bcrypt.MaxCost)
+		return 2
+	}
+	var pw []byte
+	var err error
+	if fd := int(in.Fd()); term.IsTerminal(fd) {
+		pw, err = prompt(fd, errOut)
+	} else {
+		pw, err = readLine(in)
+	}
+	if err != nil {
+		fmt.Fprintf(errOut, "qgate hash-password: %v\n", err)
+		return 1
+	}
+	hash, err := hashOf(pw, *cost)
+	if err != nil {
+		fmt.Fprintf(errOut, "qgate hash-password: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(out, hash)
+	return 0
+}
+
+// hashOf returns the bcrypt hash of a password.
+func hashOf(pw []byte, cost int) (string, error) {
+	if len(pw) == 0 {
+		return "", errors.New("empty password")
+	}
+	if len(pw) > 72 {
+		return "", errors.New("password longer than 72 bytes (bcrypt's limit)")
+	}
+	h, err := bcrypt.GenerateFromPassword(pw, cost)
+	if err != nil {
+		return "", err
+	}
+	return string(h), nil
+}
+
+// readLine reads the first line of r without its line ending.
+func readLine(r io.Reader) ([]byte, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return []byte(strings.TrimRight(line, "\r\n")), nil
+}
+
+// prompt asks for the password twice on the terminal, without echo.
+func prompt(fd int, errOut io.Writer) ([]byte, error) {
+	fmt.Fprint(errOut, "Password: ")
+	a, err := term.ReadPassword(fd)
+	fmt.Fprintln(errOut)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprint(errOut, "Again: ")
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(errOut)
+	if err != nil {
+		return nil, err
+	}
+	if string(a) != string(b) {
+		return nil, errors.New("the passwords differ")
+	}
+	return a, nil
+}

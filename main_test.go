@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/qgate/qgate/proxy"
+	"github.com/qgate/qgate/proxy/proxytest"
+)
+
+func TestHelp_MentionsEveryFlag(t *testing.T) {
+	fs, _, _ := newFlagSet()
+	var out strings.Builder
+	fs.SetOutput(&out)
+	if err := fs.Parse([]string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("Parse(--help) = %v, want flag.ErrHelp", err)
+	}
+	help := out.String()
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		n++
+		if !strings.Contains(help, "  -"+f.Name+" ") && !strings.Contains(help, "  -"+f.Name+"\n") {
+			t.Errorf("--help does not mention -%s:\n%s", f.Name, help)
+		}
+		env := proxy.EnvName(strings.ReplaceAll(f.Name, "-", "_"))
+		if !strings.Contains(f.Usage, "[env "+env+"]") {
+			t.Errorf("-%s usage %q does not name %s", f.Name, f.Usage, env)
+		}
+	})
+	if got, want := n, len(configFlags)+1; got != want {
+		t.Fatalf("flag count = %d, want %d (config flags + --config)", got, want)
+	}
+	for _, want := range []string{`(default "127.0.0.1:6380")`, "(default 10000)", "(default 10s)", `(default "info")`, "embedded"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help lacks %q:\n%s", want, help)
+		}
+	}
+}
+
+func TestLoadSettings_HelpIsErrHelp(t *testing.T) {
+	_, err := loadSettings([]string{"-h"}, func(string) string { return "" })
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("loadSettings(-h) = %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestLoadSettings_Precedence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "qgate.yml")
+	body := "listen: file:1\nlog_level: warn\nmax_clients: 100\nshutdown_timeout: 20s\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"QGATE_LOG_LEVEL":   "error",
+		"QGATE_MAX_CLIENTS": "200",
+	}
+	getenv := func(k string) string { return env[k] }
+	args := []string{"--config", path, "--max-clients", "300"}
+
+	cfg, err := loadSettings(args, getenv)
+	if err != nil {
+		t.Fatalf("loadSettings() = %v", err)
+	}
+	want := proxy.DefaultConfig() // log_format, backend, …: defaults
+	want.Listen = "file:1"        // file only
+	want.ShutdownTimeout = 20 * time.Second
+	want.LogLevel = "error" // env beats file
+	want.MaxClients = 300   // flag beats env and file
+	want.Dir = cfg.Dir
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("loadSettings() = %+v, want %+v", cfg, want)
+	}
+}
+
+func TestLoadSettings_FlagEqualToDefaultStillOverrides(t *testing.T) {
+	env := map[string]string{"QGATE_LISTEN": "env:1"}
+	cfg, err := loadSettings([]string{"--listen", proxy.DefaultListen}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("loadSettings() = %v", err)
+	}
+	if got, want := cfg.Listen, proxy.DefaultListen; got != want {
+		t.Fatalf("Listen = %q, want %q (an explicit flag wins even when it equals the default)", got, want)
+	}
+}
+
+func TestLoadSettings_ConfigFromEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "qgate.yml")
+	if err := os.WriteFile(path, []byte("log_format: json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"QGATE_CONFIG": path}
+	cfg, err := loadSettings(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("loadSettings() = %v", err)
+	}
+	if got, want := cfg.LogFormat, "json"; got != want {
+		t.Fatalf("LogFormat = %q, want %q", got, want)
+	}
+}
+
+func TestLoadSettings_Errors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{"unknown flag", []string{"--nope"}, nil, []string{"flag provided but not defined: -nope"}},
+		{"bad flag value", []string{"--max-clients", "x"}, nil, []string{"invalid value"}},
+		{"extra argument", []string{"serve"}, nil, []string{`unexpected argument "serve"`}},
+		{"missing file", []string{"--config", "/nonexistent/qgate.yml"}, nil, []string{"load config /nonexistent/qgate.yml"}},
+		{"bad env", nil, map[string]string{"QGATE_MAX_CLIENTS": "x"}, []string{"QGATE_MAX_CLIENTS"}},
+		{
+			"every invalid field",
+			[]string{"--max-clients", "0", "--log-format", "xml", "--backend", "ftp://x"},
+			nil,
+			[]string{"invalid configuration", "max_clients: must be > 0, got 0", "log_format: ", "backend: "},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadSettings(tt.args, func(k string) string { return tt.env[k] })
+			if err == nil {
+				t.Fatal("loadSettings() = nil error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("loadSettings() = %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckConfig_ReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "email.json"), []byte(`{"type":"object","required":["receiver"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, []byte("queues:\n  - match: \"email_*\"\n    schema: email.json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("max_clients: -1\nqueues:\n  - match: \"a\"\n    schema: nope.json\n    deliver: sometimes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if got, want := checkConfig([]string{good}, &out), 0; got != want {
+		t.Fatalf("check-config good = %d, want %d: %s", got, want, out.String())
+	}
+	out.Reset()
+	if got, want := checkConfig([]string{bad}, &out), 1; got != want {
+		t.Fatalf("check-config bad = %d, want %d", got, want)
+	}
+	for _, want := range []string{"max_clients: must be > 0", "queues[0].schema: read schema", `queues[0].deliver: must be payload or envelope, got "sometimes"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	in, err := os.CreateTemp(t.TempDir(), "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.WriteString("correct horse\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if code := hashPassword([]string{"--cost", "4"}, in, &out, &errOut); code != 0 {
+		t.Fatalf("hash-password = %d: %s", code, errOut.String())
+	}
+	hash := strings.TrimSpace(out.String())
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("correct horse")); err != nil {
+		t.Fatalf("printed hash %q does not verify: %v", hash, err)
+	}
+	if strings.Contains(out.String()+errOut.String(), "correct horse") {
+		t.Fatal("the password was printed")
+	}
+	if code := hashPassword([]string{"secret-on-the-command-line"}, in, &out, &errOut); code != 2 {
+		t.Fatalf("password argument: exit %d, want 2", code)
+	}
+	empty, _ := os.Open(os.DevNull)
+	defer empty.Close()
+	if code := hashPassword(nil, empty, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "empty password") {
+		t.Fatalf("empty password: exit %d, %q", code, errOut.String())
+	}
+}
+
+// TestServe_SIGHUPReloadsUsers runs qgate as main does, changes the config file, sends SIGHUP and sees
+// the new user accepted and the removed one's connection closed, then stops it with SIGTERM.
+func TestServe_SIGHUPReloadsUsers(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	h1, _ := bcrypt.GenerateFromPassword([]byte("pw-one"), bcrypt.MinCost)
+	h2, _ := bcrypt.GenerateFromPassword([]byte("pw-two"), bcrypt.MinCost)
+	path := filepath.Join(t.TempDir(), "qgate.yaml")
+	write := func(users string) {
+		body := "listen: " + addr + "\nbackend: " + r.URL() + "\nusers:\n" + users
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("  - {name: one, password_hash: \"" + string(h1) + "\", push: [\"*\"]}\n")
+	cfg, err := loadSettings([]string{"--config", path}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &proxytest.SafeBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- serve(cfg, slog.New(slog.NewTextHandler(logs, nil)), func() (proxy.Config, error) {
+			return loadSettings([]string{"--config", path}, func(string) string { return "" })
+		})
+	}()
+	var one net.Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if one, err = net.Dial("tcp", addr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("qgate did not start: %v\n%s", err, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer one.Close()
+	rd := bufio.NewReader(one)
+	roundTrip := func(c net.Conn, rd *bufio.Reader, cmd string) string {
+		t.Helper()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+			return "write: " + err.Error()
+		}
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			return "read: " + err.Error()
+		}
+		return strings.TrimSpace(line)
+	}
+	if got := roundTrip(one, rd, "AUTH one pw-one"); got != "+OK" {
+		t.Fatalf("AUTH one = %q", got)
+	}
+	write("  - {name: two, password_hash: \"" + string(h2) + "\", push: [\"*\"]}\n")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "configuration reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload after SIGHUP:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := roundTrip(one, rd, "PING"); !strings.HasPrefix(got, "read: ") {
+		t.Fatalf("removed user's connection still served: %q", got)
+	}
+	two, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer two.Close()
+	rd2 := bufio.NewReader(two)
+	if got := roundTrip(two, rd2, "AUTH two pw-two"); got != "+OK" {
+		t.Fatalf("AUTH two after reload = %q", got)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exit %d\n%s", code, logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+	if strings.Contains(logs.String(), "pw-one") || strings.Contains(logs.String(), "pw-two") {
+		t.Fatal("a password reached the log")
+	}
+}

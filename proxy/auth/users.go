@@ -1,0 +1,212 @@
+// Package auth holds qgate's users, their rights, and the verification of their passwords: bcrypt
+// behind a bounded cache of verified credentials, a singleflight so that a reconnect storm costs one
+// bcrypt, and a per-address slow-down for failed logins.
+package auth
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/qgate/qgate/proxy/glob"
+)
+
+// Right is what a user may do with a queue or channel.
+type Right uint8
+
+// The rights of DESIGN.md section 6.
+const (
+	RightPush Right = iota + 1
+	RightPop        // LPOP, RPOP, BLPOP, BRPOP, LLEN, LRANGE (and acks, nacks and lease extensions)
+	RightPublish
+	RightSubscribe // channels and patterns
+	RightAdmin
+)
+
+// String is the right's name as in the config file and in NOPERM errors.
+func (r Right) String() string {
+	switch r {
+	case RightPush:
+		return "push"
+	case RightPop:
+		return "pop"
+	case RightPublish:
+		return "publish"
+	case RightSubscribe:
+		return "subscribe"
+	case RightAdmin:
+		return "admin"
+	}
+	return "none"
+}
+
+// UserConfig is one entry of the `users:` list of the config file.
+type UserConfig struct {
+	Name         string   `yaml:"name"`
+	PasswordHash string   `yaml:"password_hash"` // bcrypt ($2a$, $2b$ or $2y$)
+	Enabled      *bool    `yaml:"enabled"`       // default true
+	Push         []string `yaml:"push"`          // queue globs
+	Pop          []string `yaml:"pop"`           // queue globs (peek, ack, nack and extend included)
+	Publish      []string `yaml:"publish"`       // channel globs
+	Subscribe    []string `yaml:"subscribe"`     // channel globs (see User.MaySubscribePattern)
+	Admin        []string `yaml:"admin"`         // queue globs for admin commands; any entry unlocks full INFO
+}
+
+// User is a configured user; immutable once built.
+type User struct {
+	Name    string
+	Enabled bool
+	hash    []byte
+	rights  [RightAdmin + 1][]string
+}
+
+// Hash returns the user's bcrypt hash.
+func (u *User) Hash() []byte { return u.hash }
+
+// Globs returns the user's globs for a right.
+func (u *User) Globs(r Right) []string {
+	if r == 0 || r > RightAdmin {
+		return nil
+	}
+	return u.rights[r]
+}
+
+// Allowed reports whether the user has right r on the queue or channel name.
+func (u *User) Allowed(r Right, name string) bool {
+	for _, g := range u.Globs(r) {
+		if glob.Match(g, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsAdmin reports whether the user has any admin right (full INFO).
+func (u *User) IsAdmin() bool { return len(u.rights[RightAdmin]) > 0 }
+
+// MaySubscribePattern reports whether the user may PSUBSCRIBE to pattern. A pattern is allowed only
+// when it is literally one of the user's subscribe globs, or has no glob characters at all and
+// matches one of them (then it can only ever match that one channel).
+//
+// Matching the pattern against the globs as if it were a channel name would be unsound: with
+// subscribe: ["events.*"], the pattern "events.*[" or "*" or "events.[a-z]*" can be tested as a
+// string against "events.*" with results that say nothing about the set of channels the pattern
+// matches ("*" does not match "events.*" as a string, but "e*" does, and it also matches "email").
+// Deciding whether one glob's language is contained in another's is not worth the risk, so qgate
+// accepts only the two cases that are obviously safe.
+func (u *User) MaySubscribePattern(pattern string) bool {
+	for _, g := range u.rights[RightSubscribe] {
+		if g == pattern {
+			return true
+		}
+	}
+	if !HasGlobChars(pattern) {
+		return u.Allowed(RightSubscribe, pattern)
+	}
+	return false
+}
+
+// HasGlobChars reports whether s contains a character that is special in a Redis glob.
+func HasGlobChars(s string) bool { return strings.ContainsAny(s, `*?[]\`) }
+
+// Store is an immutable set of users. A nil or empty store means no users are configured: qgate is
+// open and needs no authentication.
+type Store struct {
+	users map[string]*User
+	dummy []byte // compared against for unknown and disabled users (see Authenticator.Login)
+}
+
+// NewStore builds a store, reporting every problem with its path (users[1].password_hash: …).
+func NewStore(cfg []UserConfig) (*Store, error) {
+	var errs []error
+	bad := func(i int, field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("users[%d].%s: "+format, append([]any{i, field}, args...)...))
+	}
+	st := &Store{users: make(map[string]*User, len(cfg))}
+	for i, uc := range cfg {
+		switch {
+		case uc.Name == "":
+			bad(i, "name", "must not be empty")
+		case !validUserName(uc.Name):
+			bad(i, "name", "must be printable ASCII without spaces, got %q", uc.Name)
+		case st.users[uc.Name] != nil:
+			bad(i, "name", "duplicate user %q", uc.Name)
+		}
+		if _, err := bcrypt.Cost([]byte(uc.PasswordHash)); err != nil {
+			if uc.PasswordHash == "" {
+				bad(i, "password_hash", "missing (create one with: qgate hash-password)")
+			} else {
+				// Never echo the value: it could be a plain password pasted by mistake.
+				bad(i, "password_hash", "not a bcrypt hash (create one with: qgate hash-password)")
+			}
+		}
+		u := &User{Name: uc.Name, Enabled: uc.Enabled == nil || *uc.Enabled, hash: []byte(uc.PasswordHash)}
+		for r, globs := range [...][]string{RightPush: uc.Push, RightPop: uc.Pop, RightPublish: uc.Publish,
+			RightSubscribe: uc.Subscribe, RightAdmin: uc.Admin} {
+			if r == 0 {
+				continue
+			}
+			for j, g := range globs {
+				if g == "" {
+					bad(i, fmt.Sprintf("%s[%d]", Right(r), j), "empty glob")
+				}
+			}
+			u.rights[r] = append([]string(nil), globs...)
+		}
+		if st.users[uc.Name] == nil {
+			st.users[uc.Name] = u
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	// The dummy hash has the highest cost among the users, so that a login as an unknown or disabled
+	// user takes as long as a wrong password for a real one (no user enumeration by timing).
+	maxCost := 0
+	for _, u := range st.users {
+		if c, _ := bcrypt.Cost(u.hash); c > maxCost {
+			maxCost = c
+		}
+	}
+	if maxCost > 0 {
+		var random [16]byte
+		_, _ = rand.Read(random[:])
+		h, err := bcrypt.GenerateFromPassword(random[:], maxCost)
+		if err != nil {
+			return nil, fmt.Errorf("users: %w", err)
+		}
+		st.dummy = h
+	}
+	return st, nil
+}
+
+func validUserName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return len(s) <= 256
+}
+
+// Required reports whether users are configured, so connections must authenticate.
+func (s *Store) Required() bool { return s != nil && len(s.users) > 0 }
+
+// Lookup returns the user called name, or nil.
+func (s *Store) Lookup(name string) *User {
+	if s == nil {
+		return nil
+	}
+	return s.users[name]
+}
+
+// Len is the number of users.
+func (s *Store) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.users)
+}

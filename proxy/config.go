@@ -1,0 +1,250 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/qgate/qgate/proxy/auth"
+	"github.com/qgate/qgate/proxy/policy"
+)
+
+// EnvPrefix prefixes the environment variable of every config field: QGATE_<UPPER_YAML_NAME>.
+const EnvPrefix = "QGATE_"
+
+// Config is qgate's configuration. Precedence: DefaultConfig < YAML file < environment < flags.
+// Scalar fields are settable from the environment by name (see ApplyEnv); nested sections are
+// YAML only.
+type Config struct {
+	Listen            string        `yaml:"listen"`              // host:port of the RESP listener
+	Backend           string        `yaml:"backend"`             // backend URL; "" = embedded in-memory Redis
+	LogFormat         string        `yaml:"log_format"`          // text | json
+	LogLevel          string        `yaml:"log_level"`           // debug | info | warn | error
+	MaxClients        int           `yaml:"max_clients"`         // connected clients beyond this are refused
+	MaxBulkBytes      int64         `yaml:"max_bulk_bytes"`      // largest bulk string a client may send (proto-max-bulk-len)
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`    // how long SIGTERM waits for a drain
+	PubSubOutputLimit int64         `yaml:"pubsub_output_limit"` // bytes queued for a slow subscriber before it is disconnected
+	BlockingConns     int           `yaml:"blocking_conns"`      // backend connections that wait for blocked pops, per direction
+	PoolSize          int           `yaml:"pool_size"`           // backend pool size for ordinary commands; 0 = go-redis default
+
+	Queues   []policy.Rule `yaml:"queues"`   // per-queue rules, first match wins (see policy.Rule)
+	Channels []policy.Rule `yaml:"channels"` // per-channel rules for PUBLISH and SUBSCRIBE
+
+	Users []auth.UserConfig `yaml:"users"` // none: qgate is open (no authentication)
+	// AuthFailureDelay is the wait before the next login from an address after a failure; it doubles
+	// with each recent failure up to AuthFailureMaxDelay (0 turns the slow-down off).
+	AuthFailureDelay    time.Duration `yaml:"auth_failure_delay"`
+	AuthFailureMaxDelay time.Duration `yaml:"auth_failure_max_delay"`
+
+	TLS        TLSConfig        `yaml:"tls"`         // TLS on the client listener
+	BackendTLS BackendTLSConfig `yaml:"backend_tls"` // options for rediss:// backends
+
+	// Dir is the directory of the config file; relative schema paths are resolved against it.
+	Dir string `yaml:"-"`
+}
+
+// Default values of Config.
+const (
+	DefaultListen            = "127.0.0.1:6380"
+	DefaultMaxClients        = 10000
+	DefaultMaxBulkBytes      = 512 << 20 // Redis proto-max-bulk-len
+	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultPubSubOutputLimit = 32 << 20 // Redis client-output-buffer-limit pubsub hard limit
+	DefaultBlockingConns     = 8
+)
+
+// DefaultConfig returns the configuration used when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		Listen:              DefaultListen,
+		LogFormat:           "text",
+		LogLevel:            "info",
+		MaxClients:          DefaultMaxClients,
+		MaxBulkBytes:        DefaultMaxBulkBytes,
+		ShutdownTimeout:     DefaultShutdownTimeout,
+		PubSubOutputLimit:   DefaultPubSubOutputLimit,
+		BlockingConns:       DefaultBlockingConns,
+		AuthFailureDelay:    auth.DefaultBaseDelay,
+		AuthFailureMaxDelay: auth.DefaultMaxDelay,
+	}
+}
+
+// Validate reports every invalid field at once, each prefixed with its YAML path.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{path}, args...)...))
+	}
+
+	if err := checkHostPort(c.Listen); err != nil {
+		bad("listen", "%v", err)
+	}
+	if c.Backend != "" {
+		if _, _, err := parseBackendURL(c.Backend); err != nil {
+			bad("backend", "%v", err)
+		}
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log_format", "must be text or json, got %q", c.LogFormat)
+	}
+	if _, err := c.SlogLevel(); err != nil {
+		bad("log_level", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	positive := func(path string, v int64) {
+		if v <= 0 {
+			bad(path, "must be > 0, got %d", v)
+		}
+	}
+	positive("max_clients", int64(c.MaxClients))
+	positive("max_bulk_bytes", c.MaxBulkBytes)
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be > 0, got %s", c.ShutdownTimeout)
+	}
+	positive("pubsub_output_limit", c.PubSubOutputLimit)
+	positive("blocking_conns", int64(c.BlockingConns))
+	if c.PoolSize < 0 {
+		bad("pool_size", "must be >= 0 (0 = go-redis default), got %d", c.PoolSize)
+	}
+	if _, err := policy.NewSet(c.Queues, c.Channels, c.Dir); err != nil {
+		errs = append(errs, err) // each problem already carries its path (queues[0].schema: …)
+	}
+	if c.AuthFailureDelay < 0 {
+		bad("auth_failure_delay", "must be >= 0 (0 = no slow-down), got %s", c.AuthFailureDelay)
+	}
+	if c.AuthFailureMaxDelay < c.AuthFailureDelay {
+		bad("auth_failure_max_delay", "must be >= auth_failure_delay (%s), got %s", c.AuthFailureDelay, c.AuthFailureMaxDelay)
+	}
+	if _, err := auth.NewStore(c.Users); err != nil {
+		errs = append(errs, err) // users[1].password_hash: …
+	}
+	if c.TLS.Enabled() || c.TLS != (TLSConfig{}) {
+		if _, err := c.TLS.serverTLS(c.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.BackendTLS.Set() {
+		if !isTLSBackend(c.Backend) {
+			bad("backend_tls", "needs a rediss:// backend URL (rediss://, rediss+sentinel:// or rediss+cluster://)")
+		} else if err := c.BackendTLS.apply(&tls.Config{}, c.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkHostPort accepts host:port with an optional host and a port in 0-65535 (0 = any free).
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("must be host:port, got %q", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port must be a number 0-65535, got %q", port)
+	}
+	return nil
+}
+
+// SlogLevel is LogLevel as a slog.Level.
+func (c Config) SlogLevel() (slog.Level, error) {
+	switch c.LogLevel {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("parse log level: unknown level %q", c.LogLevel)
+}
+
+// LoadConfig reads a YAML config file over DefaultConfig. Unknown fields are errors.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	f, err := os.Open(path)
+	if err != nil {
+		return cfg, fmt.Errorf("load config %s: %w", path, err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // EOF: empty file
+		return cfg, fmt.Errorf("load config %s: %w", path, err)
+	}
+	cfg.Dir = filepath.Dir(path)
+	return cfg, nil
+}
+
+// EnvName is the environment variable for the config field with the given YAML name.
+func EnvName(yamlName string) string {
+	return EnvPrefix + strings.ToUpper(yamlName)
+}
+
+// ApplyEnv sets every scalar field whose variable QGATE_<UPPER_YAML_NAME> is non-empty,
+// e.g. QGATE_LISTEN, QGATE_MAX_CLIENTS, QGATE_SHUTDOWN_TIMEOUT=30s. It reports every bad value.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	var errs []error
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		env := EnvName(name)
+		raw := getenv(env)
+		if raw == "" {
+			continue
+		}
+		if err := setScalar(v.Field(i), raw); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", env, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// setScalar parses raw into a string, bool, integer or duration field; other kinds (nested
+// sections) are not settable from the environment.
+func setScalar(f reflect.Value, raw string) error {
+	switch {
+	case f.Type() == durationType:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q (want e.g. 10s, 1m30s)", raw)
+		}
+		f.SetInt(int64(d))
+	case f.Kind() == reflect.String:
+		f.SetString(raw)
+	case f.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("invalid boolean %q", raw)
+		}
+		f.SetBool(b)
+	case f.CanInt():
+		n, err := strconv.ParseInt(raw, 10, f.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("invalid integer %q", raw)
+		}
+		f.SetInt(n)
+	default:
+		return fmt.Errorf("cannot be set from the environment (use the config file)")
+	}
+	return nil
+}

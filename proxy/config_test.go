@@ -1,0 +1,359 @@
+package proxy_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qgate/qgate/proxy"
+)
+
+func TestConfig_DefaultIsValid(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("DefaultConfig().Validate() = %v", err)
+	}
+	if got, want := cfg.Listen, "127.0.0.1:6380"; got != want {
+		t.Fatalf("Listen = %q, want %q", got, want)
+	}
+	if got, want := cfg.MaxBulkBytes, int64(512*1024*1024); got != want {
+		t.Fatalf("MaxBulkBytes = %d, want %d", got, want)
+	}
+	if got, want := cfg.ShutdownTimeout, 10*time.Second; got != want {
+		t.Fatalf("ShutdownTimeout = %s, want %s", got, want)
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*proxy.Config)
+		want   string // "" = valid
+	}{
+		{"listen ok any host", func(c *proxy.Config) { c.Listen = ":6380" }, ""},
+		{"listen ok port 0", func(c *proxy.Config) { c.Listen = "127.0.0.1:0" }, ""},
+		{"listen ok ipv6", func(c *proxy.Config) { c.Listen = "[::1]:6380" }, ""},
+		{"listen no port", func(c *proxy.Config) { c.Listen = "localhost" }, `listen: must be host:port, got "localhost"`},
+		{"listen bad port", func(c *proxy.Config) { c.Listen = "localhost:http" }, `listen: port must be a number 0-65535, got "http"`},
+		{"listen port too big", func(c *proxy.Config) { c.Listen = "localhost:70000" }, `listen: port must be`},
+		{"backend embedded", func(c *proxy.Config) { c.Backend = "" }, ""},
+		{"backend redis", func(c *proxy.Config) { c.Backend = "redis://u:p@localhost:6379/2" }, ""},
+		{"backend sentinel", func(c *proxy.Config) { c.Backend = "redis+sentinel://a:26379,b:26379/mymaster" }, ""},
+		{"backend cluster", func(c *proxy.Config) { c.Backend = "redis+cluster://a:7000,b:7001" }, ""},
+		{"backend scheme", func(c *proxy.Config) { c.Backend = "http://localhost" }, `backend: unsupported scheme "http"`},
+		{"backend no scheme", func(c *proxy.Config) { c.Backend = "localhost:6379" }, `backend: missing scheme`},
+		{"backend bad db", func(c *proxy.Config) { c.Backend = "redis://localhost/abc" }, `backend: redis: invalid database number`},
+		{"backend unknown option", func(c *proxy.Config) { c.Backend = "redis://localhost?bogus=1" }, `backend: redis: unexpected option: bogus`},
+		{"log format", func(c *proxy.Config) { c.LogFormat = "xml" }, `log_format: must be text or json, got "xml"`},
+		{"log level", func(c *proxy.Config) { c.LogLevel = "verbose" }, `log_level: must be debug, info, warn or error, got "verbose"`},
+		{"log level debug", func(c *proxy.Config) { c.LogLevel = "debug" }, ""},
+		{"max clients", func(c *proxy.Config) { c.MaxClients = -1 }, "max_clients: must be > 0, got -1"},
+		{"max bulk bytes", func(c *proxy.Config) { c.MaxBulkBytes = 0 }, "max_bulk_bytes: must be > 0, got 0"},
+		{"shutdown timeout", func(c *proxy.Config) { c.ShutdownTimeout = -time.Second }, "shutdown_timeout: must be > 0, got -1s"},
+		{"pubsub output limit", func(c *proxy.Config) { c.PubSubOutputLimit = 0 }, "pubsub_output_limit: must be > 0, got 0"},
+		{"blocking conns", func(c *proxy.Config) { c.BlockingConns = 0 }, "blocking_conns: must be > 0, got 0"},
+		{"pool size", func(c *proxy.Config) { c.PoolSize = -3 }, "pool_size: must be >= 0 (0 = go-redis default), got -3"},
+		{"pool size zero", func(c *proxy.Config) { c.PoolSize = 0 }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := proxy.DefaultConfig()
+			tt.mutate(&cfg)
+			err := cfg.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want error containing %q", tt.want)
+			}
+			if got := err.Error(); !strings.Contains(got, tt.want) {
+				t.Fatalf("Validate() = %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfig_ValidateReportsEveryProblem(t *testing.T) {
+	cfg := proxy.Config{
+		Listen:            "nowhere",
+		Backend:           "memcached://localhost",
+		LogFormat:         "xml",
+		LogLevel:          "loud",
+		MaxClients:        -1,
+		MaxBulkBytes:      -1,
+		ShutdownTimeout:   0,
+		PubSubOutputLimit: -1,
+		BlockingConns:     -1,
+		PoolSize:          -1,
+	}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil, want every field reported")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	wantPrefixes := []string{"listen: ", "backend: ", "log_format: ", "log_level: ", "max_clients: ",
+		"max_bulk_bytes: ", "shutdown_timeout: ", "pubsub_output_limit: ", "blocking_conns: ", "pool_size: "}
+	if got, want := len(lines), len(wantPrefixes); got != want {
+		t.Fatalf("Validate() reported %d problems, want %d:\n%v", got, want, err)
+	}
+	for i, p := range wantPrefixes {
+		if !strings.HasPrefix(lines[i], p) {
+			t.Fatalf("problem %d = %q, want prefix %q", i, lines[i], p)
+		}
+	}
+}
+
+func TestConfig_ValidateHidesBackendPassword(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = "redis://user:s3cr3tpw@localhost:6379/notadb"
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil, want bad db error")
+	}
+	if strings.Contains(err.Error(), "s3cr3tpw") {
+		t.Fatalf("Validate() = %q, leaks the password", err)
+	}
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "qgate.yml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoadConfig_File(t *testing.T) {
+	path := writeFile(t, `
+listen: 0.0.0.0:7000
+backend: redis://localhost:6379/1
+log_format: json
+max_clients: 50
+shutdown_timeout: 1m30s
+`)
+	cfg, err := proxy.LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig() = %v", err)
+	}
+	want := proxy.DefaultConfig()
+	want.Listen = "0.0.0.0:7000"
+	want.Backend = "redis://localhost:6379/1"
+	want.LogFormat = "json"
+	want.MaxClients = 50
+	want.ShutdownTimeout = 90 * time.Second
+	want.Dir = cfg.Dir
+	if got := cfg; !reflect.DeepEqual(got, want) {
+		t.Fatalf("LoadConfig() = %+v, want %+v", got, want)
+	}
+}
+
+func TestLoadConfig_EmptyFileKeepsDefaults(t *testing.T) {
+	cfg, err := proxy.LoadConfig(writeFile(t, ""))
+	if err != nil {
+		t.Fatalf("LoadConfig() = %v", err)
+	}
+	want := proxy.DefaultConfig()
+	want.Dir = cfg.Dir
+	if got := cfg; !reflect.DeepEqual(got, want) {
+		t.Fatalf("LoadConfig() = %+v, want %+v", got, want)
+	}
+}
+
+func TestLoadConfig_Errors(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want []string
+	}{
+		{"unknown field", "listen: :6380\nmax_client: 5\n", []string{"line 2", "field max_client not found"}},
+		{"bad duration", "shutdown_timeout: ten seconds\n", []string{"line 1", "time.Duration"}},
+		{"duration without unit", "shutdown_timeout: 10\n", []string{"line 1", "time.Duration"}},
+		{"bad integer", "log_level: info\nmax_clients: many\n", []string{"line 2", "int"}},
+		{"not yaml", "listen: [\n", []string{"yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, tt.body)
+			_, err := proxy.LoadConfig(path)
+			if err == nil {
+				t.Fatal("LoadConfig() = nil error")
+			}
+			msg := err.Error()
+			if want := "load config " + path + ": "; !strings.HasPrefix(msg, want) {
+				t.Fatalf("LoadConfig() = %q, want prefix %q", msg, want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Fatalf("LoadConfig() = %q, want it to contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfig_MissingFile(t *testing.T) {
+	_, err := proxy.LoadConfig(filepath.Join(t.TempDir(), "nope.yml"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LoadConfig() = %v, want a not-exist error", err)
+	}
+}
+
+func TestConfig_ApplyEnv(t *testing.T) {
+	env := map[string]string{
+		"QGATE_LISTEN":                 "0.0.0.0:7001",
+		"QGATE_BACKEND":                "redis://localhost:6379",
+		"QGATE_LOG_FORMAT":             "json",
+		"QGATE_LOG_LEVEL":              "debug",
+		"QGATE_MAX_CLIENTS":            "7",
+		"QGATE_MAX_BULK_BYTES":         "1024",
+		"QGATE_SHUTDOWN_TIMEOUT":       "3s",
+		"QGATE_PUBSUB_OUTPUT_LIMIT":    "2048",
+		"QGATE_BLOCKING_CONNS":         "2",
+		"QGATE_POOL_SIZE":              "20",
+		"QGATE_AUTH_FAILURE_DELAY":     "5ms",
+		"QGATE_AUTH_FAILURE_MAX_DELAY": "1s",
+	}
+	cfg := proxy.DefaultConfig()
+	if err := cfg.ApplyEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatalf("ApplyEnv() = %v", err)
+	}
+	want := proxy.Config{
+		Listen:              "0.0.0.0:7001",
+		Backend:             "redis://localhost:6379",
+		LogFormat:           "json",
+		LogLevel:            "debug",
+		MaxClients:          7,
+		MaxBulkBytes:        1024,
+		ShutdownTimeout:     3 * time.Second,
+		PubSubOutputLimit:   2048,
+		BlockingConns:       2,
+		PoolSize:            20,
+		AuthFailureDelay:    5 * time.Millisecond,
+		AuthFailureMaxDelay: time.Second,
+	}
+	if got := cfg; !reflect.DeepEqual(got, want) {
+		t.Fatalf("ApplyEnv() gave %+v, want %+v", got, want)
+	}
+}
+
+func TestConfig_ApplyEnvUnsetKeepsValues(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.Listen = "from-file:1"
+	if err := cfg.ApplyEnv(func(string) string { return "" }); err != nil {
+		t.Fatalf("ApplyEnv() = %v", err)
+	}
+	if got, want := cfg.Listen, "from-file:1"; got != want {
+		t.Fatalf("Listen = %q, want %q", got, want)
+	}
+}
+
+func TestConfig_ApplyEnvReportsEveryBadValue(t *testing.T) {
+	env := map[string]string{
+		"QGATE_MAX_CLIENTS":      "lots",
+		"QGATE_SHUTDOWN_TIMEOUT": "10",
+		"QGATE_MAX_BULK_BYTES":   "1.5",
+	}
+	cfg := proxy.DefaultConfig()
+	err := cfg.ApplyEnv(func(k string) string { return env[k] })
+	if err == nil {
+		t.Fatal("ApplyEnv() = nil, want errors")
+	}
+	for _, want := range []string{
+		`QGATE_MAX_CLIENTS: invalid integer "lots"`,
+		`QGATE_SHUTDOWN_TIMEOUT: invalid duration "10"`,
+		`QGATE_MAX_BULK_BYTES: invalid integer "1.5"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("ApplyEnv() = %q, want it to contain %q", err, want)
+		}
+	}
+}
+
+func TestEnvName_UpperYAMLName(t *testing.T) {
+	if got, want := proxy.EnvName("pubsub_output_limit"), "QGATE_PUBSUB_OUTPUT_LIMIT"; got != want {
+		t.Fatalf("EnvName() = %q, want %q", got, want)
+	}
+}
+
+func TestConfig_UsersAndTLS(t *testing.T) {
+	dir := t.TempDir()
+	hash := "$2a$04$0M7KFLY0vAvZ0fL4zJ0H8OQ0nD1m3Bq1kqz0F5C1Xh7rJ8q3y9y6a" // shape only; never verified here
+	body := `users:
+  - name: producer
+    password_hash: "` + hash + `"
+    push: ["email_*"]
+  - name: worker
+    password_hash: "` + hash + `"
+    enabled: false
+    pop: ["email_*"]
+    subscribe: ["events.*"]
+auth_failure_delay: 10ms
+tls:
+  cert_file: missing.pem
+  key_file: missing-key.pem
+  client_auth: sometimes
+  min_version: "1.1"
+backend_tls:
+  ca_file: ca.pem
+`
+	path := filepath.Join(dir, "qgate.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := proxy.LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if len(cfg.Users) != 2 || cfg.Users[0].Name != "producer" || cfg.Users[1].Enabled == nil || *cfg.Users[1].Enabled ||
+		cfg.Users[1].Subscribe[0] != "events.*" || cfg.AuthFailureDelay != 10*time.Millisecond {
+		t.Fatalf("users = %+v", cfg.Users)
+	}
+	err = cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate = nil")
+	}
+	for _, want := range []string{
+		"tls.cert_file: open " + filepath.Join(dir, "missing.pem"),
+		`tls.client_auth: must be none, request or require, got "sometimes"`,
+		`tls.min_version: must be 1.2 or 1.3, got "1.1"`,
+		"backend_tls: needs a rediss:// backend URL",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() lacks %q:\n%v", want, err)
+		}
+	}
+	for _, tc := range []struct {
+		mutate func(*proxy.Config)
+		want   string
+	}{
+		{func(c *proxy.Config) { c.Users[1].PasswordHash = "plain-text-password" }, "users[1].password_hash: not a bcrypt hash"},
+		{func(c *proxy.Config) { c.Users[1].Name = "producer" }, `users[1].name: duplicate user "producer"`},
+		{func(c *proxy.Config) { c.TLS = proxy.TLSConfig{CertFile: "a.pem", KeyFile: "b.pem", CertUser: true} }, "tls.cert_user: needs client certificates"},
+		{func(c *proxy.Config) {
+			c.TLS = proxy.TLSConfig{CertFile: "a.pem", KeyFile: "b.pem", ClientAuth: "require"}
+		}, "tls.client_ca_file: required with client_auth: require"},
+		{func(c *proxy.Config) { c.TLS = proxy.TLSConfig{KeyFile: "b.pem"} }, "tls.cert_file: missing"},
+		{func(c *proxy.Config) { c.AuthFailureDelay = -time.Second }, "auth_failure_delay: must be >= 0"},
+		{func(c *proxy.Config) { c.AuthFailureMaxDelay = time.Millisecond }, "auth_failure_max_delay: must be >= auth_failure_delay"},
+	} {
+		c := proxy.DefaultConfig()
+		c.Users = append(c.Users, cfg.Users...)
+		c.Users[1].PasswordHash = hash
+		tc.mutate(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want %q", err, tc.want)
+		}
+		if err := c.Validate(); err != nil && strings.Contains(err.Error(), "plain-text-password") {
+			t.Errorf("Validate() echoes a password_hash value: %v", err)
+		}
+	}
+}

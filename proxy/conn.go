@@ -1,0 +1,571 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/commands"
+	"github.com/qgate/qgate/proxy/resp"
+)
+
+const (
+	minReadBuf = 1024      // a new or idle connection's read buffer
+	maxIdleBuf = 64 * 1024 // an idle connection's read buffer shrinks back when it grew past this
+	// maxBlockedInput bounds what a blocked client may send before qgate stops reading it (Redis keeps
+	// such commands queued too; past this qgate waits for the pop without watching the socket).
+	maxBlockedInput = 1 << 20
+)
+
+var (
+	errClientGone = errors.New("client disconnected")
+	errOverflow   = errors.New("output buffer limit reached")
+	// aLongTimeAgo is a deadline in the past: setting it interrupts a pending Read.
+	aLongTimeAgo = time.Unix(1, 0)
+)
+
+// queued is a backend command of the current batch and the function that writes its reply.
+type queued struct {
+	cmd  redis.Cmder
+	done func(w *resp.Writer)
+}
+
+// popRecord is a set of items handed to the client whose reply has not been written yet.
+type popRecord struct {
+	key   string
+	left  bool
+	items []string
+}
+
+// conn is one client connection. Its goroutine reads, executes and replies; pub/sub deliveries append
+// to its output from other goroutines.
+type conn struct {
+	srv    *Server
+	nc     net.Conn // a *tls.Conn when the listener uses TLS
+	id     int64
+	sess   commands.Session
+	ctx    context.Context
+	cancel context.CancelFunc
+	parser *resp.Parser
+
+	rbuf       []byte // unparsed input is rbuf[rpos:rend]
+	rpos, rend int
+	filled     bool // the last read filled all free space in rbuf
+
+	w       resp.Writer // replies of the current batch
+	pending []queued    // backend commands of the current batch
+	popped  []popRecord // items in replies not yet written
+	dead    bool        // the client is gone; nothing more will be written
+
+	proto   atomic.Int32           // the session's protocol, read by pub/sub delivery
+	deliver atomic.Pointer[string] // the session's QDELIVERY mode, read by pub/sub delivery
+
+	// Copies of session state for Reload, which runs on another goroutine and must not read sess.
+	authUser atomic.Pointer[string] // the verified user ("" or nil: not authenticated)
+	lastUser string                 // the value last stored in authUser (connection goroutine only)
+	openMode atomic.Bool            // accepted while no users were configured
+	subs     atomic.Int32           // channels and patterns subscribed
+
+	omu      sync.Mutex
+	ocond    *sync.Cond
+	out      []byte // bytes to write, in order
+	deferred []byte // pub/sub messages that arrived while a batch was running
+	inBatch  bool
+	writing  bool
+	werr     error
+}
+
+func newConn(srv *Server, nc net.Conn, id int64) *conn {
+	c := &conn{srv: srv, nc: nc, id: id, parser: resp.NewParser(srv.cfg.MaxBulkBytes)}
+	c.ocond = sync.NewCond(&c.omu)
+	c.ctx, c.cancel = context.WithCancel(srv.ctx)
+	c.sess = commands.Session{ID: id, Addr: nc.RemoteAddr().String(), LocalAddr: nc.LocalAddr().String(),
+		Created: time.Now(), Proto: 2, LeaseOwner: srv.instance + ":" + strconv.FormatInt(id, 10)}
+	c.proto.Store(2)
+	c.w.Proto = 2
+	return c
+}
+
+// Session implements commands.Conn.
+func (c *conn) Session() *commands.Session { return &c.sess }
+
+// Context implements commands.Conn.
+func (c *conn) Context() context.Context { return c.ctx }
+
+// Server implements commands.Conn.
+func (c *conn) Server() commands.Server { return c.srv }
+
+// Reply implements commands.Conn: queued backend replies are written first so replies stay in order.
+func (c *conn) Reply() *resp.Writer {
+	if len(c.pending) > 0 {
+		c.runPending()
+	}
+	return &c.w
+}
+
+// Queue implements commands.Conn.
+func (c *conn) Queue(cmd redis.Cmder, done func(w *resp.Writer)) {
+	c.pending = append(c.pending, queued{cmd: cmd, done: done})
+}
+
+// Popped implements commands.Conn.
+func (c *conn) Popped(key string, left bool, items []string) {
+	c.popped = append(c.popped, popRecord{key: key, left: left, items: items})
+}
+
+// runPending sends the batch's queued backend commands in one round trip and writes their replies.
+func (c *conn) runPending() {
+	p := c.pending
+	c.pending = c.pending[:0]
+	// Backend calls use the server's context, not the client's: a command that reached Redis must
+	// have its result handled (a popped item returned) even when the client is already gone.
+	ctx := c.srv.bgctx
+	if ap := c.srv.pipeliner; ap != nil {
+		// Submit the whole batch without waiting; the auto-pipeliner merges it with other clients'
+		// batches into deep pipelines on a few connections, in submission order.
+		for _, q := range p {
+			_ = ap.Process(ctx, q.cmd)
+		}
+	} else if len(p) == 1 {
+		_ = c.srv.backend.Client.Process(ctx, p[0].cmd)
+	} else {
+		pipe := c.srv.backend.Client.Pipeline()
+		for _, q := range p {
+			_ = pipe.Process(ctx, q.cmd)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	for i := range p {
+		_ = p[i].cmd.Err() // waits for the result on the deferred face
+		p[i].done(&c.w)
+		p[i] = queued{}
+	}
+}
+
+// serve is the connection's goroutine.
+func (c *conn) serve() {
+	defer c.close()
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
+		return
+	}
+	c.rbuf = make([]byte, minReadBuf)
+	for {
+		if err := c.fill(); err != nil {
+			return
+		}
+		perr := c.execBuffered()
+		c.endBatch()
+		if perr != nil {
+			c.w.B = c.w.B[:0]
+			c.w.Error("ERR " + perr.Error())
+			c.srv.log.Debug("client protocol error", "client", c.sess.ID, "addr", c.sess.Addr, "err", perr)
+			c.endBatch()
+			return
+		}
+		if c.dead || c.sess.CloseAfter || c.srv.closing.Load() {
+			return
+		}
+	}
+}
+
+// fill reads more input, growing or compacting the buffer as needed.
+func (c *conn) fill() error {
+	if c.rpos == c.rend {
+		c.rpos, c.rend = 0, 0
+		if len(c.rbuf) > maxIdleBuf {
+			c.rbuf = make([]byte, minReadBuf)
+		}
+	} else if c.rpos > 0 {
+		c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
+		c.rpos = 0
+	}
+	// Grow when the buffer is full, and also when the last read filled all the free space: more input
+	// is probably waiting, and reading a deep pipeline a few commands at a time would cost a reply
+	// write per few commands.
+	if c.rend == len(c.rbuf) || c.filled && len(c.rbuf) < maxIdleBuf {
+		c.grow(c.parser.Pending(c.rend - c.rpos))
+	}
+	for {
+		free := len(c.rbuf) - c.rend
+		n, err := c.nc.Read(c.rbuf[c.rend:])
+		c.rend += n
+		c.filled = n == free
+		if n > 0 {
+			return nil
+		}
+		// A delivery that raced with the end of a blocked pop may leave a past deadline behind.
+		if errors.Is(err, os.ErrDeadlineExceeded) && !c.srv.closing.Load() {
+			_ = c.nc.SetReadDeadline(time.Time{})
+			continue
+		}
+		return err
+	}
+}
+
+// grow makes room for at least need more bytes (at least doubling), keeping the contents.
+func (c *conn) grow(need int) {
+	size := 2 * len(c.rbuf)
+	if want := c.rend + need; want > size {
+		size = want
+	}
+	nb := make([]byte, size)
+	copy(nb, c.rbuf[:c.rend])
+	c.rbuf = nb
+}
+
+// execBuffered executes every complete command in the read buffer. It returns a protocol error after
+// executing the commands before it.
+func (c *conn) execBuffered() error {
+	c.omu.Lock()
+	c.inBatch = true
+	c.omu.Unlock()
+	for c.rpos < c.rend && !c.dead && !c.sess.CloseAfter {
+		args, n, err := c.parser.Next(c.rbuf[c.rpos:c.rend])
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		c.rpos += n
+		if len(args) == 0 {
+			continue
+		}
+		c.srv.stats.commands.Add(1)
+		commands.Exec(c, args)
+		if c.sess.AuthUser != c.lastUser {
+			c.setAuthUser(c.sess.AuthUser)
+		}
+		c.subs.Store(int32(c.sess.Subscriptions()))
+		c.proto.Store(int32(c.sess.Proto))
+		if m := c.deliver.Load(); m == nil || *m != c.sess.Deliver {
+			mode := c.sess.Deliver
+			c.deliver.Store(&mode)
+		}
+		c.w.Proto = c.sess.Proto
+	}
+	return nil
+}
+
+// endBatch writes the batch's replies. Items whose reply could not be written go back to their list.
+func (c *conn) endBatch() {
+	if len(c.pending) > 0 {
+		c.runPending()
+	}
+	if len(c.popped) > 0 && !c.dead && peerGone(c.nc) {
+		c.dead = true
+	}
+	err := c.flush(c.w.B)
+	if cap(c.w.B) > maxIdleBuf {
+		c.w.B = nil
+	} else {
+		c.w.B = c.w.B[:0]
+	}
+	if len(c.popped) > 0 {
+		if err != nil {
+			c.srv.returnItems(c.popped)
+		}
+		for i := range c.popped {
+			c.popped[i] = popRecord{}
+		}
+		c.popped = c.popped[:0]
+	}
+}
+
+// flush appends b (and messages deferred during the batch) to the output and waits until all of it is
+// written. It returns an error if any of it could not be written.
+func (c *conn) flush(b []byte) error {
+	c.omu.Lock()
+	defer c.omu.Unlock()
+	c.inBatch = false
+	if c.dead && c.werr == nil {
+		c.werr = errClientGone
+	}
+	if c.werr != nil {
+		return c.werr
+	}
+	c.out = append(c.out, b...)
+	if len(c.deferred) > 0 {
+		c.out = append(c.out, c.deferred...)
+		c.deferred = c.deferred[:0]
+	}
+	for {
+		for c.writing {
+			c.ocond.Wait()
+		}
+		if c.werr != nil {
+			return c.werr
+		}
+		if len(c.out) == 0 {
+			return nil
+		}
+		c.writeOutLocked()
+	}
+}
+
+// writeOutLocked writes c.out with omu released during the write; the caller holds omu.
+func (c *conn) writeOutLocked() {
+	buf := c.out
+	c.out = nil
+	c.writing = true
+	c.omu.Unlock()
+	_, err := c.nc.Write(buf)
+	c.omu.Lock()
+	c.writing = false
+	if err != nil && c.werr == nil {
+		c.werr = err
+	}
+	if c.out == nil && cap(buf) <= maxIdleBuf {
+		c.out = buf[:0]
+	}
+	c.ocond.Broadcast()
+}
+
+// push queues an out-of-band frame (a pub/sub message) without blocking the caller. A client whose
+// pending output exceeds the limit is disconnected.
+func (c *conn) push(frame []byte) {
+	c.omu.Lock()
+	defer c.omu.Unlock()
+	if c.werr != nil {
+		return
+	}
+	if c.inBatch {
+		c.deferred = append(c.deferred, frame...)
+	} else {
+		c.out = append(c.out, frame...)
+	}
+	if limit := c.srv.cfg.PubSubOutputLimit; limit > 0 && int64(len(c.out)+len(c.deferred)) > limit {
+		c.werr = errOverflow
+		c.out, c.deferred = nil, nil
+		c.srv.log.Warn("closing slow subscriber: output buffer limit reached",
+			"client", c.sess.ID, "addr", c.sess.Addr, "limit_bytes", limit)
+		_ = c.nc.Close()
+		return
+	}
+	if !c.writing && !c.inBatch && len(c.out) > 0 {
+		c.writing = true
+		go c.asyncFlush()
+	}
+}
+
+// asyncFlush writes pushed frames until the output is empty.
+func (c *conn) asyncFlush() {
+	c.omu.Lock()
+	defer c.omu.Unlock()
+	c.writing = false
+	for len(c.out) > 0 && c.werr == nil {
+		c.writeOutLocked()
+	}
+	c.ocond.Broadcast()
+}
+
+// BlockPop implements commands.Conn: replies so far are written, then a non-blocking pop is tried, then
+// the client waits in qgate's blocker while its socket is watched for a disconnect.
+func (c *conn) BlockPop(keys []string, left bool, timeout time.Duration) (string, string, bool, error) {
+	return c.block(keys, left, timeout, true)
+}
+
+// BlockWait implements commands.Conn: like BlockPop without the first pop, for at-least-once queues,
+// whose listener hands over a place in the handoff list rather than an item (see blockLeasePop).
+func (c *conn) BlockWait(keys []string, left bool, timeout time.Duration) (string, bool, error) {
+	key, _, ok, err := c.block(keys, left, timeout, false)
+	return key, ok, err
+}
+
+func (c *conn) block(keys []string, left bool, timeout time.Duration, try bool) (string, string, bool, error) {
+	c.endBatch()
+	defer func() { // the handler goes on writing this batch's reply
+		c.omu.Lock()
+		c.inBatch = true
+		c.omu.Unlock()
+	}()
+	if c.dead {
+		return "", "", false, nil
+	}
+	b := c.srv.blocker
+	if try {
+		key, val, ok, err := b.tryPop(keys, left)
+		if err != nil || ok {
+			return key, val, ok, err
+		}
+	}
+	if c.rpos == c.rend && len(c.rbuf) > minReadBuf {
+		c.rbuf, c.rpos, c.rend = make([]byte, minReadBuf), 0, 0 // a blocked client is idle: keep it small
+	}
+	wt := b.wait(c, keys, left)
+	c.srv.stats.blocked.Add(1)
+	counted := true
+	defer func() {
+		if counted {
+			c.srv.stats.blocked.Add(-1)
+		}
+	}()
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	reading := true
+	for !wt.isDone() {
+		expired := !deadline.IsZero() && !time.Now().Before(deadline)
+		if c.dead || expired || c.srv.closing.Load() {
+			if b.cancel(wt) {
+				_ = c.nc.SetReadDeadline(time.Time{})
+				return "", "", false, nil
+			}
+			break // delivered at the same instant: the item is ours to reply with or to return
+		}
+		if !reading {
+			c.waitReady(wt, deadline)
+			continue
+		}
+		_ = c.nc.SetReadDeadline(deadline)
+		if wt.isDone() || c.srv.closing.Load() {
+			continue // checked after setting the deadline, so a wake-up in between is not lost
+		}
+		if c.rend == len(c.rbuf) {
+			if c.rend-c.rpos >= maxBlockedInput {
+				reading = false
+				continue
+			}
+			c.grow(0)
+		}
+		n, err := c.nc.Read(c.rbuf[c.rend:])
+		c.rend += n
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			c.dead = true // the client went away while blocked
+		}
+	}
+	_ = c.nc.SetReadDeadline(time.Time{})
+	if wt.err != nil {
+		return "", "", false, wt.err
+	}
+	if c.srv.closing.Load() {
+		c.dead = true // no reply is written during shutdown: the item goes back to its list
+	}
+	// A rule changed on reload while this client waited, so the listener that served it works the
+	// other way: hand the item back and let the caller (or the wait) go on.
+	if !try && !wt.handoff {
+		// An at-least-once waiter got a popped item: back to the head; the handler leases it.
+		c.srv.returnItems([]popRecord{{key: wt.key, left: left, items: []string{wt.val}}})
+	}
+	if try && wt.handoff {
+		// An at-most-once waiter was woken for an item in the handoff list: back to the ready list,
+		// and wait again for the rest of the timeout.
+		b.unhandoff(wt.key, left)
+		c.srv.stats.blocked.Add(-1)
+		counted = false
+		if c.dead {
+			return "", "", false, nil
+		}
+		if !deadline.IsZero() {
+			if timeout = time.Until(deadline); timeout <= 0 {
+				return "", "", false, nil
+			}
+		}
+		return c.block(keys, left, timeout, try)
+	}
+	if !try && c.dead {
+		return "", "", false, nil // the item stays in the handoff list for the next pop
+	}
+	return wt.key, wt.val, true, nil
+}
+
+// waitReady waits for a delivery, the deadline or shutdown without reading the socket.
+func (c *conn) waitReady(wt *waiter, deadline time.Time) {
+	var timer <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-wt.ready:
+	case <-timer:
+	case <-c.srv.ctx.Done():
+	}
+}
+
+// deliverMode returns the connection's QDELIVERY mode ("" = each rule's).
+func (c *conn) deliverMode() string {
+	if m := c.deliver.Load(); m != nil {
+		return *m
+	}
+	return ""
+}
+
+// wake interrupts the connection's blocked read so it notices a delivery.
+func (c *conn) wake() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
+
+func (c *conn) close() {
+	c.cancel()
+	commands.UnsubscribeAll(c)
+	c.omu.Lock()
+	if c.werr == nil {
+		c.werr = errClientGone
+	}
+	c.omu.Unlock()
+	_ = c.nc.Close()
+	c.srv.requeueLeases(&c.sess)
+	c.srv.removeConn(c)
+}
+
+// handshakeTimeout bounds a TLS handshake.
+const handshakeTimeout = 10 * time.Second
+
+// handshake runs the TLS handshake and, with tls.cert_user, authenticates the connection as the user
+// named by its verified client certificate's CN. It reports whether the connection can go on.
+func (c *conn) handshake(tc *tls.Conn) bool {
+	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
+	err := tc.HandshakeContext(c.ctx)
+	_ = tc.SetDeadline(time.Time{})
+	if err != nil {
+		c.srv.log.Debug("TLS handshake failed", "client", c.id, "addr", c.sess.Addr, "err", err)
+		return false
+	}
+	st := tc.ConnectionState()
+	if !c.srv.cfg.TLS.CertUser || len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return true
+	}
+	cn := st.PeerCertificates[0].Subject.CommonName
+	if u := c.srv.auth.Store().Lookup(cn); u != nil && u.Enabled {
+		c.sess.CertUser, c.sess.AuthUser, c.sess.User, c.sess.Authed = u.Name, u.Name, u.Name, true
+		c.setAuthUser(u.Name)
+		c.srv.log.Debug("authenticated by client certificate", "client", c.id, "user", u.Name, "addr", c.sess.Addr)
+	} else {
+		c.srv.log.Info("client certificate names no enabled user; the connection must AUTH", "client", c.id, "addr", c.sess.Addr)
+	}
+	return true
+}
+
+// setAuthUser records the verified user for Reload; called on the connection's goroutine.
+func (c *conn) setAuthUser(name string) {
+	c.lastUser = name
+	c.authUser.Store(&name)
+}
+
+// authUserName returns the verified user ("" if none); safe from any goroutine.
+func (c *conn) authUserName() string {
+	if p := c.authUser.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// kill closes the connection from another goroutine (Reload); its goroutine notices and cleans up,
+// returning any item it holds. A TLS connection is cut at the socket, without waiting to send a
+// close_notify.
+func (c *conn) kill() {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		_ = tc.NetConn().Close()
+		return
+	}
+	_ = c.nc.Close()
+}

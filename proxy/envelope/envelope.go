@@ -1,0 +1,289 @@
+// Package envelope encodes and decodes the JSON envelope qgate stores around each queued item.
+//
+// An envelope is one JSON object whose first member is "qgate":1, for example
+//
+//	{"qgate":1,"id":"01JDX3B6T9Q4M2ZK8YJ3R5W7NC","queue":"email_queue","enqueued_at":"2026-11-23T20:55:01.123Z","attempts":0,"producer":"default","json":{"receiver":"a@example.com"}}
+//
+// The payload is stored in exactly one of three members, chosen so that any byte string round-trips
+// exactly: "json" holds it verbatim when it is valid UTF-8 JSON without surrounding whitespace, "text"
+// holds other valid UTF-8 as a JSON string, and "b64" holds anything else in standard base64.
+package envelope
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// prefix starts every envelope; an item without it is never an envelope.
+const prefix = `{"qgate":1,"id":"`
+
+// TimeFormat is the layout of enqueued_at (RFC 3339, UTC, milliseconds).
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// Envelope is a decoded envelope.
+type Envelope struct {
+	ID         string    // ULID: unique and sortable by creation time
+	Queue      string    // the queue or channel it was pushed to
+	EnqueuedAt time.Time // when qgate accepted it
+	Attempts   int       // deliveries so far (at-least-once queues count redeliveries)
+	Producer   string    // the authenticated user that pushed it, or "default"
+	Payload    []byte    // exactly the bytes the producer pushed
+}
+
+// NewID returns a new envelope id (a ULID, monotonic within this process).
+func NewID() string { return ulid.Make().String() }
+
+// Append encodes an envelope for payload to dst with a new id and the current time.
+func Append(dst []byte, queue, producer string, payload []byte) []byte {
+	return AppendEnvelope(dst, &Envelope{ID: NewID(), Queue: queue, EnqueuedAt: time.Now(), Producer: producer, Payload: payload})
+}
+
+// AppendEnvelope encodes e to dst.
+func AppendEnvelope(dst []byte, e *Envelope) []byte {
+	dst = append(dst, prefix...)
+	dst = append(dst, e.ID...)
+	dst = append(dst, `","queue":`...)
+	dst = appendString(dst, e.Queue)
+	dst = append(dst, `,"enqueued_at":"`...)
+	dst = e.EnqueuedAt.UTC().AppendFormat(dst, TimeFormat)
+	dst = append(dst, `","attempts":`...)
+	dst = strconv.AppendInt(dst, int64(e.Attempts), 10)
+	dst = append(dst, `,"producer":`...)
+	dst = appendString(dst, e.Producer)
+	p := e.Payload
+	switch {
+	case embeddable(p):
+		dst = append(dst, `,"json":`...)
+		dst = append(dst, p...)
+	case utf8.Valid(p):
+		dst = append(dst, `,"text":`...)
+		dst = appendString(dst, string(p))
+	default:
+		dst = append(dst, `,"b64":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, p)
+		dst = append(dst, '"')
+	}
+	return append(dst, '}')
+}
+
+// embeddable reports whether p can be stored verbatim as a JSON value: decoding returns exactly p.
+func embeddable(p []byte) bool {
+	if len(p) == 0 || isSpace(p[0]) || isSpace(p[len(p)-1]) || !utf8.Valid(p) {
+		return false
+	}
+	return json.Valid(p)
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// appendString appends s (valid UTF-8) as a JSON string.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			b, _ := json.Marshal(s) // rare: escapes or non-ASCII; valid UTF-8, so this cannot fail
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// wire is the JSON shape of an envelope.
+type wire struct {
+	Qgate      int             `json:"qgate"`
+	ID         string          `json:"id"`
+	Queue      *string         `json:"queue"`
+	EnqueuedAt string          `json:"enqueued_at"`
+	Attempts   *int            `json:"attempts"`
+	Producer   *string         `json:"producer"`
+	JSON       json.RawMessage `json:"json"`
+	Text       *string         `json:"text"`
+	B64        *string         `json:"b64"`
+}
+
+// Is reports whether item looks like an envelope (a cheap prefix check; Decode confirms).
+func Is(item []byte) bool { return bytes.HasPrefix(item, []byte(prefix)) }
+
+// Decode parses an envelope. ok is false when item is not a well-formed envelope: such items (pushed
+// straight into Redis by other programs) are delivered as they are.
+func Decode(item []byte) (e Envelope, ok bool) {
+	if !Is(item) {
+		return e, false
+	}
+	var w wire
+	if err := json.Unmarshal(item, &w); err != nil {
+		return e, false
+	}
+	if w.Qgate != 1 || w.ID == "" || w.Queue == nil || w.Attempts == nil || w.Producer == nil {
+		return e, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, w.EnqueuedAt)
+	if err != nil {
+		return e, false
+	}
+	n := 0
+	switch {
+	case w.JSON != nil:
+		n++
+		e.Payload = []byte(w.JSON)
+	}
+	if w.Text != nil {
+		n++
+		e.Payload = []byte(*w.Text)
+	}
+	if w.B64 != nil {
+		n++
+		p, err := base64.StdEncoding.DecodeString(*w.B64)
+		if err != nil {
+			return Envelope{}, false
+		}
+		e.Payload = p
+	}
+	if n != 1 {
+		return Envelope{}, false
+	}
+	if e.Payload == nil {
+		e.Payload = []byte{}
+	}
+	e.ID, e.Queue, e.EnqueuedAt, e.Attempts, e.Producer = w.ID, *w.Queue, t, *w.Attempts, *w.Producer
+	return e, true
+}
+
+// Payload returns what a consumer asking for payloads receives for a stored item: the payload of an
+// envelope, or the item itself when it is not one.
+func Payload(item string) string {
+	if !Is([]byte(item)) {
+		return item
+	}
+	if p, ok := fastPayload(item); ok {
+		return p
+	}
+	e, ok := Decode([]byte(item))
+	if !ok {
+		return item
+	}
+	return string(e.Payload)
+}
+
+// fastPayload extracts the payload of an envelope laid out exactly as AppendEnvelope writes it,
+// without reflection; ok is false for anything else (Decode then decides). It accepts only items that
+// Decode accepts, with the same payload (FuzzDecode checks this).
+func fastPayload(item string) (string, bool) {
+	p := item[len(prefix):]
+	i := strings.IndexByte(p, '"')
+	if i <= 0 || strings.IndexByte(p[:i], '\\') >= 0 {
+		return "", false
+	}
+	p = p[i+1:]
+	var ok bool
+	var ts string
+	if p, ok = member(p, `,"queue":`); !ok {
+		return "", false
+	}
+	if _, p, ok = jsonString(p); !ok {
+		return "", false
+	}
+	if p, ok = member(p, `,"enqueued_at":`); !ok {
+		return "", false
+	}
+	if ts, p, ok = jsonString(p); !ok || strings.IndexByte(ts, '\\') >= 0 {
+		return "", false
+	}
+	if _, err := time.Parse(time.RFC3339Nano, ts[1:len(ts)-1]); err != nil {
+		return "", false
+	}
+	if p, ok = member(p, `,"attempts":`); !ok {
+		return "", false
+	}
+	n := 0
+	for n < len(p) && n < 10 && p[n] >= '0' && p[n] <= '9' {
+		n++
+	}
+	if n == 0 || n == 10 || (n > 1 && p[0] == '0') {
+		return "", false
+	}
+	p = p[n:]
+	if p, ok = member(p, `,"producer":`); !ok {
+		return "", false
+	}
+	if _, p, ok = jsonString(p); !ok {
+		return "", false
+	}
+	if len(p) < 2 || p[len(p)-1] != '}' {
+		return "", false
+	}
+	switch {
+	case strings.HasPrefix(p, `,"json":`):
+		v := p[len(`,"json":`) : len(p)-1]
+		if !embeddable([]byte(v)) {
+			return "", false
+		}
+		return v, true
+	case strings.HasPrefix(p, `,"text":`):
+		v := p[len(`,"text":`) : len(p)-1]
+		str, rest, ok := jsonString(v)
+		if !ok || rest != "" {
+			return "", false
+		}
+		if strings.IndexByte(str, '\\') < 0 {
+			return str[1 : len(str)-1], true
+		}
+		var out string
+		if json.Unmarshal([]byte(str), &out) != nil {
+			return "", false
+		}
+		return out, true
+	case strings.HasPrefix(p, `,"b64":"`):
+		v := p[len(`,"b64":"`) : len(p)-1]
+		if len(v) == 0 || v[len(v)-1] != '"' {
+			return "", false
+		}
+		b, err := base64.StdEncoding.DecodeString(v[:len(v)-1])
+		if err != nil {
+			return "", false
+		}
+		return string(b), true
+	}
+	return "", false
+}
+
+func member(p, name string) (string, bool) {
+	if !strings.HasPrefix(p, name) {
+		return "", false
+	}
+	return p[len(name):], true
+}
+
+// jsonString splits a JSON string literal (quotes included) off the front of p. It accepts only
+// strings that are valid JSON (no raw control characters, valid escapes, valid UTF-8).
+func jsonString(p string) (str, rest string, ok bool) {
+	if len(p) < 2 || p[0] != '"' {
+		return "", "", false
+	}
+	for i := 1; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '"':
+			str = p[:i+1]
+			if !utf8.ValidString(str) {
+				return "", "", false
+			}
+			if strings.IndexByte(str, '\\') >= 0 && !json.Valid([]byte(str)) {
+				return "", "", false
+			}
+			return str, p[i+1:], true
+		case c == '\\':
+			i++
+		case c < 0x20:
+			return "", "", false
+		}
+	}
+	return "", "", false
+}

@@ -1,0 +1,509 @@
+// Package policy resolves the rule that applies to a queue or channel and checks values against it:
+// size, JSON, JSON Schema, envelope and delivery settings, and dedup keys. Rules come from the
+// `queues:` and `channels:` lists of the config; the first rule whose glob matches wins, otherwise
+// the built-in default applies. Resolved policies and compiled schemas live in bounded LRUs.
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+	"gopkg.in/yaml.v3"
+
+	"github.com/qgate/qgate/proxy/glob"
+)
+
+// Rule is one entry of the `queues:` or `channels:` list.
+type Rule struct {
+	Match    string `yaml:"match"`     // glob on the queue or channel name
+	MaxBytes int64  `yaml:"max_bytes"` // largest value accepted; 0 = only the global max_bulk_bytes
+	Format   string `yaml:"format"`    // any (default) | json
+	Schema   string `yaml:"schema"`    // JSON Schema file (draft 2020-12), relative to the config file
+	Envelope *bool  `yaml:"envelope"`  // store values in a JSON envelope (default true)
+	Deliver  string `yaml:"deliver"`   // payload (default) | envelope
+	Dedup    Dedup  `yaml:"dedup"`
+
+	// Delivery and retry (DESIGN.md section 5; queues only).
+	Delivery          string        `yaml:"delivery"`           // at-most-once (default) | at-least-once
+	Ack               string        `yaml:"ack"`                // explicit (default) | next-pop
+	VisibilityTimeout time.Duration `yaml:"visibility_timeout"` // lease length (default 30s)
+	MaxAttempts       *int          `yaml:"max_attempts"`       // deliveries before dead-lettering (default 5)
+	Backoff           Backoff       `yaml:"backoff"`
+	DeadLetter        *bool         `yaml:"dead_letter"` // keep items past max_attempts in the dead list (default true); false drops them
+}
+
+// Backoff is the delay before a failed item is ready again: initial × multiplier^(attempts-1),
+// capped at max, then spread by ±jitter (a fraction).
+type Backoff struct {
+	Initial    time.Duration `yaml:"initial"`    // default 1s
+	Max        time.Duration `yaml:"max"`        // default 5m
+	Multiplier *float64      `yaml:"multiplier"` // default 2
+	Jitter     *float64      `yaml:"jitter"`     // default 0.2
+}
+
+// Delivery defaults.
+const (
+	DefaultVisibilityTimeout = 30 * time.Second
+	DefaultMaxAttempts       = 5
+	DefaultBackoffInitial    = time.Second
+	DefaultBackoffMax        = 5 * time.Minute
+	DefaultBackoffMultiplier = 2.0
+	DefaultBackoffJitter     = 0.2
+)
+
+// Dedup configures duplicate suppression: `dedup: body`, `dedup: /order_id`, or
+// `dedup: {key: /order_id, window: 10m}`.
+type Dedup struct {
+	Key    string        `yaml:"key"`    // off (default) | body | a JSON pointer into the payload
+	Window time.Duration `yaml:"window"` // how long a key is remembered (default 5m)
+}
+
+// DefaultDedupWindow is the dedup window when a rule sets none.
+const DefaultDedupWindow = 5 * time.Minute
+
+// UnmarshalYAML accepts the scalar short form as well as the mapping.
+func (d *Dedup) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		d.Key = n.Value
+		return nil
+	}
+	type plain Dedup
+	return n.Decode((*plain)(d))
+}
+
+// Policy is a resolved rule, ready to check values.
+type Policy struct {
+	Kind            string // "queues" or "channels"
+	Index           int    // position in the list; -1 for the built-in default
+	Match           string
+	MaxBytes        int64
+	JSON            bool
+	Schema          *jsonschema.Schema
+	SchemaName      string // the schema file's base name, for messages
+	Envelope        bool
+	DeliverEnvelope bool
+	DedupBody       bool
+	DedupPointer    string // JSON pointer, when deduplicating by a member of the payload
+	DedupWindow     time.Duration
+
+	AtLeastOnce       bool          // delivery: at-least-once (pops lease items)
+	AckNextPop        bool          // ack: next-pop
+	VisibilityTimeout time.Duration // always set (the default when the rule has none)
+	MaxAttempts       int
+	BackoffInitial    time.Duration
+	BackoffMax        time.Duration
+	BackoffMultiplier float64
+	BackoffJitter     float64
+	DeadLetter        bool
+}
+
+// setDeliveryDefaults fills the delivery fields of a policy with the defaults.
+func (p *Policy) setDeliveryDefaults() {
+	p.VisibilityTimeout, p.MaxAttempts, p.DeadLetter = DefaultVisibilityTimeout, DefaultMaxAttempts, true
+	p.BackoffInitial, p.BackoffMax = DefaultBackoffInitial, DefaultBackoffMax
+	p.BackoffMultiplier, p.BackoffJitter = DefaultBackoffMultiplier, DefaultBackoffJitter
+}
+
+// Name identifies the rule in error messages: queues[0] "email_*", or "default queue rule".
+func (p *Policy) Name() string {
+	if p.Index < 0 {
+		return "default " + strings.TrimSuffix(p.Kind, "s") + " rule"
+	}
+	return fmt.Sprintf("%s[%d] %q", p.Kind, p.Index, p.Match)
+}
+
+// Dedup reports whether the rule suppresses duplicates.
+func (p *Policy) Dedup() bool { return p.DedupBody || p.DedupPointer != "" }
+
+// Set holds the compiled rules for queues and channels.
+type Set struct {
+	queues, channels []*Policy
+	defQueue, defCh  *Policy
+	cache            *lru.Cache[string, *Policy] // "q:name" / "c:name" → policy
+}
+
+// cacheSize bounds the resolved-policy cache: arbitrary names cannot grow memory.
+const cacheSize = 8192
+
+var schemaCache, _ = lru.New[string, *jsonschema.Schema](256)
+
+// NewSet compiles rules (schemas included). Relative schema paths are resolved against baseDir.
+// The error lists every problem, each prefixed with its path (queues[1].schema: …).
+func NewSet(queues, channels []Rule, baseDir string) (*Set, error) {
+	s := &Set{
+		defQueue: &Policy{Kind: "queues", Index: -1, Match: "*", Envelope: true},
+		defCh:    &Policy{Kind: "channels", Index: -1, Match: "*", Envelope: true},
+	}
+	s.defQueue.setDeliveryDefaults()
+	s.defCh.setDeliveryDefaults()
+	s.cache, _ = lru.New[string, *Policy](cacheSize)
+	var errs []error
+	for _, list := range []struct {
+		kind  string
+		rules []Rule
+		dst   *[]*Policy
+	}{{"queues", queues, &s.queues}, {"channels", channels, &s.channels}} {
+		for i, r := range list.rules {
+			p, err := compile(list.kind, i, r, baseDir)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			*list.dst = append(*list.dst, p)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func compile(kind string, i int, r Rule, baseDir string) (*Policy, error) {
+	path := fmt.Sprintf("%s[%d]", kind, i)
+	p := &Policy{Kind: kind, Index: i, Match: r.Match, MaxBytes: r.MaxBytes, Envelope: r.Envelope == nil || *r.Envelope}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", path, field, fmt.Sprintf(format, args...)))
+	}
+	if r.Match == "" {
+		bad("match", "required (a glob such as \"email_*\")")
+	}
+	if r.MaxBytes < 0 {
+		bad("max_bytes", "must be >= 0, got %d", r.MaxBytes)
+	}
+	switch r.Format {
+	case "", "any":
+	case "json":
+		p.JSON = true
+	default:
+		bad("format", "must be any or json, got %q", r.Format)
+	}
+	switch r.Deliver {
+	case "", "payload":
+	case "envelope":
+		p.DeliverEnvelope = true
+	default:
+		bad("deliver", "must be payload or envelope, got %q", r.Deliver)
+	}
+	switch k := r.Dedup.Key; {
+	case k == "" || k == "off":
+	case k == "body":
+		p.DedupBody = true
+	case strings.HasPrefix(k, "/"):
+		p.DedupPointer = k
+	default:
+		bad("dedup.key", "must be off, body or a JSON pointer such as /order_id, got %q", k)
+	}
+	p.DedupWindow = r.Dedup.Window
+	if p.Dedup() && p.DedupWindow == 0 {
+		p.DedupWindow = DefaultDedupWindow
+	}
+	if r.Dedup.Window < 0 {
+		bad("dedup.window", "must be > 0, got %s", r.Dedup.Window)
+	}
+	if r.Schema != "" {
+		file := r.Schema
+		if !filepath.IsAbs(file) && baseDir != "" {
+			file = filepath.Join(baseDir, file)
+		}
+		sch, err := loadSchema(file)
+		if err != nil {
+			bad("schema", "%v", err)
+		}
+		p.Schema, p.SchemaName, p.JSON = sch, filepath.Base(r.Schema), true
+	}
+	if p.DedupPointer != "" && !p.JSON {
+		bad("dedup.key", "a JSON pointer needs format: json or a schema")
+	}
+	compileDelivery(p, r, bad)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// compileDelivery checks and resolves the delivery and retry fields.
+func compileDelivery(p *Policy, r Rule, bad func(field, format string, args ...any)) {
+	p.setDeliveryDefaults()
+	switch r.Delivery {
+	case "", "at-most-once":
+	case "at-least-once":
+		p.AtLeastOnce = true
+	default:
+		bad("delivery", "must be at-most-once or at-least-once, got %q", r.Delivery)
+	}
+	switch r.Ack {
+	case "", "explicit":
+	case "next-pop":
+		p.AckNextPop = true
+	default:
+		bad("ack", "must be explicit or next-pop, got %q", r.Ack)
+	}
+	if p.Kind == "channels" && (p.AtLeastOnce || r.Ack != "" || r.VisibilityTimeout != 0 || r.MaxAttempts != nil ||
+		r.DeadLetter != nil || r.Backoff != (Backoff{})) {
+		bad("delivery", "delivery settings apply to queues only")
+	}
+	switch d := r.VisibilityTimeout; {
+	case d == 0:
+	case d < time.Millisecond:
+		bad("visibility_timeout", "must be at least 1ms, got %s", d)
+	default:
+		p.VisibilityTimeout = d
+	}
+	if r.MaxAttempts != nil {
+		if *r.MaxAttempts < 1 {
+			bad("max_attempts", "must be >= 1, got %d", *r.MaxAttempts)
+		}
+		p.MaxAttempts = *r.MaxAttempts
+	}
+	if r.DeadLetter != nil {
+		p.DeadLetter = *r.DeadLetter
+	}
+	b := r.Backoff
+	if b.Initial < 0 {
+		bad("backoff.initial", "must be >= 0, got %s", b.Initial)
+	} else if b.Initial > 0 {
+		p.BackoffInitial = b.Initial
+	}
+	if b.Max < 0 {
+		bad("backoff.max", "must be >= 0, got %s", b.Max)
+	} else if b.Max > 0 {
+		p.BackoffMax = b.Max
+	}
+	if p.BackoffMax < p.BackoffInitial {
+		bad("backoff.max", "must be >= backoff.initial (%s), got %s", p.BackoffInitial, p.BackoffMax)
+	}
+	if b.Multiplier != nil {
+		if *b.Multiplier < 1 || *b.Multiplier > 100 {
+			bad("backoff.multiplier", "must be between 1 and 100, got %g", *b.Multiplier)
+		}
+		p.BackoffMultiplier = *b.Multiplier
+	}
+	if b.Jitter != nil {
+		if *b.Jitter < 0 || *b.Jitter > 1 {
+			bad("backoff.jitter", "must be between 0 and 1, got %g", *b.Jitter)
+		}
+		p.BackoffJitter = *b.Jitter
+	}
+}
+
+// loadSchema compiles a JSON Schema file (draft 2020-12 unless it says otherwise), cached by path
+// and modification time.
+func loadSchema(file string) (*jsonschema.Schema, error) {
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("read schema: %w", err)
+	}
+	key := abs + "@" + strconv.FormatInt(st.ModTime().UnixNano(), 10)
+	if sch, ok := schemaCache.Get(key); ok {
+		return sch, nil
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	sch, err := c.Compile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("compile schema %s: %w", filepath.Base(file), err)
+	}
+	schemaCache.Add(key, sch)
+	return sch, nil
+}
+
+// MinVisibility returns the shortest visibility timeout of the queue rules (the default's included).
+func (s *Set) MinVisibility() time.Duration {
+	d := s.defQueue.VisibilityTimeout
+	for _, p := range s.queues {
+		if p.AtLeastOnce && p.VisibilityTimeout < d {
+			d = p.VisibilityTimeout
+		}
+	}
+	return d
+}
+
+// Queue returns the policy for a queue name.
+func (s *Set) Queue(name string) *Policy { return s.resolve("q:", name, s.queues, s.defQueue) }
+
+// Channel returns the policy for a channel name.
+func (s *Set) Channel(name string) *Policy { return s.resolve("c:", name, s.channels, s.defCh) }
+
+func (s *Set) resolve(prefix, name string, rules []*Policy, def *Policy) *Policy {
+	if len(rules) == 0 {
+		return def
+	}
+	key := prefix + name
+	if p, ok := s.cache.Get(key); ok {
+		return p
+	}
+	p := def
+	for _, r := range rules {
+		if glob.Match(r.Match, name) {
+			p = r
+			break
+		}
+	}
+	s.cache.Add(key, p)
+	return p
+}
+
+// Check validates one value: size, then JSON, then schema. The error says why, without the rule.
+func (p *Policy) Check(value []byte) error {
+	if p.MaxBytes > 0 && int64(len(value)) > p.MaxBytes {
+		return fmt.Errorf("value is %d bytes, %s limit %d", len(value), strings.TrimSuffix(p.Kind, "s"), p.MaxBytes)
+	}
+	if !p.JSON {
+		return nil
+	}
+	v, err := decodeJSON(value)
+	if err != nil {
+		return err
+	}
+	if p.Schema != nil {
+		if err := p.Schema.Validate(v); err != nil {
+			return fmt.Errorf("schema %s: %s", p.SchemaName, schemaReason(err))
+		}
+	}
+	return nil
+}
+
+// decodeJSON parses exactly one JSON value, reporting the byte offset of a syntax error.
+func decodeJSON(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	if err == nil {
+		off := int(dec.InputOffset())
+		for off < len(b) && isSpace(b[off]) {
+			off++
+		}
+		if off < len(b) {
+			return nil, fmt.Errorf("not JSON at offset %d: data after the value", off)
+		}
+		return v, nil
+	}
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &se):
+		// Offset counts the offending byte; report its 0-based position.
+		return nil, fmt.Errorf("not JSON at offset %d: %s", max(se.Offset-1, 0), se.Error())
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("not JSON at offset %d: unexpected end of input", len(b))
+	default:
+		return nil, fmt.Errorf("not JSON: %v", err)
+	}
+}
+
+var printer = message.NewPrinter(language.English)
+
+// schemaReason reduces a validation error to its first leaf: "/receiver: missing property".
+func schemaReason(err error) string {
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return err.Error()
+	}
+	for len(ve.Causes) > 0 {
+		ve = ve.Causes[0]
+	}
+	loc := "/" + strings.Join(ve.InstanceLocation, "/")
+	if r, ok := ve.ErrorKind.(*kind.Required); ok && len(r.Missing) > 0 {
+		return strings.TrimSuffix(loc, "/") + "/" + r.Missing[0] + ": missing property"
+	}
+	return loc + ": " + ve.ErrorKind.LocalizedString(printer)
+}
+
+// DedupKey returns the string that identifies a value for duplicate suppression: a SHA-256 of the
+// body, or of the JSON value at the rule's pointer.
+func (p *Policy) DedupKey(value []byte) (string, error) {
+	if p.DedupBody {
+		sum := sha256.Sum256(value)
+		return hex.EncodeToString(sum[:16]), nil
+	}
+	v, err := decodeJSON(value)
+	if err != nil {
+		return "", err
+	}
+	at, ok := pointer(v, p.DedupPointer)
+	if !ok {
+		return "", fmt.Errorf("dedup key %s: missing", p.DedupPointer)
+	}
+	canon, _ := json.Marshal(at)
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:16]), nil
+}
+
+// pointer resolves an RFC 6901 JSON pointer.
+func pointer(v any, ptr string) (any, bool) {
+	if ptr == "" {
+		return v, true
+	}
+	for _, tok := range strings.Split(ptr[1:], "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch x := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = x[tok]; !ok {
+				return nil, false
+			}
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(x) {
+				return nil, false
+			}
+			v = x[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// MaxNameLen bounds queue and channel names.
+const MaxNameLen = 200
+
+// ValidateName checks a queue or channel name (kind is "queue" or "channel"): 1 to 200 printable
+// ASCII characters without spaces, quotes, backslashes, braces or glob characters, so every key
+// derived from it can carry it as a {hash tag} and share its Redis Cluster slot. Patterns
+// (PSUBSCRIBE) may use glob characters.
+func ValidateName(kind, name string, pattern bool) error {
+	if len(name) == 0 || len(name) > MaxNameLen {
+		return fmt.Errorf("invalid %s name: use 1 to %d characters", kind, MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c > ' ' && c < 0x7f && !strings.ContainsRune(`"'\{}`, rune(c))
+		if !pattern && strings.ContainsRune("*?[]", rune(c)) {
+			ok = false
+		}
+		if !ok {
+			return fmt.Errorf("invalid %s name %q: use printable ASCII without spaces, quotes, backslashes, braces or * ? [ ]", kind, clip(name))
+		}
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

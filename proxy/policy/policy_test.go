@@ -1,0 +1,271 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func off() *bool { b := false; return &b }
+
+func testSet(t *testing.T) *Set {
+	t.Helper()
+	s, err := NewSet([]Rule{
+		{Match: "email_*", Schema: "email.json", MaxBytes: 256},
+		{Match: "json_*", Format: "json"},
+		{Match: "legacy_*", Envelope: off()},
+		{Match: "audit_*", Deliver: "envelope"},
+		{Match: "orders", Format: "json", Dedup: Dedup{Key: "/order_id", Window: time.Minute}},
+		{Match: "pings", Dedup: Dedup{Key: "body"}},
+	}, []Rule{
+		{Match: "events.*", Format: "json", MaxBytes: 100},
+	}, "testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSet_FirstMatchWinsThenDefault(t *testing.T) {
+	s := testSet(t)
+	for _, tc := range []struct {
+		queue, want string
+	}{
+		{"email_queue", `queues[0] "email_*"`},
+		{"json_x", `queues[1] "json_*"`},
+		{"legacy_q", `queues[2] "legacy_*"`},
+		{"other", "default queue rule"},
+	} {
+		if got := s.Queue(tc.queue).Name(); got != tc.want {
+			t.Errorf("Queue(%q) = %s, want %s", tc.queue, got, tc.want)
+		}
+	}
+	if got, want := s.Channel("events.signup").Name(), `channels[0] "events.*"`; got != want {
+		t.Errorf("Channel = %s, want %s", got, want)
+	}
+	if got, want := s.Channel("email_queue").Name(), "default channel rule"; got != want {
+		t.Errorf("queue rules must not apply to channels: got %s", got)
+	}
+	if s.Queue("legacy_q").Envelope || !s.Queue("other").Envelope {
+		t.Error("envelope: on by default, off for legacy_*")
+	}
+	if !s.Queue("audit_1").DeliverEnvelope || s.Queue("other").DeliverEnvelope {
+		t.Error("deliver: payload by default, envelope for audit_*")
+	}
+}
+
+func TestPolicy_CheckRejections(t *testing.T) {
+	s := testSet(t)
+	for _, tc := range []struct {
+		name, queue, value, want string
+	}{
+		{"valid email", "email_q", `{"receiver":"a@example.com","content":"hi"}`, ""},
+		{"too big", "email_q", `{"receiver":"a@example.com","content":"` + strings.Repeat("x", 300) + `"}`, "value is 341 bytes, queue limit 256"},
+		{"not json", "email_q", `{"receiver": x}`, "not JSON at offset 13: invalid character 'x' looking for beginning of value"},
+		{"truncated json", "json_q", `{"a":`, "not JSON at offset 5: unexpected end of input"},
+		{"trailing data", "json_q", `{} {}`, "not JSON at offset 3: data after the value"},
+		{"missing property", "email_q", `{"content":"hi"}`, "schema email.json: /receiver: missing property"},
+		{"wrong type", "email_q", `{"receiver":5,"content":"hi"}`, "schema email.json: /receiver: got number, want string"},
+		{"any format accepts anything", "other", "\xff\x00 not json", ""},
+		{"channel limit", "", strings.Repeat("1", 101), "value is 101 bytes, channel limit 100"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := s.Queue(tc.queue)
+			if tc.queue == "" {
+				p = s.Channel("events.x")
+			}
+			err := p.Check([]byte(tc.value))
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tc.want {
+				t.Fatalf("Check(%.40q) = %q, want %q", tc.value, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPolicy_DedupKey(t *testing.T) {
+	s := testSet(t)
+	orders := s.Queue("orders")
+	a, err := orders.DedupKey([]byte(`{"order_id": 7, "n": 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := orders.DedupKey([]byte(`{"n": 2, "order_id": 7}`))
+	c, _ := orders.DedupKey([]byte(`{"order_id": 8}`))
+	if a != b || a == c {
+		t.Fatalf("pointer keys: same order %q %q, other order %q", a, b, c)
+	}
+	if _, err := orders.DedupKey([]byte(`{"n":1}`)); err == nil || err.Error() != "dedup key /order_id: missing" {
+		t.Fatalf("missing pointer: %v", err)
+	}
+	pings := s.Queue("pings")
+	x, _ := pings.DedupKey([]byte("a"))
+	y, _ := pings.DedupKey([]byte("b"))
+	if x == y || pings.DedupWindow != DefaultDedupWindow || orders.DedupWindow != time.Minute {
+		t.Fatalf("body keys %q %q, windows %s %s", x, y, pings.DedupWindow, orders.DedupWindow)
+	}
+}
+
+func TestNewSet_ReportsEveryProblem(t *testing.T) {
+	_, err := NewSet([]Rule{
+		{Match: "", Format: "xml", Deliver: "later", MaxBytes: -1},
+		{Match: "a", Schema: "missing.json", Dedup: Dedup{Key: "sometimes"}},
+		{Match: "b", Dedup: Dedup{Key: "/id"}},
+	}, []Rule{{Match: "c", Deliver: "x"}}, "testdata")
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{
+		"queues[0].match: required",
+		`queues[0].format: must be any or json, got "xml"`,
+		`queues[0].deliver: must be payload or envelope, got "later"`,
+		"queues[0].max_bytes: must be >= 0, got -1",
+		"queues[1].schema: read schema",
+		`queues[1].dedup.key: must be off, body or a JSON pointer`,
+		"queues[2].dedup.key: a JSON pointer needs format: json or a schema",
+		`channels[0].deliver: must be payload or envelope, got "x"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestNewSet_BadSchema(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"type": 5}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewSet([]Rule{{Match: "x", Schema: "bad.json"}}, nil, dir)
+	if err == nil || !strings.Contains(err.Error(), "queues[0].schema: compile schema bad.json") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDedup_YAMLForms(t *testing.T) {
+	var r struct{ Dedup Dedup }
+	if err := yaml.Unmarshal([]byte("dedup: body"), &r); err != nil || r.Dedup.Key != "body" {
+		t.Fatalf("scalar: %+v %v", r, err)
+	}
+	if err := yaml.Unmarshal([]byte("dedup: {key: /id, window: 30s}"), &r); err != nil || r.Dedup.Key != "/id" || r.Dedup.Window != 30*time.Second {
+		t.Fatalf("mapping: %+v %v", r, err)
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"email_queue": true, "events.signup": true, "a:b/c@d-e": true,
+		"": false, "with space": false, "{tag}": false, "a*": false, "q?": false, `quo"te`: false,
+		strings.Repeat("x", 200): true, strings.Repeat("x", 201): false, "tab\t": false, "é": false,
+	} {
+		if err := ValidateName("queue", name, false); (err == nil) != ok {
+			t.Errorf("ValidateName(%q) = %v, want ok=%v", name, err, ok)
+		}
+	}
+	if err := ValidateName("channel", "news.*", true); err != nil {
+		t.Errorf("patterns may use globs: %v", err)
+	}
+}
+
+func TestSet_CacheIsBounded(t *testing.T) {
+	s := testSet(t)
+	for i := 0; i < 3*cacheSize; i++ {
+		s.Queue("q" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strings.Repeat("y", i%13) + itoa(i))
+	}
+	if got := s.cache.Len(); got > cacheSize {
+		t.Fatalf("cache holds %d entries, bound %d", got, cacheSize)
+	}
+}
+
+func itoa(i int) string {
+	return strings.TrimSpace(strings.Repeat(" ", 0) + string(rune('0'+i%10)) + string(rune('0'+(i/10)%10)) + string(rune('0'+(i/100)%10)) + string(rune('0'+(i/1000)%10)) + string(rune('0'+(i/10000)%10)))
+}
+
+// FuzzCheck drives the validator entry point with arbitrary values: it must never panic, and a value
+// it accepts for a JSON rule must be valid JSON.
+func FuzzCheck(f *testing.F) {
+	for _, s := range []string{`{"receiver":"a@example.com","content":"hi"}`, `{"receiver":1}`, `[`, `"\ud800"`, `1e999`, ""} {
+		f.Add([]byte(s))
+	}
+	s, err := NewSet([]Rule{{Match: "email_*", Schema: "email.json", MaxBytes: 4096}, {Match: "orders", Format: "json", Dedup: Dedup{Key: "/a/0"}}}, nil, "testdata")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if err := s.Queue("email_x").Check(v); err == nil {
+			if _, jerr := decodeJSON(v); jerr != nil {
+				t.Fatalf("accepted invalid JSON %q", v)
+			}
+		}
+		_, _ = s.Queue("orders").DedupKey(v)
+	})
+}
+
+func TestDelivery_YAMLAndDefaults(t *testing.T) {
+	var rules []Rule
+	src := `
+- match: "email_*"
+  delivery: at-least-once
+  ack: next-pop
+  visibility_timeout: 45s
+  max_attempts: 3
+  backoff: {initial: 2s, max: 1m, multiplier: 3, jitter: 0.1}
+  dead_letter: false
+- match: "*"
+`
+	if err := yaml.Unmarshal([]byte(src), &rules); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSet(rules, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Queue("email_x")
+	if !p.AtLeastOnce || !p.AckNextPop || p.VisibilityTimeout != 45*time.Second || p.MaxAttempts != 3 ||
+		p.BackoffInitial != 2*time.Second || p.BackoffMax != time.Minute || p.BackoffMultiplier != 3 ||
+		p.BackoffJitter != 0.1 || p.DeadLetter {
+		t.Fatalf("email rule %+v", p)
+	}
+	for _, d := range []*Policy{s.Queue("other"), s.defQueue} {
+		if d.AtLeastOnce || d.AckNextPop || d.VisibilityTimeout != 30*time.Second || d.MaxAttempts != 5 ||
+			d.BackoffInitial != time.Second || d.BackoffMax != 5*time.Minute || d.BackoffMultiplier != 2 ||
+			d.BackoffJitter != 0.2 || !d.DeadLetter {
+			t.Fatalf("defaults %+v", d)
+		}
+	}
+	if got := s.MinVisibility(); got != 30*time.Second {
+		t.Fatalf("MinVisibility %s (at-most-once rules do not count)", got)
+	}
+}
+
+func TestDelivery_Validation(t *testing.T) {
+	zero, neg, big := 0, -1.0, 2.0
+	_, err := NewSet([]Rule{{
+		Match: "q", Delivery: "exactly-once", Ack: "never", VisibilityTimeout: time.Microsecond, MaxAttempts: &zero,
+		Backoff: Backoff{Initial: 2 * time.Second, Max: time.Second, Multiplier: &neg, Jitter: &big},
+	}}, []Rule{{Match: "c", Delivery: "at-least-once"}}, "")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`queues[0].delivery: must be at-most-once or at-least-once, got "exactly-once"`,
+		`queues[0].ack: must be explicit or next-pop, got "never"`,
+		`queues[0].visibility_timeout: must be at least 1ms, got 1µs`,
+		`queues[0].max_attempts: must be >= 1, got 0`,
+		`queues[0].backoff.max: must be >= backoff.initial (2s), got 1s`,
+		`queues[0].backoff.multiplier: must be between 1 and 100, got -1`,
+		`queues[0].backoff.jitter: must be between 0 and 1, got 2`,
+		`channels[0].delivery: delivery settings apply to queues only`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}

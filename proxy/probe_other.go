@@ -1,0 +1,8 @@
+//go:build !unix
+
+package proxy
+
+import "net"
+
+// peerGone cannot look ahead on this platform; write errors alone detect a lost client.
+func peerGone(net.Conn) bool { return false }

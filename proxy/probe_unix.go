@@ -1,0 +1,46 @@
+//go:build unix
+
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"syscall"
+)
+
+// peerGone reports whether the client has closed or reset its side of the connection, without
+// consuming input: one non-blocking MSG_PEEK. Checked before writing a reply that carries popped
+// items, because a write to a peer that already closed succeeds locally and the item would be lost.
+//
+// On a TLS connection the peek runs on the TCP socket underneath (tls.Conn.NetConn). A TLS client
+// usually sends a close_notify alert before its FIN, so the peek sees bytes rather than the end of
+// the stream; then the socket's TCP state tells whether the FIN arrived (peerClosedWrite).
+func peerGone(nc net.Conn) bool {
+	isTLS := false
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc, isTLS = tc.NetConn(), true
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	var b [1]byte
+	_ = raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case err == nil:
+			gone = n == 0 || isTLS && peerClosedWrite(int(fd)) // orderly shutdown (FIN)
+		case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
+		default:
+			gone = true // reset or other error
+		}
+		return true
+	})
+	return gone
+}

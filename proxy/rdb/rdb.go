@@ -1,0 +1,135 @@
+// Package rdb is qgate's storage layout in the backend Redis: every key name is built here, and every
+// multi-step state change is a Lua script in scripts/ (one atomic step each).
+//
+// A queue's ready list keeps the queue's own name, so programs pushing straight into Redis still feed
+// it. Every other key of a queue carries the queue name as its {hash tag}, so all of a queue's keys
+// share one Redis Cluster slot (queue names cannot contain braces: see policy.ValidateName).
+package rdb
+
+import (
+	"context"
+	_ "embed"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Keys of an at-least-once queue (DESIGN.md section 5). The ready list is the queue's own name.
+
+// InflightKey is the ZSET of a queue's leases: lease id → deadline (ms since the epoch, Redis clock).
+func InflightKey(queue string) string { return "{" + queue + "}:qgate:inflight" }
+
+// LeasesKey is the HASH of a queue's leases: lease id → owner "\n" item.
+func LeasesKey(queue string) string { return "{" + queue + "}:qgate:leases" }
+
+// DelayedKey is the ZSET of items waiting for their backoff: item → ready-at (ms).
+func DelayedKey(queue string) string { return "{" + queue + "}:qgate:delayed" }
+
+// HandoffKey is the LIST where a blocked-pop listener puts an item of an at-least-once queue for a
+// waiting client, which then leases it with lease_pop (that pops the handoff list first).
+func HandoffKey(queue string) string { return "{" + queue + "}:qgate:handoff" }
+
+// DeadKey is the LIST of items that failed max_attempts times.
+func DeadKey(queue string) string { return "{" + queue + "}:qgate:dead" }
+
+// LeasedQueuesKey is the SET of queues that have ever leased an item: the reapers of every qgate
+// instance walk it. It is the only key outside the queues' slots; a queue is added before its first
+// lease (see the pop handlers) and never removed.
+const LeasedQueuesKey = "qgate:leased-queues"
+
+// LeasePopKeys returns KEYS[1..4] of lease_pop.lua.
+func LeasePopKeys(queue string) []string {
+	return []string{queue, InflightKey(queue), LeasesKey(queue), HandoffKey(queue)}
+}
+
+// RetryKeys returns KEYS[1..5] of nack.lua and requeue_expired.lua.
+func RetryKeys(queue string) []string {
+	return []string{queue, InflightKey(queue), LeasesKey(queue), DelayedKey(queue), DeadKey(queue)}
+}
+
+// DedupKey is the key that remembers a dedup hash on a queue for the dedup window.
+func DedupKey(queue, hash string) string { return "{" + queue + "}:qgate:dedup:" + hash }
+
+// Script is a Lua script run with EVALSHA, falling back to EVAL when the backend does not know it.
+type Script struct {
+	src string
+	sha string
+}
+
+func newScript(src string) *Script {
+	s := redis.NewScript(src)
+	return &Script{src: src, sha: s.Hash()}
+}
+
+//go:embed scripts/dedup_push.lua
+var dedupPushSrc string
+
+// DedupPush is scripts/dedup_push.lua.
+var DedupPush = newScript(dedupPushSrc)
+
+var (
+	//go:embed scripts/lease_pop.lua
+	leasePopSrc string
+	//go:embed scripts/ack.lua
+	ackSrc string
+	//go:embed scripts/extend.lua
+	extendSrc string
+	//go:embed scripts/retry.lua
+	retrySrc string
+	//go:embed scripts/nack.lua
+	nackSrc string
+	//go:embed scripts/requeue_expired.lua
+	requeueExpiredSrc string
+	//go:embed scripts/promote_delayed.lua
+	promoteDelayedSrc string
+	//go:embed scripts/redrive.lua
+	redriveSrc string
+)
+
+// The lease scripts. Nack and RequeueExpired are retry.lua followed by their own file.
+var (
+	LeasePop       = newScript(leasePopSrc)
+	Ack            = newScript(ackSrc)
+	Extend         = newScript(extendSrc)
+	Nack           = newScript(retrySrc + "\n" + nackSrc)
+	RequeueExpired = newScript(retrySrc + "\n" + requeueExpiredSrc)
+	PromoteDelayed = newScript(promoteDelayedSrc)
+	Redrive        = newScript(redriveSrc)
+)
+
+// Run runs the script with EVALSHA and, on NOSCRIPT (the script did not run), with EVAL.
+func (s *Script) Run(ctx context.Context, c redis.UniversalClient, keys []string, args ...interface{}) *redis.Cmd {
+	cmd := s.Cmd(ctx, keys, args...)
+	_ = c.Process(ctx, cmd)
+	if IsNoScript(cmd.Err()) {
+		return s.Eval(ctx, c, keys, args...)
+	}
+	return cmd
+}
+
+// Cmd returns an EVALSHA command for a pipeline. If it fails with NOSCRIPT the script did not run;
+// pass the same arguments to Eval.
+func (s *Script) Cmd(ctx context.Context, keys []string, args ...interface{}) *redis.Cmd {
+	return redis.NewCmd(ctx, s.evalArgs("evalsha", s.sha, keys, args)...)
+}
+
+// Eval runs the script with EVAL (sending its source).
+func (s *Script) Eval(ctx context.Context, c redis.UniversalClient, keys []string, args ...interface{}) *redis.Cmd {
+	cmd := redis.NewCmd(ctx, s.evalArgs("eval", s.src, keys, args)...)
+	_ = c.Process(ctx, cmd)
+	return cmd
+}
+
+func (s *Script) evalArgs(verb, script string, keys []string, args []interface{}) []interface{} {
+	out := make([]interface{}, 0, 3+len(keys)+len(args))
+	out = append(out, verb, script, len(keys))
+	for _, k := range keys {
+		out = append(out, k)
+	}
+	return append(out, args...)
+}
+
+// IsNoScript reports whether err means the backend does not have the script cached.
+func IsNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}

@@ -1,0 +1,66 @@
+-- lease_pop: optionally ack this connection's previous leases (ack: next-pop), then pop up to N items
+-- from a queue's ready list and lease each one, all in one atomic step: an item is always either in
+-- the ready list or leased, at every instant.
+--
+-- KEYS[1]  the queue's ready list (the queue's own name)
+-- KEYS[2]  {queue}:qgate:inflight  ZSET lease id -> deadline (ms, Redis clock)
+-- KEYS[3]  {queue}:qgate:leases    HASH lease id -> owner .. "\n" .. item
+-- KEYS[4]  {queue}:qgate:handoff   LIST items a blocked-pop listener moved out of the ready list for a
+--          waiting client (see proxy/blocking.go); they are older than the ready list's, so served first
+-- ARGV[1]  "LPOP" or "RPOP"
+-- ARGV[2]  count; "" for a single pop without COUNT
+-- ARGV[3]  visibility timeout in milliseconds
+-- ARGV[4]  owner: the popping connection's token (qgate instance and client id; no "\n")
+-- ARGV[5]  prefix for the lease ids of items that are not qgate envelopes (unique per call)
+-- ARGV[6..] lease ids to ack first, only where ARGV[4] owns them (ack: next-pop)
+--
+-- Lease id: an envelope's "id" member; for any other item (pushed straight into Redis by another
+-- program), or a copy of an envelope whose id is leased already, ARGV[5] .. ":" .. i (i: the item's
+-- position in this pop), so equal items never share a lease.
+--
+-- Returns {acked, popped} where popped is false when the list was empty (nil reply) and otherwise a
+-- flat array {id1, item1, id2, item2, ...} in pop order.
+local acked = 0
+for i = 6, #ARGV do
+  local v = redis.call('HGET', KEYS[3], ARGV[i])
+  if v and string.sub(v, 1, #ARGV[4] + 1) == ARGV[4] .. '\n' then
+    redis.call('HDEL', KEYS[3], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    acked = acked + 1
+  end
+end
+local items
+if ARGV[2] == '' then
+  local v = redis.call('LPOP', KEYS[4])
+  if not v then v = redis.call(ARGV[1], KEYS[1]) end
+  if v then items = {v} end
+elseif tonumber(ARGV[2]) == 0 then
+  items = redis.call(ARGV[1], KEYS[1], 0)
+else
+  items = redis.call('LPOP', KEYS[4], ARGV[2])
+  local want = tonumber(ARGV[2]) - (items and #items or 0)
+  if want > 0 then
+    local more = redis.call(ARGV[1], KEYS[1], want)
+    if more then
+      items = items or {}
+      for _, v in ipairs(more) do items[#items + 1] = v end
+    end
+  end
+end
+if not items then
+  return {acked, false}
+end
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+local out = {}
+for i, item in ipairs(items) do
+  local id = string.match(item, '^{"qgate":1,"id":"([^"\\]+)","queue":')
+  -- A second copy of an envelope that is already leased (copied by another program) must not
+  -- overwrite that lease: it gets an id of its own.
+  if not id or redis.call('HEXISTS', KEYS[3], id) == 1 then id = ARGV[5] .. ':' .. i end
+  redis.call('ZADD', KEYS[2], deadline, id)
+  redis.call('HSET', KEYS[3], id, ARGV[4] .. '\n' .. item)
+  out[#out + 1] = id
+  out[#out + 1] = item
+end
+return {acked, out}

@@ -1,0 +1,16 @@
+-- promote_delayed: move delayed items whose time came to the tail of the ready list (RPUSH, the
+-- end producers push to with RPUSH), oldest ready-at first.
+--
+-- KEYS[1]  {queue}:qgate:delayed  ZSET item -> ready-at (ms)
+-- KEYS[2]  the queue's ready list
+-- ARGV[1]  the most items to move in this call
+--
+-- Returns the number of items moved.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, item in ipairs(items) do
+  redis.call('RPUSH', KEYS[2], item)
+  redis.call('ZREM', KEYS[1], item)
+end
+return #items

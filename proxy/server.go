@@ -1,0 +1,382 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/commands"
+	"github.com/qgate/qgate/proxy/auth"
+	"github.com/qgate/qgate/proxy/policy"
+)
+
+// Version is qgate's version, reported by INFO and `qgate version`.
+var Version = "0.1.0-dev"
+
+var errUnsupportedClient = errors.New("unsupported backend client type")
+
+// Server is a qgate proxy: a RESP listener in front of a backend Redis.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	backend *Backend
+	wait    redis.UniversalClient // connections of the blocked-pop listeners
+	// pipeliner merges the commands of all clients into deep pipelines (go-redis's deferred
+	// auto-pipelining face); nil falls back to one pipeline per client batch.
+	pipeliner *redis.AutoPipeliner
+	blocker   *blocker
+	hub       *hub
+	policies  atomic.Pointer[policy.Set] // swapped by Reload
+	auth      *auth.Authenticator        // users swapped by Reload
+	tlsConf   atomic.Pointer[tls.Config] // the listener's TLS settings (nil: plain TCP); swapped by Reload
+	ln        net.Listener
+	started   time.Time
+
+	// ctx is cancelled when shutdown begins; bgctx only when the backend closes, so items taken from
+	// Redis can still be handed back while draining.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	bgctx    context.Context
+	bgcancel context.CancelFunc
+	closing  atomic.Bool
+
+	instance     string   // random id of this process, in lease owner tokens and wake keys
+	leasedQueues sync.Map // queue name → struct{}: queues this process leased from (see reaper)
+	leases       commands.LeaseCounters
+	reaperStop   chan struct{}
+	reaperDone   chan struct{}
+
+	mu     sync.Mutex
+	conns  map[*conn]struct{}
+	nextID atomic.Int64
+	connWG sync.WaitGroup
+
+	stats struct {
+		commands, connections, rejected, returned, lost atomic.Int64
+		blocked                                         atomic.Int64
+		deniedQueue, deniedChannel                      atomic.Int64
+	}
+}
+
+// New connects to the configured backend (or starts the embedded one) and returns a server ready to Listen.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: log, conns: map[*conn]struct{}{}, started: time.Now()}
+	policies, err := policy.NewSet(cfg.Queues, cfg.Channels, cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("load policies: %w", err)
+	}
+	s.policies.Store(policies)
+	users, err := auth.NewStore(cfg.Users)
+	if err != nil {
+		return nil, fmt.Errorf("load users: %w", err)
+	}
+	s.auth = auth.NewAuthenticator(users)
+	s.auth.BaseDelay, s.auth.MaxDelay = cfg.AuthFailureDelay, cfg.AuthFailureMaxDelay
+	if users.Required() {
+		log.Info("authentication required", "users", users.Len())
+	} else {
+		log.Warn("no users configured: qgate is open, any client may run every command (configure users: to require AUTH)")
+	}
+	if cfg.TLS.Enabled() {
+		tc, err := cfg.TLS.serverTLS(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		s.tlsConf.Store(tc)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.bgctx, s.bgcancel = context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(s.bgctx, 10*time.Second)
+	defer cancel()
+	b, err := openBackend(ctx, cfg.Backend, cfg.PoolSize, cfg.BackendTLS, cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s.backend = b
+	if b.Kind == BackendEmbedded {
+		log.Warn("no backend configured: using an embedded in-memory Redis; data is lost when qgate stops", "backend", b.Addr)
+	} else {
+		log.Info("backend connected", "kind", b.Kind, "backend", b.Addr)
+	}
+	s.wait = b.NewClient(2*cfg.BlockingConns + 2)
+	if ap, err := b.Client.AsyncAutoPipeline(); err == nil {
+		s.pipeliner = ap
+	} else {
+		log.Warn("auto-pipelining unavailable; using one pipeline per client batch", "err", err)
+	}
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	s.instance = hex.EncodeToString(id[:])
+	s.blocker = newBlocker(s, s.wait, b.Cluster, cfg.BlockingConns, s.instance)
+	s.hub = newHub(s)
+	s.startReaper()
+	return s, nil
+}
+
+// Listen binds the configured listen address; Addr is valid afterwards.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	s.checkFileLimit()
+	s.log.Info("listening", "addr", ln.Addr().String(), "max_clients", s.cfg.MaxClients, "tls", s.tlsConf.Load() != nil)
+	return nil
+}
+
+// checkFileLimit warns when the process may not open enough descriptors for max_clients (Go already
+// raises the soft limit to the hard limit at start-up).
+func (s *Server) checkFileLimit() {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if need := uint64(s.cfg.MaxClients) + 64 + uint64(4*s.cfg.BlockingConns); lim.Cur < need {
+		s.log.Warn("open-file limit is below max_clients; raise it (ulimit -n) or lower max_clients",
+			"limit", lim.Cur, "max_clients", s.cfg.MaxClients)
+	}
+}
+
+// Serve accepts clients until Shutdown; it returns nil after a clean shutdown.
+func (s *Server) Serve() error {
+	if s.ln == nil {
+		return errors.New("serve: Listen was not called")
+	}
+	var delay time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors or a transient error: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		delay = 0
+		s.accept(nc)
+	}
+}
+
+func (s *Server) accept(nc net.Conn) {
+	s.stats.connections.Add(1)
+	s.mu.Lock()
+	if len(s.conns) >= s.cfg.MaxClients || s.closing.Load() {
+		s.mu.Unlock()
+		s.stats.rejected.Add(1)
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = nc.Write([]byte("-ERR max number of clients reached\r\n"))
+		_ = nc.Close()
+		return
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		_ = tc.SetKeepAlive(true)
+	}
+	if s.tlsConf.Load() != nil {
+		// The handshake runs on the connection's goroutine (conn.serve), never in the accept loop.
+		nc = tls.Server(nc, &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.tlsConf.Load(), nil
+		}})
+	}
+	c := newConn(s, nc, s.nextID.Add(1))
+	c.openMode.Store(!s.auth.Store().Required())
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	go c.serve()
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.connWG.Done()
+}
+
+// ListenAndServe is Listen followed by Serve.
+func (s *Server) ListenAndServe() error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	return s.Serve()
+}
+
+// Addr returns the bound listen address.
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Shutdown stops accepting, lets every connection finish the batch it is executing and write its
+// replies, hands items that could not be delivered back to their lists, and closes the backend.
+// Connections still open when ctx ends are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.log.Info("shutting down: draining connections")
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	s.cancel()
+	// Interrupt idle and blocked reads; a connection in the middle of a batch finishes it first.
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+	s.mu.Unlock()
+	drained := make(chan struct{})
+	go func() { s.connWG.Wait(); close(drained) }()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("shutdown: %w", ctx.Err())
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-drained
+	}
+	s.blocker.stop(5 * time.Second)
+	s.stopReaper()
+	s.hub.close()
+	s.bgcancel()
+	_ = s.wait.Close()
+	if cerr := s.backend.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	s.log.Info("shutdown complete", "returned_items", s.stats.returned.Load(), "lost_items", s.stats.lost.Load())
+	return err
+}
+
+// returnItems puts items whose reply could not be written back where they were popped from, most
+// recent pop first, so the list ends up as it was before the pops. Each record is one atomic push.
+func (s *Server) returnItems(recs []popRecord) {
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		vals := make([]interface{}, len(r.items))
+		for j, v := range r.items {
+			vals[len(vals)-1-j] = v
+		}
+		var err error
+		for attempt := 0; attempt < 5; attempt++ {
+			if r.left {
+				err = s.backend.Client.LPush(s.bgctx, r.key, vals...).Err()
+			} else {
+				err = s.backend.Client.RPush(s.bgctx, r.key, vals...).Err()
+			}
+			if err == nil || isRedisError(err) {
+				break
+			}
+			time.Sleep(time.Duration(50<<attempt) * time.Millisecond)
+		}
+		if err != nil {
+			s.stats.lost.Add(int64(len(r.items)))
+			s.log.Error("could not return undelivered items to their list", "queue", r.key, "items", len(r.items), "err", err)
+			continue
+		}
+		s.stats.returned.Add(int64(len(r.items)))
+		s.log.Debug("returned undelivered items", "queue", r.key, "items", len(r.items))
+	}
+}
+
+func isRedisError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
+// Backend implements commands.Server.
+func (s *Server) Backend() redis.UniversalClient { return s.backend.Client }
+
+// Policies implements commands.Server.
+func (s *Server) Policies() *policy.Set { return s.policies.Load() }
+
+// BackendInfo implements commands.Server.
+func (s *Server) BackendInfo() (kind, addr string) { return s.backend.Kind, s.backend.Addr }
+
+// Stats implements commands.Server.
+func (s *Server) Stats() commands.Stats {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	ch, pat, subscribers := s.hub.counts()
+	pubsub := 0 // all of qgate's backend subscriptions share one connection
+	if ch+pat > 0 {
+		pubsub = 1
+	}
+	port := 0
+	if a, ok := s.Addr().(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	return commands.Stats{
+		Started:            s.started,
+		ConnectedClients:   n,
+		BlockedClients:     int(s.stats.blocked.Load()),
+		TotalConnections:   s.stats.connections.Load(),
+		TotalCommands:      s.stats.commands.Load(),
+		RejectedConns:      s.stats.rejected.Load(),
+		ReturnedItems:      s.stats.returned.Load(),
+		BackendConns:       int(s.backend.Client.PoolStats().TotalConns),
+		BackendWaitConns:   int(s.blocker.conns.Load()),
+		BackendPubSubConns: pubsub,
+		PubSubClients:      subscribers,
+		MaxClients:         s.cfg.MaxClients,
+		Version:            Version,
+		TCPPort:            port,
+		Users:              s.auth.Store().Len(),
+		AuthFailures:       s.auth.Failures(),
+		DeniedQueue:        s.stats.deniedQueue.Load(),
+		DeniedChannel:      s.stats.deniedChannel.Load(),
+		BcryptChecks:       s.auth.BcryptVerifications(),
+		Leased:             s.leases.Leased.Load(),
+		Acked:              s.leases.Acked.Load(),
+		Retried:            s.leases.Retried.Load(),
+		Dead:               s.leases.Dead.Load(),
+		Redriven:           s.leases.Redriven.Load(),
+	}
+}
+
+// Subscribe implements commands.Server.
+func (s *Server) Subscribe(c commands.Conn, pattern bool, name string) error {
+	return s.hub.Subscribe(c.(*conn), pattern, name)
+}
+
+// Unsubscribe implements commands.Server.
+func (s *Server) Unsubscribe(c commands.Conn, pattern bool, name string) {
+	s.hub.Unsubscribe(c.(*conn), pattern, name)
+}
+
+// LocalSubscribers implements commands.Server.
+func (s *Server) LocalSubscribers(channel string) (int, int) { return s.hub.localSubscribers(channel) }
+
+// LocalNumSub implements commands.Server.
+func (s *Server) LocalNumSub(channel string) (int, bool) { return s.hub.numSub(channel) }
