@@ -6,6 +6,7 @@ package commands
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -255,13 +256,16 @@ type Server interface {
 	Login(c Conn, user, password []byte) *auth.User
 	// NoteDenied counts a NOPERM reply (on a channel or pattern when channel is set, else a queue).
 	NoteDenied(channel bool)
-	// NoteLeasedQueue reports whether queue is leasing for the first time in this process (the caller
-	// then adds it to rdb.LeasedQueuesKey so that every instance's reaper finds it).
-	NoteLeasedQueue(queue string) bool
+	// RegisterLeasedQueue makes sure queue is in rdb.LeasedQueuesKey, where every instance's reaper
+	// finds it; call it before leasing from queue (it reaches the backend only now and then).
+	RegisterLeasedQueue(ctx context.Context, queue string) error
 	// Leases returns the server's lease counters (INFO).
 	Leases() *LeaseCounters
-	// ForgetLeasedQueue undoes NoteLeasedQueue when adding the queue to the set failed.
-	ForgetLeasedQueue(queue string)
+	// KickReaper makes the reaper run now and sleep until the earliest item it finds due (call it
+	// after items were delayed, so sub-second delays are kept).
+	KickReaper()
+	// HasWaiters reports whether clients are blocked popping key from that end (left: BLPOP).
+	HasWaiters(key string, left bool) bool
 }
 
 // LeaseCounters count at-least-once transitions made through this qgate process (INFO Qgate).
@@ -467,8 +471,9 @@ func equalFold(arg []byte, lower string) bool {
 // backendError turns a backend failure into an error reply: Redis errors pass through verbatim,
 // transport failures are reported without detail that could leak configuration.
 func backendError(err error) string {
-	if rerr, ok := err.(redis.Error); ok {
-		return sanitize(rerr.Error())
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return sanitize(rerr.Error()) // the backend's own reply, without any wrapping
 	}
 	return sanitize("ERR backend unavailable: " + err.Error())
 }

@@ -51,16 +51,19 @@ func init() {
 	)
 }
 
-// CountRetries adds the results of rdb.Nack (one code per lease id) to the counters.
-func CountRetries(lc *LeaseCounters, codes []int64) {
+// CountRetries adds the results of rdb.Nack (one code per lease id) to the counters and reports
+// whether any item went to the delayed set.
+func CountRetries(lc *LeaseCounters, codes []int64) (delayed bool) {
 	for _, r := range codes {
 		switch {
 		case r == 1 || r == 2:
 			lc.Retried.Add(1)
+			delayed = delayed || r == 2
 		case r >= 3:
 			lc.Dead.Add(1)
 		}
 	}
+	return delayed
 }
 
 // RetryArgs returns ARGV[1..9] of rdb.Nack and rdb.RequeueExpired for a queue's rule.
@@ -88,10 +91,10 @@ func leasePop(c Conn, name string, key string, countArg []byte, p *policy.Policy
 		}
 		count = strconv.FormatInt(n, 10)
 	}
-	if c.Server().NoteLeasedQueue(key) {
-		// Queued before the script in the same pipeline, so the queue is known to the reapers before
-		// anything of it is leased. Its result does not matter to the client.
-		c.Queue(redis.NewIntCmd(c.Context(), "sadd", rdb.LeasedQueuesKey, key), func(*resp.Writer) {})
+	// Registered before anything of the queue is leased, so every reaper finds the lease.
+	if err := c.Server().RegisterLeasedQueue(c.Context(), key); err != nil {
+		c.Reply().Error(backendError(err))
+		return
 	}
 	keys, args, acks := leasePopArgs(s, name, key, count, p)
 	cmd := rdb.LeasePop.Cmd(c.Context(), keys, args...)
@@ -168,8 +171,9 @@ func leasePopResult(c Conn, key string, p *policy.Policy, acks []string, res []i
 	return items, false
 }
 
-// blockLeasePop is BLPOP/BRPOP on at-least-once queues. It tries to lease from each key in order; if
-// all are empty it waits in qgate's blocker, whose listener for such a key moves one item per waiter
+// blockLeasePop is BLPOP/BRPOP on at-least-once queues. It tries to lease from each key in order,
+// skipping keys other clients are blocked on (an item there is theirs first: Redis's FIFO rule); if
+// none has an item it waits in qgate's blocker, whose listener for such a key moves one item per waiter
 // with BLMOVE from the ready list to the queue's handoff list (never out of Redis) and wakes the
 // waiter, which then leases with lease_pop (handoff list first). If another client leased that item
 // first, the waiter waits again. An item is in the ready list, the handoff list or leased at every
@@ -186,15 +190,16 @@ func blockLeasePop(c Conn, left bool, keys []string, timeout time.Duration) {
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
+	woken := "" // the key the blocker woke us for: its handoff list holds an item for us
 	for {
 		for _, key := range keys {
+			if key != woken && c.Server().HasWaiters(key, left) {
+				continue
+			}
 			p := c.Server().Policies().Queue(key)
-			if c.Server().NoteLeasedQueue(key) {
-				if err := c.Server().Backend().SAdd(c.Context(), rdb.LeasedQueuesKey, key).Err(); err != nil {
-					c.Server().ForgetLeasedQueue(key)
-					c.Reply().Error(backendError(err))
-					return
-				}
+			if err := c.Server().RegisterLeasedQueue(c.Context(), key); err != nil {
+				c.Reply().Error(backendError(err))
+				return
 			}
 			k, args, acks := leasePopArgs(s, name, key, "", p)
 			res, err := rdb.LeasePop.Run(c.Context(), c.Server().Backend(), k, args...).Slice()
@@ -230,6 +235,7 @@ func blockLeasePop(c Conn, left bool, keys []string, timeout time.Duration) {
 			return
 		}
 		// Try the key that has an item for us first.
+		woken = key
 		ordered := make([]string, 0, len(keys))
 		ordered = append(ordered, key)
 		for _, k := range keys {
@@ -302,7 +308,9 @@ func qnack(c Conn, args [][]byte) {
 			return
 		}
 		c.Session().DropLeases(queue, []string{id})
-		CountRetries(c.Server().Leases(), res)
+		if CountRetries(c.Server().Leases(), res) {
+			c.Server().KickReaper()
+		}
 		if res[0] != 0 {
 			w.Int(1)
 		} else {

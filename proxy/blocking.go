@@ -101,11 +101,7 @@ func newBlocker(srv *Server, client redis.UniversalClient, cluster bool, groups 
 // empty: an item arriving there belongs to the clients blocked first (Redis's FIFO rule).
 func (b *blocker) tryPop(keys []string, left bool) (string, string, bool, error) {
 	for _, key := range keys {
-		b.mu.Lock()
-		q := b.queues[bkey{key, left}]
-		busy := q != nil && q.Len() > 0
-		b.mu.Unlock()
-		if busy {
+		if b.hasWaiters(key, left) {
 			continue
 		}
 		var cmd *redis.StringCmd
@@ -124,6 +120,17 @@ func (b *blocker) tryPop(keys []string, left bool) (string, string, bool, error)
 		return key, val, true, nil
 	}
 	return "", "", false, nil
+}
+
+// HasWaiters implements commands.Server.
+func (s *Server) HasWaiters(key string, left bool) bool { return s.blocker.hasWaiters(key, left) }
+
+// hasWaiters reports whether clients are blocked popping key from that end.
+func (b *blocker) hasWaiters(key string, left bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[bkey{key, left}]
+	return q != nil && q.Len() > 0
 }
 
 // wait registers c as blocked on keys.

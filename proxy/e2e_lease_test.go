@@ -792,3 +792,119 @@ func TestLease_Cluster(t *testing.T) {
 		t.Fatalf("BRPOP %v", v)
 	}
 }
+
+// TestLease_BlockingPopFIFO: a new BLPOP does not take an item that belongs to a client blocked on the
+// queue before it. The item sits in the handoff list, as when the listener just moved it for the first
+// client: the newcomer must wait behind that client rather than lease it.
+func TestLease_BlockingPopFIFO(t *testing.T) {
+	e := leaseEnv(t, nil)
+	ctx := e2eCtx(t)
+	first := e2eBlpop(ctx, envClient(t, e, ctx), 1, true, 0, "jobs")
+	e2eEventually(t, "first client blocked", func() bool { return e.Qgate.Server.Stats().BlockedClients == 1 })
+	if err := e.Direct.LPush(ctx, rdb.HandoffKey("jobs"), "for-the-first").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := envClient(t, e, ctx).Do(ctx, "blpop", "jobs", "0.2").Err(); err != redis.Nil {
+		t.Fatalf("a client that came later: BLPOP = %v, want nil (the item is the first client's)", err)
+	}
+	// The reaper hands the item back to the ready list; the listener gives it to the first client.
+	r := e2eRecv(t, "first client's item", first)
+	if r.err != nil || len(r.val) != 2 || r.val[1] != "for-the-first" {
+		t.Fatalf("first client got %q, %v", r.val, r.err)
+	}
+}
+
+// TestLease_SubSecondDelay: an item nacked with a short delay is ready again after the delay, not on
+// the reaper's next tick (1s with this rule's visibility timeout).
+func TestLease_SubSecondDelay(t *testing.T) {
+	e := leaseEnv(t, func(r *policy.Rule) { r.VisibilityTimeout = time.Hour })
+	ctx := e2eCtx(t)
+	c := envClient(t, e, ctx)
+	if err := c.RPush(ctx, "jobs", "soon").Err(); err != nil {
+		t.Fatal(err)
+	}
+	env := mustDecode(t, c.LPop(ctx, "jobs").Val())
+	const delay = 100 * time.Millisecond
+	start := time.Now()
+	if n, err := c.Do(ctx, "qnack", "jobs", env.ID, delay.Milliseconds()).Int(); err != nil || n != 1 {
+		t.Fatalf("QNACK = %d, %v", n, err)
+	}
+	res, err := c.Do(ctx, "blpop", "jobs", "5").StringSlice()
+	took := time.Since(start)
+	if err != nil || len(res) != 2 || mustDecode(t, res[1]).ID != env.ID {
+		t.Fatalf("BLPOP = %q, %v", res, err)
+	}
+	if took < delay-10*time.Millisecond || took > 900*time.Millisecond {
+		t.Fatalf("nacked with %s delay, ready again after %s; want about the delay", delay, took)
+	}
+}
+
+// TestLease_IdleQueueForgotten: the reapers' set of leased queues does not grow forever: a queue with
+// nothing in flight, delayed or handed off leaves it once no instance noted it within the TTL, and a
+// queue that holds leases stays.
+func TestLease_IdleQueueForgotten(t *testing.T) {
+	e := leaseEnv(t, nil)
+	e.Qgate.Server.SetLeasedQueueTTL(time.Millisecond)
+	ctx := e2eCtx(t)
+	c := envClient(t, e, ctx)
+	listed := func() bool {
+		return e.Direct.ZScore(ctx, rdb.LeasedQueuesKey, "jobs").Err() == nil
+	}
+	if err := c.RPush(ctx, "jobs", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	env := mustDecode(t, c.LPop(ctx, "jobs").Val())
+	if !listed() {
+		t.Fatal("queue not in the leased queues after a lease")
+	}
+	// Past the TTL, but a lease is in flight: it stays however often the reaper runs.
+	e2eEventually(t, "TTL passed", func() bool {
+		s, _ := e.Direct.ZScore(ctx, rdb.LeasedQueuesKey, "jobs").Result()
+		return time.Now().UnixMilli() > int64(s)+5
+	})
+	for i := 0; i < 3; i++ {
+		if _, err := e.Qgate.Server.Reap(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !listed() {
+		t.Fatal("queue with a lease in flight dropped from the leased queues")
+	}
+	if n, err := c.Do(ctx, "qack", "jobs", env.ID).Int(); err != nil || n != 1 {
+		t.Fatalf("QACK = %d, %v", n, err)
+	}
+	reapUntil(t, e, "idle queue dropped", func() bool { return !listed() })
+	// The next pop registers it again.
+	if err := c.LPop(ctx, "jobs").Err(); err != redis.Nil {
+		t.Fatalf("LPOP = %v", err)
+	}
+	if !listed() {
+		t.Fatal("queue not registered again by a pop")
+	}
+}
+
+// TestLease_RegisterFails: a pop that cannot register its queue for the reapers leases nothing and
+// says why; the item stays ready.
+func TestLease_RegisterFails(t *testing.T) {
+	e := leaseEnv(t, nil)
+	ctx := e2eCtx(t)
+	if err := e.Direct.Set(ctx, rdb.LeasedQueuesKey, "not a zset", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := envClient(t, e, ctx)
+	if err := c.RPush(ctx, "jobs", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]interface{}{{"lpop", "jobs"}, {"blpop", "jobs", "0.1"}} {
+		if err := c.Do(ctx, cmd...).Err(); err == nil || !strings.HasPrefix(err.Error(), "WRONGTYPE") {
+			t.Fatalf("%v = %v, want the WRONGTYPE of registering the queue", cmd, err)
+		}
+	}
+	if r, in, _, _, _ := leaseCounts(t, e, ctx, "jobs"); r != 1 || in != 0 {
+		t.Fatalf("ready %d in flight %d, want 1 0", r, in)
+	}
+	e.Direct.Del(ctx, rdb.LeasedQueuesKey)
+	if err := c.LPop(ctx, "jobs").Err(); err != nil {
+		t.Fatalf("LPOP once the key is fixed: %v", err)
+	}
+}

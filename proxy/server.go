@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qgate/qgate/commands"
@@ -51,11 +52,14 @@ type Server struct {
 	bgcancel context.CancelFunc
 	closing  atomic.Bool
 
-	instance     string   // random id of this process, in lease owner tokens and wake keys
-	leasedQueues sync.Map // queue name → struct{}: queues this process leased from (see reaper)
+	instance     string                        // random id of this process, in lease owner tokens and wake keys
+	leasedQueues *lru.Cache[string, time.Time] // queue → when this process last registered it (leases.go)
+	leasedTTL    time.Duration                 // leasedQueueTTL; shorter in tests
 	leases       commands.LeaseCounters
+	reaped       atomic.Int64 // items the reaper moved
 	reaperStop   chan struct{}
 	reaperDone   chan struct{}
+	reaperKick   chan struct{}
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -77,7 +81,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, conns: map[*conn]struct{}{}, started: time.Now()}
+	s := &Server{cfg: cfg, log: log, conns: map[*conn]struct{}{}, started: time.Now(), leasedTTL: leasedQueueTTL}
+	s.leasedQueues, _ = lru.New[string, time.Time](leasedQueueCache)
 	policies, err := policy.NewSet(cfg.Queues, cfg.Channels, cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("load policies: %w", err)

@@ -32,9 +32,10 @@ func HandoffKey(queue string) string { return "{" + queue + "}:qgate:handoff" }
 // DeadKey is the LIST of items that failed max_attempts times.
 func DeadKey(queue string) string { return "{" + queue + "}:qgate:dead" }
 
-// LeasedQueuesKey is the SET of queues that have ever leased an item: the reapers of every qgate
-// instance walk it. It is the only key outside the queues' slots; a queue is added before its first
-// lease (see the pop handlers) and never removed.
+// LeasedQueuesKey is the ZSET of queues that leased items (queue → when an instance last noted it,
+// ms): the reapers of every qgate instance walk it. It is the only key outside the queues' slots. A
+// pop registers its queue before leasing and again every so often while it goes on (see
+// proxy/leases.go); a reaper drops a queue that has been idle since long before that (ForgetQueue).
 const LeasedQueuesKey = "qgate:leased-queues"
 
 // LeasePopKeys returns KEYS[1..4] of lease_pop.lua.
@@ -84,6 +85,8 @@ var (
 	promoteDelayedSrc string
 	//go:embed scripts/redrive.lua
 	redriveSrc string
+	//go:embed scripts/forget_queue.lua
+	forgetQueueSrc string
 )
 
 // The lease scripts. Nack and RequeueExpired are retry.lua followed by their own file.
@@ -95,6 +98,7 @@ var (
 	RequeueExpired = newScript(retrySrc + "\n" + requeueExpiredSrc)
 	PromoteDelayed = newScript(promoteDelayedSrc)
 	Redrive        = newScript(redriveSrc)
+	ForgetQueue    = newScript(forgetQueueSrc)
 )
 
 // Run runs the script with EVALSHA and, on NOSCRIPT (the script did not run), with EVAL.

@@ -5,7 +5,8 @@
 -- KEYS[2]  the queue's ready list
 -- ARGV[1]  the most items to move in this call
 --
--- Returns the number of items moved.
+-- Returns {items moved, ms until the earliest remaining item is due (0 when due now, -1 when none is
+-- left)}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
@@ -13,4 +14,9 @@ for _, item in ipairs(items) do
   redis.call('RPUSH', KEYS[2], item)
   redis.call('ZREM', KEYS[1], item)
 end
-return #items
+local next_in = -1
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if first[2] then
+  next_in = math.max(0, tonumber(first[2]) - now)
+end
+return {#items, next_in}
