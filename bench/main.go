@@ -353,13 +353,20 @@ func (b *bench) setup() error {
 }
 
 // qgateConfig holds the rules of the qgate under test: queues under bench:env: keep qgate's default
-// (envelope on), bench:schema: add a JSON Schema, and everything else — all other scenarios — is
-// the plain path (envelope off), which issue 7's throughput targets are about.
+// (envelope on), bench:schema: add a JSON Schema, bench:als:explicit: and bench:als:nextpop: are
+// at-least-once (envelope on; ack explicit / next-pop; the at-least-once scenario), and everything
+// else — all other scenarios — is the plain path (envelope off), which issue 7's throughput targets
+// are about.
 const qgateConfig = `queues:
   - match: "bench:env:*"
     envelope: true
   - match: "bench:schema:*"
     schema: task.json
+  - match: "bench:als:explicit:*"
+    delivery: at-least-once
+  - match: "bench:als:nextpop:*"
+    delivery: at-least-once
+    ack: next-pop
   - match: "*"
     envelope: false
 channels:

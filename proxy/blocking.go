@@ -106,9 +106,9 @@ func (b *blocker) tryPop(keys []string, left bool) (string, string, bool, error)
 		}
 		var cmd *redis.StringCmd
 		if left {
-			cmd = b.srv.backend.Client.LPop(b.srv.bgctx, key)
+			cmd = b.srv.cmds().LPop(b.srv.bgctx, key)
 		} else {
-			cmd = b.srv.backend.Client.RPop(b.srv.bgctx, key)
+			cmd = b.srv.cmds().RPop(b.srv.bgctx, key)
 		}
 		val, err := cmd.Result()
 		if err == redis.Nil {

@@ -908,3 +908,33 @@ func TestLease_RegisterFails(t *testing.T) {
 		t.Fatalf("LPOP once the key is fixed: %v", err)
 	}
 }
+
+// TestLease_AckMany: one QACK with more ids than one Lua unpack() takes (the script works in chunks);
+// unknown ids do not count.
+func TestLease_AckMany(t *testing.T) {
+	e := leaseEnv(t, nil)
+	ctx := e2eCtx(t)
+	c := envClient(t, e, ctx)
+	const n = 2500
+	vals := make([]interface{}, n)
+	for i := range vals {
+		vals[i] = strconv.Itoa(i)
+	}
+	if err := c.RPush(ctx, "jobs", vals...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	items, err := c.LPopCount(ctx, "jobs", n).Result()
+	if err != nil || len(items) != n {
+		t.Fatalf("LPOP %d: %d items, %v", n, len(items), err)
+	}
+	args := []interface{}{"qack", "jobs", "no-such-id"}
+	for _, it := range items {
+		args = append(args, mustDecode(t, it).ID)
+	}
+	if got, err := c.Do(ctx, args...).Int(); err != nil || got != n {
+		t.Fatalf("QACK of %d leases and one unknown id = %d, %v; want %d", n, got, err, n)
+	}
+	if r, in, l, d, dd := leaseCounts(t, e, ctx, "jobs"); r+in+l+d+dd != 0 {
+		t.Fatalf("left over: ready %d inflight %d leases %d delayed %d dead %d", r, in, l, d, dd)
+	}
+}

@@ -320,7 +320,17 @@ func isRedisError(err error) bool {
 }
 
 // Backend implements commands.Server.
-func (s *Server) Backend() redis.UniversalClient { return s.backend.Client }
+func (s *Server) Backend() redis.UniversalClient { return s.cmds() }
+
+// cmds is the client for handlers' own backend calls: the auto-pipeliner when there is one, so a
+// burst of synchronous calls from many connections shares a few connections instead of dialling
+// (the main pool keeps few idle connections); never for blocking commands or pub/sub.
+func (s *Server) cmds() redis.UniversalClient {
+	if s.pipeliner != nil {
+		return s.pipeliner
+	}
+	return s.backend.Client
+}
 
 // Policies implements commands.Server.
 func (s *Server) Policies() *policy.Set { return s.policies.Load() }

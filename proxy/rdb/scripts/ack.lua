@@ -6,10 +6,9 @@
 --
 -- Returns the number of ids that were leased.
 local n = 0
-for i = 1, #ARGV do
-  if redis.call('HDEL', KEYS[2], ARGV[i]) == 1 then
-    n = n + 1
-  end
-  redis.call('ZREM', KEYS[1], ARGV[i])
+for i = 1, #ARGV, 1000 do -- in chunks: unpack() is limited by Lua's C stack
+  local j = math.min(i + 999, #ARGV)
+  n = n + redis.call('HDEL', KEYS[2], unpack(ARGV, i, j))
+  redis.call('ZREM', KEYS[1], unpack(ARGV, i, j))
 end
 return n

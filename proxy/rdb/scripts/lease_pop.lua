@@ -57,9 +57,12 @@ for i, item in ipairs(items) do
   local id = string.match(item, '^{"qgate":1,"id":"([^"\\]+)","queue":')
   -- A second copy of an envelope that is already leased (copied by another program) must not
   -- overwrite that lease: it gets an id of its own.
-  if not id or redis.call('HEXISTS', KEYS[3], id) == 1 then id = ARGV[5] .. ':' .. i end
+  local lease = ARGV[4] .. '\n' .. item
+  if not id or redis.call('HSETNX', KEYS[3], id, lease) == 0 then
+    id = ARGV[5] .. ':' .. i
+    redis.call('HSET', KEYS[3], id, lease)
+  end
   redis.call('ZADD', KEYS[2], deadline, id)
-  redis.call('HSET', KEYS[3], id, ARGV[4] .. '\n' .. item)
   out[#out + 1] = id
   out[#out + 1] = item
 end
