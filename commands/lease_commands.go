@@ -193,10 +193,15 @@ func blockLeasePop(c Conn, left bool, keys []string, timeout time.Duration) {
 	woken := "" // the key the blocker woke us for: its handoff list holds an item for us
 	for {
 		for _, key := range keys {
+			p := c.Server().Policies().Queue(key)
 			if key != woken && c.Server().HasWaiters(key, left) {
+				// Not our turn on this key, but this pop still acks the previous one (ack: next-pop).
+				if err := ackPrevious(c, key, p); err != nil {
+					c.Reply().Error(backendError(err))
+					return
+				}
 				continue
 			}
-			p := c.Server().Policies().Queue(key)
 			if err := c.Server().RegisterLeasedQueue(c.Context(), key); err != nil {
 				c.Reply().Error(backendError(err))
 				return
@@ -247,16 +252,39 @@ func blockLeasePop(c Conn, left bool, keys []string, timeout time.Duration) {
 	}
 }
 
+// ackPrevious acks the session's previous pop from key when the rule acks on the next pop, for a
+// pop that does not run lease_pop on key (which would ack them itself).
+func ackPrevious(c Conn, key string, p *policy.Policy) error {
+	s := c.Session()
+	if !p.AckNextPop || len(s.LastPop[key]) == 0 {
+		return nil
+	}
+	ids := append([]string(nil), s.LastPop[key]...)
+	argv := make([]interface{}, 0, len(ids)+1)
+	argv = append(argv, s.LeaseOwner)
+	for _, id := range ids {
+		argv = append(argv, id)
+	}
+	n, err := rdb.Ack.Run(c.Context(), c.Server().Backend(), []string{rdb.InflightKey(key), rdb.LeasesKey(key)}, argv...).Int64()
+	if err != nil {
+		return err
+	}
+	s.DropLeases(key, ids)
+	c.Server().Leases().Acked.Add(n)
+	return nil
+}
+
 func qack(c Conn, args [][]byte) {
 	queue := string(args[1])
 	if _, ok := queuePolicy(c, queue); !ok {
 		return
 	}
 	ids := make([]string, len(args)-2)
-	argv := make([]interface{}, len(ids))
+	argv := make([]interface{}, 1, len(ids)+1)
+	argv[0] = "" // any owner
 	for i, a := range args[2:] {
 		ids[i] = string(a)
-		argv[i] = ids[i]
+		argv = append(argv, ids[i])
 	}
 	keys := []string{rdb.InflightKey(queue), rdb.LeasesKey(queue)}
 	cmd := rdb.Ack.Cmd(c.Context(), keys, argv...)

@@ -938,3 +938,28 @@ func TestLease_AckMany(t *testing.T) {
 		t.Fatalf("left over: ready %d inflight %d leases %d delayed %d dead %d", r, in, l, d, dd)
 	}
 }
+
+// TestLease_NextPopAckWhileOthersWait: with ack: next-pop, a worker's next BLPOP acks its previous
+// item even when it is not that worker's turn on the queue (another client is blocked on it first) and
+// the pop then finds nothing. Found by bench/chaos: the item used to stay leased, expire, and bounce
+// between two idle workers until it was dead.
+func TestLease_NextPopAckWhileOthersWait(t *testing.T) {
+	e := leaseEnv(t, func(r *policy.Rule) { r.Ack = "next-pop" })
+	ctx := e2eCtx(t)
+	b := e.Client(t, 3, func(o *redis.Options) { o.PoolSize = 1 })
+	if err := e.Direct.RPush(ctx, "jobs", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := b.Do(ctx, "blpop", "jobs", "1").StringSlice(); err != nil || len(res) != 2 {
+		t.Fatalf("B's BLPOP = %q, %v", res, err)
+	}
+	a := e2eBlpop(ctx, e.Client(t, 3), 1, true, 0, "jobs")
+	e2eEventually(t, "A blocked", func() bool { return e.Qgate.Server.Stats().BlockedClients == 1 })
+	if err := b.Do(ctx, "blpop", "jobs", "0.05").Err(); err != redis.Nil {
+		t.Fatalf("B's second BLPOP = %v, want nil", err)
+	}
+	if _, in, l, _, _ := leaseCounts(t, e, ctx, "jobs"); in != 0 || l != 0 {
+		t.Fatalf("after B's next pop: in flight %d, leases %d; want 0 0 (acked)", in, l)
+	}
+	e2eNothing(t, "A's reply", a)
+}

@@ -2,13 +2,27 @@
 --
 -- KEYS[1]  {queue}:qgate:inflight  ZSET lease id -> deadline
 -- KEYS[2]  {queue}:qgate:leases    HASH lease id -> owner .. "\n" .. item
--- ARGV[1..] lease ids
+-- ARGV[1]  owner: only leases this owner holds are acked (ack: next-pop, whose ids may have expired
+--          and gone to another consumer); "" acks whoever holds them (QACK)
+-- ARGV[2..] lease ids
 --
--- Returns the number of ids that were leased.
+-- Returns the number of ids that were leased (by the owner, if given).
 local n = 0
-for i = 1, #ARGV, 1000 do -- in chunks: unpack() is limited by Lua's C stack
-  local j = math.min(i + 999, #ARGV)
-  n = n + redis.call('HDEL', KEYS[2], unpack(ARGV, i, j))
-  redis.call('ZREM', KEYS[1], unpack(ARGV, i, j))
+if ARGV[1] == '' then
+  for i = 2, #ARGV, 1000 do -- in chunks: unpack() is limited by Lua's C stack
+    local j = math.min(i + 999, #ARGV)
+    n = n + redis.call('HDEL', KEYS[2], unpack(ARGV, i, j))
+    redis.call('ZREM', KEYS[1], unpack(ARGV, i, j))
+  end
+  return n
+end
+local prefix = ARGV[1] .. '\n'
+for i = 2, #ARGV do
+  local v = redis.call('HGET', KEYS[2], ARGV[i])
+  if v and string.sub(v, 1, #prefix) == prefix then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    n = n + 1
+  end
 end
 return n
