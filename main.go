@@ -48,6 +48,10 @@ var configFlags = []configFlag{
 	{"pubsub-output-limit", "bytes queued for a slow subscriber before it is disconnected", func(c *proxy.Config) any { return &c.PubSubOutputLimit }},
 	{"blocking-conns", "backend connections that wait for blocked pops, per direction", func(c *proxy.Config) any { return &c.BlockingConns }},
 	{"pool-size", "backend connection pool size (0 = go-redis default)", func(c *proxy.Config) any { return &c.PoolSize }},
+	{"backend-read-timeout", "how long a backend reply may take before the command fails as of unknown outcome (0 = wait as long as Redis takes)", func(c *proxy.Config) any { return &c.BackendReadTimeout }},
+	{"backend-write-timeout", "how long writing a command to the backend may take (0 = none)", func(c *proxy.Config) any { return &c.BackendWriteTimeout }},
+	{"backend-dial-timeout", "how long connecting to the backend may take (0 = none)", func(c *proxy.Config) any { return &c.BackendDialTimeout }},
+	{"instance-ttl", "how long an instance may miss heartbeats before others give back its undelivered items", func(c *proxy.Config) any { return &c.InstanceTTL }},
 }
 
 func main() {

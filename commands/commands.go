@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -216,11 +217,12 @@ type Conn interface {
 	Reply() *resp.Writer
 	// Queue adds cmd to the backend pipeline of the current batch; done writes its reply once it ran.
 	Queue(cmd redis.Cmder, done func(w *resp.Writer))
-	// Popped records items this connection took from key; if the reply cannot be written they return to
-	// the end of the list they came from (the head for left pops) in their original order.
-	Popped(key string, left bool, items []string)
-	// BlockPop pops from the first non-empty key, waiting up to timeout (0 = forever) for an item.
-	BlockPop(keys []string, left bool, timeout time.Duration) (key, val string, ok bool, err error)
+	// Popped records items in the reply being written: once it is written they are delivered; if it
+	// cannot be, they return to the end of the list they came from, in their original order.
+	Popped(p *Pop)
+	// BlockPop pops one item from the first non-empty key, waiting up to timeout (0 = forever) for one;
+	// nil when the wait ended without an item.
+	BlockPop(keys []string, left bool, timeout time.Duration) (*Pop, error)
 	// BlockWait waits up to timeout (0 = forever) until the blocker moved an item of an at-least-once
 	// queue to its handoff list for this client; ok is false on timeout or when the client left.
 	BlockWait(keys []string, left bool, timeout time.Duration) (key string, ok bool, err error)
@@ -230,8 +232,31 @@ type Conn interface {
 	Server() Server
 }
 
+// Pop is items taken from a queue for a reply that is not written yet. Token is the server's record of
+// where the items are meanwhile (see Server.TransitPop).
+type Pop struct {
+	Key   string
+	Left  bool
+	Items []string
+	Token any
+}
+
+// TransitPop is a pop of an at-most-once queue that moves its items into the server's transit record,
+// so that no item is ever only in qgate's memory: queue Cmd, then call Result from the reply callback.
+type TransitPop interface {
+	Cmd() redis.Cmder
+	// Result is the popped items (nil when the list was empty) or the backend error. Pass a non-nil Pop
+	// to Conn.Popped with the reply that carries its items.
+	Result() (*Pop, error)
+}
+
 // Server is the part of the proxy that commands see beyond their own connection.
 type Server interface {
+	// TransitPop prepares a pop of count items from key ("" = one item, no COUNT; the caller checked
+	// 0 <= count <= MaxPopChunk).
+	TransitPop(key string, left bool, count string) (TransitPop, error)
+	// BackendMaxBulk is the largest value the backend accepts (its proto-max-bulk-len).
+	BackendMaxBulk() int64
 	// Backend is the Redis qgate forwards to.
 	Backend() redis.UniversalClient
 	// Policies resolves the rule of a queue or channel.
@@ -287,6 +312,10 @@ type Stats struct {
 	TotalCommands                          int64
 	RejectedConns                          int64
 	ReturnedItems                          int64 // popped items put back because their reply could not be written
+	LostItems                              int64 // popped items that could not be put back (must stay 0)
+	RecoveredItems                         int64 // items of dead instances' transit records given back
+	RedeliveryRisk                         int64 // delivered items another instance gave back meanwhile
+	Instance                               string
 	BackendConns                           int
 	BackendWaitConns                       int
 	MaxClients                             int
@@ -476,4 +505,30 @@ func backendError(err error) string {
 		return sanitize(rerr.Error()) // the backend's own reply, without any wrapping
 	}
 	return sanitize("ERR backend unavailable: " + err.Error())
+}
+
+// writeError is backendError for a command that adds items: when the command may have run (its reply
+// was lost), the client is told that the push may have been applied, never that it failed.
+func writeError(err error) string {
+	if OutcomeUnknown(err) {
+		return sanitize("ERR backend unavailable, the push may have been applied (its outcome is unknown): " + err.Error())
+	}
+	return backendError(err)
+}
+
+// OutcomeUnknown reports whether a failed backend command may have run: anything but a Redis error
+// reply, or a failure to get a connection or to dial (then the command was never sent).
+func OutcomeUnknown(err error) bool {
+	if err == nil || err == redis.Nil {
+		return false
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return false
+	}
+	if errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolExhausted) {
+		return false
+	}
+	var op *net.OpError
+	return !(errors.As(err, &op) && op.Op == "dial")
 }

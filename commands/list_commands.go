@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -72,6 +73,16 @@ func push(c Conn, name string, args [][]byte) {
 			stored[i] = v
 		}
 	}
+	// A value over the backend's proto-max-bulk-len would make Redis drop the connection, and with it
+	// the replies of every other client's commands pipelined on it: refuse it here instead.
+	limit := c.Server().BackendMaxBulk()
+	for i, v := range stored {
+		if n := storedLen(v); n > limit {
+			c.Reply().Error(fmt.Sprintf("ERR value %d of %d is too large for the backend: %d bytes stored (envelope included), over its proto-max-bulk-len of %d",
+				i+1, len(vals), n, limit))
+			return
+		}
+	}
 	if p.Dedup() {
 		dedupPush(c, name, queue, p, vals, stored)
 		return
@@ -79,11 +90,22 @@ func push(c Conn, name string, args [][]byte) {
 	cmd := redis.NewIntCmd(c.Context(), append([]interface{}{name, queue}, stored...)...)
 	c.Queue(cmd, func(w *resp.Writer) {
 		if err := cmd.Err(); err != nil {
-			w.Error(backendError(err))
+			w.Error(writeError(err))
 			return
 		}
 		w.Int(cmd.Val())
 	})
+}
+
+// storedLen is the length of a value as sent to the backend.
+func storedLen(v interface{}) int64 {
+	switch x := v.(type) {
+	case []byte:
+		return int64(len(x))
+	case string:
+		return int64(len(x))
+	}
+	return 0
 }
 
 // dedupPush pushes the values whose dedup key was not seen within the window, atomically; the reply
@@ -106,8 +128,11 @@ func dedupPush(c Conn, name, queue string, p *policy.Policy, vals [][]byte, stor
 		if rdb.IsNoScript(err) {
 			res, err = rdb.DedupPush.Eval(c.Context(), c.Server().Backend(), keys, args...).Int64Slice()
 		}
-		if err != nil || len(res) != 2 {
-			w.Error(backendError(err))
+		if err == nil && len(res) != 2 {
+			err = errors.New("unexpected dedup_push reply")
+		}
+		if err != nil {
+			w.Error(writeError(err))
 			return
 		}
 		w.Int(res[0])
@@ -133,40 +158,99 @@ func pop(c Conn, name string, left bool, args [][]byte) {
 		return
 	}
 	if len(args) == 2 {
-		cmd := redis.NewStringCmd(c.Context(), name, key)
-		c.Queue(cmd, func(w *resp.Writer) {
-			v, err := cmd.Result()
+		op, err := c.Server().TransitPop(key, left, "")
+		if err != nil {
+			c.Reply().Error(backendError(err))
+			return
+		}
+		c.Queue(op.Cmd(), func(w *resp.Writer) {
+			p, err := op.Result()
 			switch {
-			case err == redis.Nil:
-				w.Null()
 			case err != nil:
 				w.Error(backendError(err))
+			case p == nil:
+				w.Null()
 			default:
-				w.BulkString(deliver(c, key, v))
-				c.Popped(key, left, []string{v})
+				w.BulkString(deliver(c, key, p.Items[0]))
+				c.Popped(p)
 			}
 		})
 		return
 	}
-	// The count is passed to the backend as given so that Redis itself validates it.
-	cmd := redis.NewStringSliceCmd(c.Context(), name, key, args[2])
-	c.Queue(cmd, func(w *resp.Writer) {
-		vals, err := cmd.Result()
+	count, ok := ParseLong(args[2])
+	if !ok || count < 0 {
+		c.Reply().Error(ErrNotPositive)
+		return
+	}
+	// A large COUNT runs as several scripts of at most MaxPopChunk items each (never one long script
+	// that blocks Redis for everyone); the first is pipelined with the batch, the rest follow it.
+	op, err := c.Server().TransitPop(key, left, strconv.FormatInt(min(count, MaxPopChunk), 10))
+	if err != nil {
+		c.Reply().Error(backendError(err))
+		return
+	}
+	c.Queue(op.Cmd(), func(w *resp.Writer) {
+		p, err := op.Result()
 		switch {
-		case err == redis.Nil:
-			w.NullArray()
 		case err != nil:
 			w.Error(backendError(err))
-		default:
-			w.Array(len(vals))
-			for _, v := range vals {
+			return
+		case p == nil:
+			w.NullArray()
+			return
+		}
+		pops := []*Pop{p}
+		got := int64(len(p.Items))
+		for got < count && len(pops[len(pops)-1].Items) == MaxPopChunk {
+			next, err := c.Server().TransitPop(key, left, strconv.FormatInt(min(count-got, MaxPopChunk), 10))
+			if err != nil {
+				break
+			}
+			_ = c.Server().Backend().Process(c.Context(), next.Cmd())
+			np, err := next.Result()
+			if err != nil || np == nil {
+				break // what was popped so far is the reply; the rest stays in the list
+			}
+			pops = append(pops, np)
+			got += int64(len(np.Items))
+		}
+		w.Array(int(got))
+		for _, p := range pops {
+			for _, v := range p.Items {
 				w.BulkString(deliver(c, key, v))
 			}
-			if len(vals) > 0 {
-				c.Popped(key, left, vals)
-			}
+			c.Popped(p)
 		}
 	})
+}
+
+// MaxPopChunk bounds the items one backend script pops (a larger COUNT takes several steps).
+const MaxPopChunk = 1000
+
+// ParseLong parses an integer argument exactly as Redis's string2ll does: optional '-', no '+', no
+// spaces, no leading zeros, within int64.
+func ParseLong(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	if len(b) == 1 && b[0] == '0' {
+		return 0, true
+	}
+	neg := b[0] == '-'
+	d := b
+	if neg {
+		d = b[1:]
+	}
+	if len(d) == 0 || d[0] < '1' || d[0] > '9' {
+		return 0, false
+	}
+	for _, ch := range d {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
 }
 
 func blockPop(c Conn, left bool, args [][]byte) {
@@ -196,18 +280,18 @@ func blockPop(c Conn, left bool, args [][]byte) {
 		c.Reply().Error("ERR " + strings.ToUpper(string(args[0])) + " cannot wait on at-least-once and at-most-once queues at once")
 		return
 	}
-	key, val, ok, err := c.BlockPop(keys, left, timeout)
+	p, err := c.BlockPop(keys, left, timeout)
 	w := c.Reply()
 	switch {
 	case err != nil:
 		w.Error(backendError(err))
-	case !ok:
+	case p == nil:
 		w.NullArray()
 	default:
 		w.Array(2)
-		w.BulkString(key)
-		w.BulkString(deliver(c, key, val))
-		c.Popped(key, left, []string{val})
+		w.BulkString(p.Key)
+		w.BulkString(deliver(c, p.Key, p.Items[0]))
+		c.Popped(p)
 	}
 }
 

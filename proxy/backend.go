@@ -9,10 +9,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // Backend kinds reported in Backend.Kind.
@@ -53,13 +56,35 @@ const maxIdleConns = 4
 // OpenBackend connects to the Redis at rawURL ("" starts an embedded in-memory Redis) and
 // checks it answers PING. poolSize > 0 overrides the connection pool size.
 func OpenBackend(ctx context.Context, rawURL string, poolSize int) (*Backend, error) {
-	return openBackend(ctx, rawURL, poolSize, BackendTLSConfig{}, "")
+	return openBackend(ctx, rawURL, poolSize, BackendTLSConfig{}, "", timeouts{})
+}
+
+// timeouts are the backend timeouts of Config (0 = none; go-redis's own defaults never apply).
+type timeouts struct{ read, write, dial time.Duration }
+
+// apply sets the timeouts the URL did not set itself.
+func (t timeouts) apply(o *redis.UniversalOptions) {
+	none := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1 // go-redis: no deadline
+		}
+		return d
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = none(t.read)
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = none(t.write)
+	}
+	if o.DialTimeout == 0 && t.dial > 0 {
+		o.DialTimeout = t.dial
+	}
 }
 
 // openBackend is OpenBackend with the backend_tls options (relative files resolved against dir),
 // which apply to every kind of rediss:// backend: standalone, Sentinel (Sentinels and data nodes)
 // and Cluster (every node).
-func openBackend(ctx context.Context, rawURL string, poolSize int, btls BackendTLSConfig, dir string) (*Backend, error) {
+func openBackend(ctx context.Context, rawURL string, poolSize int, btls BackendTLSConfig, dir string, tmo timeouts) (*Backend, error) {
 	if rawURL == "" {
 		return openEmbedded(ctx, poolSize)
 	}
@@ -79,6 +104,7 @@ func openBackend(ctx context.Context, rawURL string, poolSize int, btls BackendT
 		opts.PoolSize = poolSize
 	}
 	opts.MaxRetries = noRetries
+	tmo.apply(opts)
 	if opts.MaxIdleConns == 0 {
 		opts.MaxIdleConns = maxIdleConns
 	}
@@ -107,6 +133,7 @@ func openEmbedded(ctx context.Context, poolSize int) (*Backend, error) {
 	opts := &redis.UniversalOptions{Addrs: []string{mr.Addr()}, PoolSize: poolSize, MaxRetries: noRetries,
 		MaintNotificationsConfig: noMaintNotifications()}
 	client := redis.NewUniversalClient(opts)
+	client.AddHook(noScriptFlags{}) // the embedded Redis does not know "#!lua flags=…"
 	b := &Backend{
 		Client: client,
 		Kind:   BackendEmbedded,
@@ -125,6 +152,27 @@ func openEmbedded(ctx context.Context, poolSize int) (*Backend, error) {
 	return b, nil
 }
 
+// noScriptFlags is a hook that rewrites scripts for a backend without script flags (rdb.WithoutFlags).
+type noScriptFlags struct{}
+
+func (noScriptFlags) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (noScriptFlags) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		rdb.WithoutFlags(cmd.Args())
+		return next(ctx, cmd)
+	}
+}
+
+func (noScriptFlags) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			rdb.WithoutFlags(cmd.Args())
+		}
+		return next(ctx, cmds)
+	}
+}
+
 // noMaintNotifications turns off go-redis's "auto" maintenance notifications: Redis before 8 rejects
 // CLIENT MAINT_NOTIFICATIONS, and go-redis's fallback then rewrites the shared options from every
 // connection's handshake, a data race between connections made by Client.Conn (blocked-pop listeners).
@@ -139,10 +187,13 @@ func (b *Backend) ping(ctx context.Context) error {
 	return nil
 }
 
-// NewClient returns another client to the same backend with its own pool of poolSize
-// connections (per node for a cluster); the caller closes it before closing b.
-func (b *Backend) NewClient(poolSize int) redis.UniversalClient {
+// NewWaitClient returns another client to the same backend with its own pool of poolSize
+// connections (per node for a cluster) for blocking commands, which never time out on qgate's side:
+// their own timeout bounds them in Redis, and a read deadline would drop a connection on which Redis
+// may still pop an item (a dead peer is found by TCP keep-alive). The caller closes it before b.
+func (b *Backend) NewWaitClient(poolSize int) redis.UniversalClient {
 	o := *b.opts
+	o.ReadTimeout = -1
 	if o.TLSConfig != nil {
 		o.TLSConfig = o.TLSConfig.Clone()
 	}

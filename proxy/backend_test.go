@@ -216,17 +216,17 @@ func pushPop(t *testing.T, b *proxy.Backend) {
 	}
 }
 
-// checkNewClient checks Backend.NewClient reaches the same data through its own pool.
+// checkNewClient checks Backend.NewWaitClient reaches the same data through its own pool.
 func checkNewClient(t *testing.T, b *proxy.Backend) {
 	t.Helper()
 	ctx := context.Background()
-	c := b.NewClient(3)
+	c := b.NewWaitClient(3)
 	defer c.Close()
 	if err := b.Client.RPush(ctx, "shared{x}", "v").Err(); err != nil {
 		t.Fatalf("RPUSH: %v", err)
 	}
 	if got, err := c.LPop(ctx, "shared{x}").Result(); err != nil || got != "v" {
-		t.Fatalf("LPOP via NewClient = %q, %v; want %q", got, err, "v")
+		t.Fatalf("LPOP via NewWaitClient = %q, %v; want %q", got, err, "v")
 	}
 	_, isCluster := c.(*redis.ClusterClient)
 	if got, want := isCluster, b.Cluster; got != want {

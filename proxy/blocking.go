@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
@@ -97,29 +98,20 @@ func newBlocker(srv *Server, client redis.UniversalClient, cluster bool, groups 
 		queues: map[bkey]*list.List{}, alo: map[bkey]bool{}, listeners: map[lkey]*listener{}, stopCh: make(chan struct{})}
 }
 
-// tryPop pops from the first non-empty key without blocking. Keys that already have waiters count as
-// empty: an item arriving there belongs to the clients blocked first (Redis's FIFO rule).
-func (b *blocker) tryPop(keys []string, left bool) (string, string, bool, error) {
+// tryPop pops from the first non-empty key without blocking (into the transit record). Keys that
+// already have waiters count as empty: an item arriving there belongs to the clients blocked first
+// (Redis's FIFO rule).
+func (b *blocker) tryPop(keys []string, left bool) (*commands.Pop, error) {
 	for _, key := range keys {
 		if b.hasWaiters(key, left) {
 			continue
 		}
-		var cmd *redis.StringCmd
-		if left {
-			cmd = b.srv.cmds().LPop(b.srv.bgctx, key)
-		} else {
-			cmd = b.srv.cmds().RPop(b.srv.bgctx, key)
+		p, err := b.srv.transit.popOne(b.srv.bgctx, key, left)
+		if err != nil || p != nil {
+			return p, err
 		}
-		val, err := cmd.Result()
-		if err == redis.Nil {
-			continue
-		}
-		if err != nil {
-			return "", "", false, err
-		}
-		return key, val, true, nil
 	}
-	return "", "", false, nil
+	return nil, nil
 }
 
 // HasWaiters implements commands.Server.
@@ -391,10 +383,19 @@ func (l *listener) run() {
 			err = cn.Do(b.srv.bgctx, "blmove", l.id.key, rdb.HandoffKey(l.id.key), src, "RIGHT",
 				strconv.FormatFloat(aloListenerTimeout.Seconds(), 'f', -1, 64)).Err()
 			res = []string{l.id.key, ""}
-		} else if l.id.left {
-			res, err = cn.BLPop(b.srv.bgctx, listenerTimeout, keys...).Result()
 		} else {
-			res, err = cn.BRPop(b.srv.bgctx, listenerTimeout, keys...).Result()
+			// Do, not BLPop: go-redis would put a read deadline on it (see NewWaitClient).
+			verb := "brpop"
+			if l.id.left {
+				verb = "blpop"
+			}
+			args := make([]interface{}, 0, len(keys)+2)
+			args = append(args, verb)
+			for _, k := range keys {
+				args = append(args, k)
+			}
+			args = append(args, int(listenerTimeout/time.Second))
+			res, err = cn.Do(b.srv.bgctx, args...).StringSlice()
 		}
 		b.mu.Lock()
 		l.blocking = false
@@ -466,7 +467,7 @@ func (l *listener) deliver(cn *redis.Conn, key, val string) {
 	}
 	served, more := b.take(key, l.id.left, val)
 	if !served {
-		b.srv.returnItems([]popRecord{{key: key, left: l.id.left, items: []string{val}}})
+		b.srv.returnItems([]*commands.Pop{{Key: key, Left: l.id.left, Items: []string{val}}})
 		return
 	}
 	for more > 0 {
@@ -483,7 +484,7 @@ func (l *listener) deliver(cn *redis.Conn, key, val string) {
 		}
 		for i, v := range vals {
 			if served, more = b.take(key, l.id.left, v); !served {
-				b.srv.returnItems([]popRecord{{key: key, left: l.id.left, items: vals[i:]}})
+				b.srv.returnItems([]*commands.Pop{{Key: key, Left: l.id.left, Items: vals[i:]}})
 				return
 			}
 		}

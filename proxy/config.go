@@ -38,6 +38,16 @@ type Config struct {
 	BlockingConns     int           `yaml:"blocking_conns"`      // backend connections that wait for blocked pops, per direction
 	PoolSize          int           `yaml:"pool_size"`           // backend pool size for ordinary commands; 0 = go-redis default
 
+	// Backend timeouts (0 = none). A read timeout makes a client's command fail with "outcome unknown"
+	// while Redis stalls instead of waiting for it; items of pops that time out are given back once
+	// Redis answers again (proxy/DESIGN.md, "Delivery without loss").
+	BackendReadTimeout  time.Duration `yaml:"backend_read_timeout"`
+	BackendWriteTimeout time.Duration `yaml:"backend_write_timeout"`
+	BackendDialTimeout  time.Duration `yaml:"backend_dial_timeout"`
+	// InstanceTTL is how long an instance may go without a heartbeat before the others take it for
+	// dead and give back the items it had popped but not delivered.
+	InstanceTTL time.Duration `yaml:"instance_ttl"`
+
 	Queues   []policy.Rule `yaml:"queues"`   // per-queue rules, first match wins (see policy.Rule)
 	Channels []policy.Rule `yaml:"channels"` // per-channel rules for PUBLISH and SUBSCRIBE
 
@@ -56,12 +66,14 @@ type Config struct {
 
 // Default values of Config.
 const (
-	DefaultListen            = "127.0.0.1:6380"
-	DefaultMaxClients        = 10000
-	DefaultMaxBulkBytes      = 512 << 20 // Redis proto-max-bulk-len
-	DefaultShutdownTimeout   = 10 * time.Second
-	DefaultPubSubOutputLimit = 32 << 20 // Redis client-output-buffer-limit pubsub hard limit
-	DefaultBlockingConns     = 8
+	DefaultListen             = "127.0.0.1:6380"
+	DefaultMaxClients         = 10000
+	DefaultMaxBulkBytes       = 512 << 20 // Redis proto-max-bulk-len
+	DefaultShutdownTimeout    = 10 * time.Second
+	DefaultPubSubOutputLimit  = 32 << 20 // Redis client-output-buffer-limit pubsub hard limit
+	DefaultBlockingConns      = 8
+	DefaultBackendDialTimeout = 5 * time.Second
+	DefaultInstanceTTL        = 10 * time.Second
 )
 
 // DefaultConfig returns the configuration used when nothing is set.
@@ -75,6 +87,8 @@ func DefaultConfig() Config {
 		ShutdownTimeout:     DefaultShutdownTimeout,
 		PubSubOutputLimit:   DefaultPubSubOutputLimit,
 		BlockingConns:       DefaultBlockingConns,
+		BackendDialTimeout:  DefaultBackendDialTimeout,
+		InstanceTTL:         DefaultInstanceTTL,
 		AuthFailureDelay:    auth.DefaultBaseDelay,
 		AuthFailureMaxDelay: auth.DefaultMaxDelay,
 	}
@@ -115,6 +129,18 @@ func (c Config) Validate() error {
 	}
 	positive("pubsub_output_limit", c.PubSubOutputLimit)
 	positive("blocking_conns", int64(c.BlockingConns))
+	for _, f := range []struct {
+		path string
+		d    time.Duration
+	}{{"backend_read_timeout", c.BackendReadTimeout}, {"backend_write_timeout", c.BackendWriteTimeout},
+		{"backend_dial_timeout", c.BackendDialTimeout}} {
+		if f.d < 0 {
+			bad(f.path, "must be >= 0 (0 = none), got %s", f.d)
+		}
+	}
+	if c.InstanceTTL < time.Second {
+		bad("instance_ttl", "must be >= 1s, got %s", c.InstanceTTL)
+	}
 	if c.PoolSize < 0 {
 		bad("pool_size", "must be >= 0 (0 = go-redis default), got %d", c.PoolSize)
 	}

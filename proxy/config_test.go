@@ -83,16 +83,17 @@ func TestConfig_Validate(t *testing.T) {
 
 func TestConfig_ValidateReportsEveryProblem(t *testing.T) {
 	cfg := proxy.Config{
-		Listen:            "nowhere",
-		Backend:           "memcached://localhost",
-		LogFormat:         "xml",
-		LogLevel:          "loud",
-		MaxClients:        -1,
-		MaxBulkBytes:      -1,
-		ShutdownTimeout:   0,
-		PubSubOutputLimit: -1,
-		BlockingConns:     -1,
-		PoolSize:          -1,
+		Listen:             "nowhere",
+		Backend:            "memcached://localhost",
+		LogFormat:          "xml",
+		LogLevel:           "loud",
+		MaxClients:         -1,
+		MaxBulkBytes:       -1,
+		ShutdownTimeout:    0,
+		PubSubOutputLimit:  -1,
+		BlockingConns:      -1,
+		PoolSize:           -1,
+		BackendReadTimeout: -1,
 	}
 	err := cfg.Validate()
 	if err == nil {
@@ -100,7 +101,7 @@ func TestConfig_ValidateReportsEveryProblem(t *testing.T) {
 	}
 	lines := strings.Split(err.Error(), "\n")
 	wantPrefixes := []string{"listen: ", "backend: ", "log_format: ", "log_level: ", "max_clients: ",
-		"max_bulk_bytes: ", "shutdown_timeout: ", "pubsub_output_limit: ", "blocking_conns: ", "pool_size: "}
+		"max_bulk_bytes: ", "shutdown_timeout: ", "pubsub_output_limit: ", "blocking_conns: ", "backend_read_timeout: ", "instance_ttl: ", "pool_size: "}
 	if got, want := len(lines), len(wantPrefixes); got != want {
 		t.Fatalf("Validate() reported %d problems, want %d:\n%v", got, want, err)
 	}
@@ -221,6 +222,8 @@ func TestConfig_ApplyEnv(t *testing.T) {
 		"QGATE_POOL_SIZE":              "20",
 		"QGATE_AUTH_FAILURE_DELAY":     "5ms",
 		"QGATE_AUTH_FAILURE_MAX_DELAY": "1s",
+		"QGATE_BACKEND_READ_TIMEOUT":   "2s",
+		"QGATE_INSTANCE_TTL":           "20s",
 	}
 	cfg := proxy.DefaultConfig()
 	if err := cfg.ApplyEnv(func(k string) string { return env[k] }); err != nil {
@@ -239,6 +242,9 @@ func TestConfig_ApplyEnv(t *testing.T) {
 		PoolSize:            20,
 		AuthFailureDelay:    5 * time.Millisecond,
 		AuthFailureMaxDelay: time.Second,
+		BackendReadTimeout:  2 * time.Second,
+		BackendDialTimeout:  proxy.DefaultBackendDialTimeout,
+		InstanceTTL:         20 * time.Second,
 	}
 	if got := cfg; !reflect.DeepEqual(got, want) {
 		t.Fatalf("ApplyEnv() gave %+v, want %+v", got, want)

@@ -38,13 +38,6 @@ type queued struct {
 	done func(w *resp.Writer)
 }
 
-// popRecord is a set of items handed to the client whose reply has not been written yet.
-type popRecord struct {
-	key   string
-	left  bool
-	items []string
-}
-
 // conn is one client connection. Its goroutine reads, executes and replies; pub/sub deliveries append
 // to its output from other goroutines.
 type conn struct {
@@ -62,7 +55,7 @@ type conn struct {
 
 	w       resp.Writer // replies of the current batch
 	pending []queued    // backend commands of the current batch
-	popped  []popRecord // items in replies not yet written
+	popped  []*commands.Pop // items in replies not yet written
 	dead    bool        // the client is gone; nothing more will be written
 
 	proto   atomic.Int32           // the session's protocol, read by pub/sub delivery
@@ -117,8 +110,10 @@ func (c *conn) Queue(cmd redis.Cmder, done func(w *resp.Writer)) {
 }
 
 // Popped implements commands.Conn.
-func (c *conn) Popped(key string, left bool, items []string) {
-	c.popped = append(c.popped, popRecord{key: key, left: left, items: items})
+func (c *conn) Popped(p *commands.Pop) {
+	if len(p.Items) > 0 {
+		c.popped = append(c.popped, p)
+	}
 }
 
 // runPending sends the batch's queued backend commands in one round trip and writes their replies.
@@ -270,12 +265,8 @@ func (c *conn) endBatch() {
 		c.w.B = c.w.B[:0]
 	}
 	if len(c.popped) > 0 {
-		if err != nil {
-			c.srv.returnItems(c.popped)
-		}
-		for i := range c.popped {
-			c.popped[i] = popRecord{}
-		}
+		c.srv.settlePops(c.popped, err == nil)
+		clear(c.popped)
 		c.popped = c.popped[:0]
 	}
 }
@@ -369,18 +360,24 @@ func (c *conn) asyncFlush() {
 
 // BlockPop implements commands.Conn: replies so far are written, then a non-blocking pop is tried, then
 // the client waits in qgate's blocker while its socket is watched for a disconnect.
-func (c *conn) BlockPop(keys []string, left bool, timeout time.Duration) (string, string, bool, error) {
+func (c *conn) BlockPop(keys []string, left bool, timeout time.Duration) (*commands.Pop, error) {
 	return c.block(keys, left, timeout, true)
 }
 
 // BlockWait implements commands.Conn: like BlockPop without the first pop, for at-least-once queues,
 // whose listener hands over a place in the handoff list rather than an item (see blockLeasePop).
 func (c *conn) BlockWait(keys []string, left bool, timeout time.Duration) (string, bool, error) {
-	key, _, ok, err := c.block(keys, left, timeout, false)
-	return key, ok, err
+	p, err := c.block(keys, left, timeout, false)
+	if p == nil {
+		return "", false, err
+	}
+	return p.Key, true, err
 }
 
-func (c *conn) block(keys []string, left bool, timeout time.Duration, try bool) (string, string, bool, error) {
+// block waits for an item of keys (try: after a non-blocking pop). At shutdown the client is
+// disconnected without a reply, as Redis does when it shuts down: a nil reply would be a timeout,
+// which a client blocked with timeout 0 never expects.
+func (c *conn) block(keys []string, left bool, timeout time.Duration, try bool) (*commands.Pop, error) {
 	c.endBatch()
 	defer func() { // the handler goes on writing this batch's reply
 		c.omu.Lock()
@@ -388,13 +385,13 @@ func (c *conn) block(keys []string, left bool, timeout time.Duration, try bool) 
 		c.omu.Unlock()
 	}()
 	if c.dead {
-		return "", "", false, nil
+		return nil, nil
 	}
 	b := c.srv.blocker
 	if try {
-		key, val, ok, err := b.tryPop(keys, left)
-		if err != nil || ok {
-			return key, val, ok, err
+		p, err := b.tryPop(keys, left)
+		if err != nil || p != nil {
+			return p, err
 		}
 	}
 	if c.rpos == c.rend && len(c.rbuf) > minReadBuf {
@@ -415,10 +412,14 @@ func (c *conn) block(keys []string, left bool, timeout time.Duration, try bool) 
 	reading := true
 	for !wt.isDone() {
 		expired := !deadline.IsZero() && !time.Now().Before(deadline)
-		if c.dead || expired || c.srv.closing.Load() {
+		closing := c.srv.closing.Load()
+		if c.dead || expired || closing {
 			if b.cancel(wt) {
 				_ = c.nc.SetReadDeadline(time.Time{})
-				return "", "", false, nil
+				if closing {
+					c.dead = true // disconnected without a reply
+				}
+				return nil, nil
 			}
 			break // delivered at the same instant: the item is ours to reply with or to return
 		}
@@ -445,16 +446,17 @@ func (c *conn) block(keys []string, left bool, timeout time.Duration, try bool) 
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
 	if wt.err != nil {
-		return "", "", false, wt.err
+		return nil, wt.err
 	}
 	if c.srv.closing.Load() {
 		c.dead = true // no reply is written during shutdown: the item goes back to its list
 	}
+	got := &commands.Pop{Key: wt.key, Left: left, Items: []string{wt.val}}
 	// A rule changed on reload while this client waited, so the listener that served it works the
 	// other way: hand the item back and let the caller (or the wait) go on.
 	if !try && !wt.handoff {
 		// An at-least-once waiter got a popped item: back to the head; the handler leases it.
-		c.srv.returnItems([]popRecord{{key: wt.key, left: left, items: []string{wt.val}}})
+		c.srv.settlePops([]*commands.Pop{got}, false)
 	}
 	if try && wt.handoff {
 		// An at-most-once waiter was woken for an item in the handoff list: back to the ready list,
@@ -463,19 +465,26 @@ func (c *conn) block(keys []string, left bool, timeout time.Duration, try bool) 
 		c.srv.stats.blocked.Add(-1)
 		counted = false
 		if c.dead {
-			return "", "", false, nil
+			return nil, nil
 		}
 		if !deadline.IsZero() {
 			if timeout = time.Until(deadline); timeout <= 0 {
-				return "", "", false, nil
+				return nil, nil
 			}
 		}
 		return c.block(keys, left, timeout, try)
 	}
-	if !try && c.dead {
-		return "", "", false, nil // the item stays in the handoff list for the next pop
+	if !try {
+		if c.dead {
+			return nil, nil // the item stays in the handoff list for the next pop
+		}
+		return &commands.Pop{Key: wt.key, Left: left}, nil
 	}
-	return wt.key, wt.val, true, nil
+	if c.dead {
+		c.srv.settlePops([]*commands.Pop{got}, false)
+		return nil, nil
+	}
+	return got, nil
 }
 
 // waitReady waits for a delivery, the deadline or shutdown without reading the socket.

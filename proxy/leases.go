@@ -163,10 +163,19 @@ func (s *Server) reap(ctx context.Context) (time.Duration, error) {
 	next := time.Hour
 	cutoff := time.Now().Add(-s.leasedTTL).UnixMilli()
 	var firstErr error
+	if err := s.transit.sweep(ctx, false); err != nil {
+		s.log.Warn("sweep transit records of pops with unknown outcome", "err", err)
+	}
 	for _, z := range queues {
 		q, _ := z.Member.(string)
 		due, idle, err := s.reapQueue(ctx, q)
 		next = min(next, due)
+		if owned, rerr := s.transit.recoverQueue(ctx, q); rerr != nil || owned {
+			idle = false
+			if err == nil {
+				err = rerr
+			}
+		}
 		if err == nil && idle && int64(z.Score) < cutoff {
 			var n int64
 			n, err = rdb.ForgetQueue.Run(ctx, s.backend.Client, []string{rdb.LeasedQueuesKey}, q, cutoff).Int64()

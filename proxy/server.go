@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/auth"
 	"github.com/qgate/qgate/proxy/policy"
+	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // Version is qgate's version, reported by INFO and `qgate version`.
@@ -37,7 +39,9 @@ type Server struct {
 	// auto-pipelining face); nil falls back to one pipeline per client batch.
 	pipeliner *redis.AutoPipeliner
 	blocker   *blocker
+	transit   *transit
 	hub       *hub
+	maxBulk   int64 // the backend's proto-max-bulk-len
 	policies  atomic.Pointer[policy.Set] // swapped by Reload
 	auth      *auth.Authenticator        // users swapped by Reload
 	tlsConf   atomic.Pointer[tls.Config] // the listener's TLS settings (nil: plain TCP); swapped by Reload
@@ -110,7 +114,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.bgctx, s.bgcancel = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(s.bgctx, 10*time.Second)
 	defer cancel()
-	b, err := openBackend(ctx, cfg.Backend, cfg.PoolSize, cfg.BackendTLS, cfg.Dir)
+	b, err := openBackend(ctx, cfg.Backend, cfg.PoolSize, cfg.BackendTLS, cfg.Dir,
+		timeouts{read: cfg.BackendReadTimeout, write: cfg.BackendWriteTimeout, dial: cfg.BackendDialTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +125,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	} else {
 		log.Info("backend connected", "kind", b.Kind, "backend", b.Addr)
 	}
-	s.wait = b.NewClient(2*cfg.BlockingConns + 2)
+	s.wait = b.NewWaitClient(2*cfg.BlockingConns + 2)
 	if ap, err := b.Client.AsyncAutoPipeline(); err == nil {
 		s.pipeliner = ap
 	} else {
@@ -129,7 +134,16 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	s.instance = hex.EncodeToString(id[:])
+	s.maxBulk = backendMaxBulk(ctx, b)
 	s.blocker = newBlocker(s, s.wait, b.Cluster, cfg.BlockingConns, s.instance)
+	s.transit = newTransit(s)
+	// Alive before the first pop: a record of an instance that never beat would be taken for a dead one's.
+	if err := s.transit.beat(ctx); err != nil {
+		_ = s.wait.Close()
+		_ = b.Close()
+		return nil, fmt.Errorf("register instance: %w", err)
+	}
+	go s.transit.heartbeatLoop()
 	s.hub = newHub(s)
 	s.startReaper()
 	return s, nil
@@ -240,13 +254,26 @@ func (s *Server) Addr() net.Addr {
 }
 
 // Shutdown stops accepting, lets every connection finish the batch it is executing and write its
-// replies, hands items that could not be delivered back to their lists, and closes the backend.
-// Connections still open when ctx ends are closed.
+// replies, disconnects blocked clients without a reply, hands items that could not be delivered back
+// to their lists, and closes the backend, all within cfg.ShutdownTimeout (or ctx, if sooner). When
+// the backend does not answer in time, the connections still waiting for it are abandoned: the items
+// of their pops are in this instance's transit records in Redis, which another instance (or the next
+// start) gives back once this instance's heartbeat is older than InstanceTTL. It returns an error
+// only when items were lost.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	s.log.Info("shutting down: draining connections")
+	start := time.Now()
+	deadline := start.Add(s.cfg.ShutdownTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	// Everything below ends by hard; what is left after it is only closing sockets.
+	hard := deadline.Add(-min(500*time.Millisecond, time.Until(deadline)/10))
+	hctx, cancel := context.WithDeadline(ctx, hard)
+	defer cancel()
+	s.log.Info("shutting down: draining connections", "timeout", time.Until(deadline).Round(time.Millisecond).String())
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}
@@ -259,58 +286,164 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	drained := make(chan struct{})
 	go func() { s.connWG.Wait(); close(drained) }()
-	var err error
+	clean := true
 	select {
 	case <-drained:
-	case <-ctx.Done():
-		err = fmt.Errorf("shutdown: %w", ctx.Err())
+	case <-hctx.Done():
+		clean = false
+	}
+	if clean {
+		// Listeners, reaper, the last deletes of delivered records and a sweep of this instance's
+		// records (nothing is in flight any more), each bounded by hard.
+		clean = s.bounded(hctx, func() {
+			s.blocker.stop(time.Until(hard))
+			s.stopReaper()
+			s.transit.close()
+			if err := s.transit.sweep(hctx, true); err == nil {
+				_ = s.transit.unregister(hctx)
+			}
+		})
+	}
+	s.hub.close()
+	stuck := 0
+	if !clean {
+		go s.transit.close()
 		s.mu.Lock()
+		stuck = len(s.conns)
 		for c := range s.conns {
-			_ = c.nc.Close()
+			c.kill()
 		}
 		s.mu.Unlock()
-		<-drained
 	}
-	s.blocker.stop(5 * time.Second)
-	s.stopReaper()
-	s.hub.close()
 	s.bgcancel()
-	_ = s.wait.Close()
-	if cerr := s.backend.Close(); cerr != nil && err == nil {
-		err = cerr
+	// Closing go-redis clients waits for replies still due; never past the deadline.
+	s.bounded(context.Background(), func() {
+		_ = s.wait.Close()
+		_ = s.backend.Close()
+	}, deadline)
+	lost := s.stats.lost.Load()
+	args := []any{"returned_items", s.stats.returned.Load(), "lost_items", lost, "took", time.Since(start).Round(time.Millisecond).String()}
+	if !clean {
+		s.log.Warn("shutdown timed out waiting for the backend; undelivered items stay in this instance's transit records in Redis and are given back by another instance or the next start",
+			append(args, "connections_waiting", stuck, "instance", s.instance)...)
+	} else {
+		s.log.Info("shutdown complete", args...)
 	}
-	s.log.Info("shutdown complete", "returned_items", s.stats.returned.Load(), "lost_items", s.stats.lost.Load())
-	return err
+	if lost > 0 {
+		return fmt.Errorf("shutdown: %d popped items could not be given back to their queues (see the LOST log lines)", lost)
+	}
+	return nil
 }
 
-// returnItems puts items whose reply could not be written back where they were popped from, most
-// recent pop first, so the list ends up as it was before the pops. Each record is one atomic push.
-func (s *Server) returnItems(recs []popRecord) {
-	for i := len(recs) - 1; i >= 0; i-- {
-		r := recs[i]
-		vals := make([]interface{}, len(r.items))
-		for j, v := range r.items {
-			vals[len(vals)-1-j] = v
+// bounded runs f and waits for it until ctx ends (or until the optional deadline); false if it did not
+// finish in time (f goes on in the background).
+func (s *Server) bounded(ctx context.Context, f func(), deadline ...time.Time) bool {
+	done := make(chan struct{})
+	go func() { f(); close(done) }()
+	var timer <-chan time.Time
+	if len(deadline) > 0 {
+		t := time.NewTimer(time.Until(deadline[0]))
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-timer:
+		return false
+	}
+}
+
+// settlePops ends the pops of a reply: delivered (the reply was written) or not. Items of transit
+// pops are forgotten or given back from their record; items a blocked-pop listener popped, which are
+// only in memory, are pushed back where they came from.
+func (s *Server) settlePops(pops []*commands.Pop, delivered bool) {
+	var back []*transitPop
+	var mem []*commands.Pop
+	for _, p := range pops {
+		if tp, ok := p.Token.(*transitPop); ok {
+			if delivered {
+				s.transit.done(tp)
+			} else {
+				back = append(back, tp)
+			}
+		} else if !delivered {
+			mem = append(mem, p)
+		}
+	}
+	if len(back) > 0 {
+		s.transit.giveBack(back)
+	}
+	if len(mem) > 0 {
+		s.returnItems(mem)
+	}
+}
+
+// BackendMaxBulk implements commands.Server.
+func (s *Server) BackendMaxBulk() int64 { return s.maxBulk }
+
+// backendMaxBulk reads the backend's proto-max-bulk-len, or assumes Redis's default when CONFIG is
+// not allowed (managed Redis) or not known (the embedded backend).
+func backendMaxBulk(ctx context.Context, b *Backend) int64 {
+	const redisDefault = 512 << 20
+	res, err := b.Client.ConfigGet(ctx, "proto-max-bulk-len").Result()
+	if err != nil {
+		return redisDefault
+	}
+	n, err := strconv.ParseInt(res["proto-max-bulk-len"], 10, 64)
+	if err != nil || n <= 0 {
+		return redisDefault
+	}
+	return n
+}
+
+// TransitPop implements commands.Server.
+func (s *Server) TransitPop(key string, left bool, count string) (commands.TransitPop, error) {
+	p, err := s.transit.newPop(s.bgctx, key, left, count)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// returnItems puts items that only qgate's memory holds (popped by a blocked-pop listener) and that
+// could not be delivered back where they were popped from, most recent pop first, so the list ends up
+// as it was before the pops. Each record is one atomic push that is allowed even when Redis is out of
+// memory; transport errors are retried until the backend closes. Only then is an item lost, and
+// counted and logged as such.
+func (s *Server) returnItems(pops []*commands.Pop) {
+	for i := len(pops) - 1; i >= 0; i-- {
+		p := pops[i]
+		verb := "RPUSH"
+		if p.Left {
+			verb = "LPUSH"
 		}
 		var err error
-		for attempt := 0; attempt < 5; attempt++ {
-			if r.left {
-				err = s.backend.Client.LPush(s.bgctx, r.key, vals...).Err()
-			} else {
-				err = s.backend.Client.RPush(s.bgctx, r.key, vals...).Err()
+		var b backoff
+		for len(p.Items) > 0 {
+			n := min(len(p.Items), transitChunk)
+			chunk := p.Items[len(p.Items)-n:] // the most recently popped first
+			args := make([]interface{}, 0, n+1)
+			args = append(args, verb)
+			for j := len(chunk) - 1; j >= 0; j-- {
+				args = append(args, chunk[j])
 			}
-			if err == nil || isRedisError(err) {
+			err = rdb.PushBack.Run(s.bgctx, s.backend.Client, []string{p.Key}, args...).Err()
+			if err == nil {
+				s.stats.returned.Add(int64(n))
+				p.Items = p.Items[:len(p.Items)-n]
+				continue
+			}
+			if isRedisError(err) || !b.wait(s.bgctx.Done()) {
 				break
 			}
-			time.Sleep(time.Duration(50<<attempt) * time.Millisecond)
 		}
-		if err != nil {
-			s.stats.lost.Add(int64(len(r.items)))
-			s.log.Error("could not return undelivered items to their list", "queue", r.key, "items", len(r.items), "err", err)
-			continue
+		if len(p.Items) > 0 {
+			s.stats.lost.Add(int64(len(p.Items)))
+			s.log.Error("LOST items: could not give undelivered items back to their list", "queue", p.Key, "items", len(p.Items), "err", err)
 		}
-		s.stats.returned.Add(int64(len(r.items)))
-		s.log.Debug("returned undelivered items", "queue", r.key, "items", len(r.items))
 	}
 }
 
@@ -360,6 +493,10 @@ func (s *Server) Stats() commands.Stats {
 		TotalCommands:      s.stats.commands.Load(),
 		RejectedConns:      s.stats.rejected.Load(),
 		ReturnedItems:      s.stats.returned.Load(),
+		LostItems:          s.stats.lost.Load(),
+		RecoveredItems:     s.transit.recovered.Load(),
+		RedeliveryRisk:     s.transit.raced.Load(),
+		Instance:           s.instance,
 		BackendConns:       int(s.backend.Client.PoolStats().TotalConns),
 		BackendWaitConns:   int(s.blocker.conns.Load()),
 		BackendPubSubConns: pubsub,

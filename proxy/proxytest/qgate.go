@@ -36,6 +36,10 @@ func StartQgate(tb testing.TB, cfg proxy.Config) *Qgate {
 		if err := q.Stop(); err != nil {
 			tb.Errorf("stop qgate: %v", err)
 		}
+		// qgate's first promise: no popped item is ever lost, whatever the test did.
+		if n := q.Server.Stats().LostItems; n != 0 {
+			tb.Errorf("qgate lost %d items (lost_items must stay 0)", n)
+		}
 	})
 	return q
 }

@@ -48,6 +48,27 @@ func RetryKeys(queue string) []string {
 	return []string{queue, InflightKey(queue), LeasesKey(queue), DelayedKey(queue), DeadKey(queue)}
 }
 
+// Keys of at-most-once pops (see proxy/DESIGN.md, "Delivery without loss"): a pop moves its items from
+// the ready list into the popping instance's transit record; the record is deleted once the reply is
+// written, and given back to the ready list when it cannot be, or when the instance died.
+
+// TransitKey is the HASH of the items instance popped from queue whose reply is not written yet:
+// field (end "L"/"R", sequence number, ".", position) -> item.
+func TransitKey(queue, instance string) string { return "{" + queue + "}:qgate:transit:" + instance }
+
+// TransitOwnersKey is the SET of instances that have a transit record on queue; every reaper looks
+// for records of dead instances there.
+func TransitOwnersKey(queue string) string { return "{" + queue + "}:qgate:transit-owners" }
+
+// TransitKeys returns KEYS[1..3] of transit_pop.lua, transit_return.lua and transit_recover.lua.
+func TransitKeys(queue, instance string) []string {
+	return []string{queue, TransitKey(queue, instance), TransitOwnersKey(queue)}
+}
+
+// InstancesKey is the ZSET of qgate instances: instance id -> last heartbeat (ms, Redis clock). An
+// instance whose heartbeat is older than the instance TTL is dead: its transit records are given back.
+const InstancesKey = "qgate:instances"
+
 // DedupKey is the key that remembers a dedup hash on a queue for the dedup window.
 func DedupKey(queue, hash string) string { return "{" + queue + "}:qgate:dedup:" + hash }
 
@@ -59,7 +80,45 @@ type Script struct {
 
 func newScript(src string) *Script {
 	s := redis.NewScript(src)
+	if plain := StripFlags(src); plain != src {
+		plainSHA[s.Hash()] = redis.NewScript(plain).Hash()
+	}
 	return &Script{src: src, sha: s.Hash()}
+}
+
+// plainSHA maps the SHA of each script with a "#!lua flags=…" first line to the SHA of the same
+// script without it.
+var plainSHA = map[string]string{}
+
+// StripFlags removes a "#!lua …" first line (Redis 7 script flags such as allow-oom), for a backend
+// that does not know them (the embedded one, which has no memory limit anyway); the line breaks stay
+// so error positions keep their line numbers.
+func StripFlags(src string) string {
+	if !strings.HasPrefix(src, "#!") {
+		return src
+	}
+	if i := strings.IndexByte(src, '\n'); i >= 0 {
+		return src[i:]
+	}
+	return ""
+}
+
+// WithoutFlags rewrites an EVAL or EVALSHA command's arguments for a backend without script flags:
+// a flagged script's source loses its first line, its SHA becomes the plain script's.
+func WithoutFlags(args []interface{}) {
+	if len(args) < 2 {
+		return
+	}
+	verb, _ := args[0].(string)
+	body, _ := args[1].(string)
+	switch strings.ToLower(verb) {
+	case "eval":
+		args[1] = StripFlags(body)
+	case "evalsha":
+		if plain, ok := plainSHA[body]; ok {
+			args[1] = plain
+		}
+	}
 }
 
 //go:embed scripts/dedup_push.lua
@@ -99,6 +158,31 @@ var (
 	PromoteDelayed = newScript(promoteDelayedSrc)
 	Redrive        = newScript(redriveSrc)
 	ForgetQueue    = newScript(forgetQueueSrc)
+)
+
+var (
+	//go:embed scripts/transit_pop.lua
+	transitPopSrc string
+	//go:embed scripts/transit_return.lua
+	transitReturnSrc string
+	//go:embed scripts/transit_done.lua
+	transitDoneSrc string
+	//go:embed scripts/transit_recover.lua
+	transitRecoverSrc string
+	//go:embed scripts/heartbeat.lua
+	heartbeatSrc string
+	//go:embed scripts/push_back.lua
+	pushBackSrc string
+)
+
+// The at-most-once delivery scripts.
+var (
+	TransitPop     = newScript(transitPopSrc)
+	TransitReturn  = newScript(transitReturnSrc)
+	TransitDone    = newScript(transitDoneSrc)
+	TransitRecover = newScript(transitRecoverSrc)
+	Heartbeat      = newScript(heartbeatSrc)
+	PushBack       = newScript(pushBackSrc)
 )
 
 // Run runs the script with EVALSHA and, on NOSCRIPT (the script did not run), with EVAL.

@@ -1,0 +1,520 @@
+package proxy
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/commands"
+	"github.com/qgate/qgate/proxy/rdb"
+)
+
+// At-most-once pops never hold an item only in qgate's memory: transit_pop moves it from the ready list
+// into this instance's transit record in one step; the record is deleted once the reply is written
+// (done) and its items are given back when it cannot be (giveBack), when the pop's reply was lost
+// (the queue is swept), or when this instance died (another instance's reaper recovers the record).
+// proxy/DESIGN.md, "Delivery without loss", has the whole design.
+
+const (
+	// transitChunk bounds the items one transit script call moves.
+	transitChunk = 1000
+	// cleanSweeps is how many clean sweeps in a row clear a queue that had a pop of unknown outcome.
+	cleanSweeps = 3
+	// touchedQueues bounds the queues an instance remembers having popped from (for its last sweep).
+	touchedQueues = 4096
+)
+
+// transit is this instance's book of at-most-once pops whose items are in its transit records.
+type transit struct {
+	srv      *Server
+	instance string
+	seq      atomic.Uint64
+
+	mu      sync.Mutex
+	live    map[uint64]struct{}   // pops whose items may be in a record and are accounted for
+	dirty   map[string]*dirtyInfo // queues with a pop of unknown outcome, swept until clean
+	touched *lru.Cache[string, struct{}]
+	alive   map[string]bool // instances with a fresh heartbeat (nil: not known yet or after a gap)
+
+	dmu     sync.Mutex
+	pending map[string][]*transitPop // delivered pops whose record is not deleted yet
+	kick    chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	stopped  chan struct{}
+
+	// Counters (INFO): items given back, and done-deletes that found their record gone because another
+	// instance took this one for dead (those items may be delivered twice).
+	givenBack, recovered, raced atomic.Int64
+}
+
+type dirtyInfo struct{ clean int }
+
+func newTransit(s *Server) *transit {
+	t := &transit{srv: s, instance: s.instance, live: map[uint64]struct{}{}, dirty: map[string]*dirtyInfo{},
+		pending: map[string][]*transitPop{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	t.touched, _ = lru.New[string, struct{}](touchedQueues)
+	go t.deleteLoop()
+	return t
+}
+
+// transitPop is one pop into the transit record: the command to queue and, once it ran, its items.
+type transitPop struct {
+	t     *transit
+	ctx   context.Context
+	key   string
+	left  bool
+	seq   uint64
+	count string
+	cmd   *redis.Cmd
+	keys  []string
+	args  []interface{}
+	items []string
+}
+
+// prefix is the fields' common part: "L12." for the left pop number 12.
+func (p *transitPop) prefix() string {
+	end := "R"
+	if p.left {
+		end = "L"
+	}
+	return end + strconv.FormatUint(p.seq, 10) + "."
+}
+
+// fields returns the record's fields, most recently popped first (the order to give them back in).
+func (p *transitPop) fields() []string {
+	pre := p.prefix()
+	out := make([]string, len(p.items))
+	for i := range p.items {
+		out[len(out)-1-i] = pre + strconv.Itoa(i+1)
+	}
+	return out
+}
+
+// newPop prepares a pop of count items ("" = one, without COUNT) from key. The caller validated count
+// (0 <= count <= transitChunk). The queue is registered first, so every reaper finds its records.
+func (t *transit) newPop(ctx context.Context, key string, left bool, count string) (*transitPop, error) {
+	if err := t.srv.RegisterLeasedQueue(ctx, key); err != nil {
+		return nil, err
+	}
+	p := &transitPop{t: t, ctx: ctx, key: key, left: left, count: count, seq: t.seq.Add(1)}
+	name := "RPOP"
+	if left {
+		name = "LPOP"
+	}
+	p.keys = rdb.TransitKeys(key, t.instance)
+	p.args = []interface{}{name, count, p.prefix(), t.instance}
+	p.cmd = rdb.TransitPop.Cmd(ctx, p.keys, p.args...)
+	t.mu.Lock()
+	t.live[p.seq] = struct{}{}
+	t.mu.Unlock()
+	t.touched.Add(key, struct{}{})
+	return p, nil
+}
+
+// Cmd implements commands.TransitPop.
+func (p *transitPop) Cmd() redis.Cmder { return p.cmd }
+
+// Result implements commands.TransitPop: call it once the command ran.
+func (p *transitPop) Result() (*commands.Pop, error) {
+	res, err := p.cmd.Result()
+	if rdb.IsNoScript(err) {
+		res, err = rdb.TransitPop.Eval(p.ctx, p.t.srv.cmds(), p.keys, p.args...).Result()
+	}
+	switch {
+	case err == redis.Nil:
+		p.t.settle(p, false)
+		return nil, nil
+	case err != nil:
+		p.t.settle(p, commands.OutcomeUnknown(err))
+		return nil, err
+	}
+	switch v := res.(type) {
+	case string:
+		p.items = []string{v}
+	case []interface{}:
+		p.items = make([]string, len(v))
+		for i, x := range v {
+			p.items[i], _ = x.(string)
+		}
+	}
+	if len(p.items) == 0 {
+		p.t.settle(p, false)
+	}
+	return &commands.Pop{Key: p.key, Left: p.left, Items: p.items, Token: p}, nil
+}
+
+// settle ends the book-keeping of a pop that has no record any more (or whose outcome is unknown).
+func (t *transit) settle(p *transitPop, unknown bool) {
+	t.mu.Lock()
+	delete(t.live, p.seq)
+	if unknown {
+		t.dirty[p.key] = &dirtyInfo{}
+	}
+	t.mu.Unlock()
+}
+
+// popOne pops one item from key into the transit record synchronously (a blocking pop's first try).
+func (t *transit) popOne(ctx context.Context, key string, left bool) (*commands.Pop, error) {
+	p, err := t.newPop(ctx, key, left, "")
+	if err != nil {
+		return nil, err
+	}
+	_ = t.srv.cmds().Process(ctx, p.cmd)
+	return p.Result()
+}
+
+// done forgets the records of delivered pops (batched: one script per queue per round trip).
+func (t *transit) done(p *transitPop) {
+	t.dmu.Lock()
+	t.pending[p.key] = append(t.pending[p.key], p)
+	t.dmu.Unlock()
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// deleteLoop deletes the records of delivered pops, retrying until it succeeds or the backend closes.
+func (t *transit) deleteLoop() {
+	defer close(t.stopped)
+	var b backoff
+	for {
+		select {
+		case <-t.kick:
+		case <-t.stop:
+			t.flushDone() // one last try
+			return
+		}
+		for !t.flushDone() {
+			if !b.wait(t.stop) {
+				return
+			}
+		}
+		b.reset()
+	}
+}
+
+// flushDone runs the pending deletes; false if some failed on a transport error (they stay pending).
+func (t *transit) flushDone() bool {
+	t.dmu.Lock()
+	batch := t.pending
+	t.pending = map[string][]*transitPop{}
+	t.dmu.Unlock()
+	if len(batch) == 0 {
+		return true
+	}
+	ctx := t.srv.bgctx
+	type sent struct {
+		pops []*transitPop
+		cmd  *redis.Cmd
+		keys []string
+		args []interface{}
+	}
+	var cmds []sent
+	for key, pops := range batch {
+		for len(pops) > 0 {
+			var chunk []*transitPop
+			args := []interface{}{t.instance}
+			for len(pops) > 0 && len(args) < transitChunk {
+				chunk = append(chunk, pops[0])
+				for _, f := range pops[0].fields() {
+					args = append(args, f)
+				}
+				pops = pops[1:]
+			}
+			keys := []string{rdb.TransitKey(key, t.instance), rdb.TransitOwnersKey(key)}
+			cmd := rdb.TransitDone.Cmd(ctx, keys, args...)
+			_ = t.srv.cmds().Process(ctx, cmd)
+			cmds = append(cmds, sent{chunk, cmd, keys, args})
+		}
+	}
+	ok := true
+	for _, s := range cmds {
+		n, err := s.cmd.Int64()
+		if rdb.IsNoScript(err) {
+			n, err = rdb.TransitDone.Eval(ctx, t.srv.cmds(), s.keys, s.args...).Int64()
+		}
+		if err != nil && !isRedisError(err) && ctx.Err() == nil {
+			ok = false
+			t.dmu.Lock()
+			t.pending[s.pops[0].key] = append(t.pending[s.pops[0].key], s.pops...)
+			t.dmu.Unlock()
+			continue
+		}
+		if err != nil {
+			t.srv.log.Error("forget delivered items' transit record", "queue", s.pops[0].key, "err", err)
+		} else if lost := int64(len(s.args)-1) - n; lost > 0 {
+			t.raced.Add(lost)
+			t.srv.log.Warn("delivered items were given back by another instance meanwhile (it took this one for dead); they may be delivered twice",
+				"queue", s.pops[0].key, "items", lost)
+		}
+		for _, p := range s.pops {
+			t.settle(p, false)
+		}
+	}
+	return ok
+}
+
+// giveBack returns the items of pops whose reply could not be written, most recent pop first, retrying
+// on transport errors until the backend closes (then the records stay, and the sweep of the next start
+// or another instance's reaper gives them back).
+func (t *transit) giveBack(pops []*transitPop) {
+	var b backoff
+	for i := len(pops) - 1; i >= 0; i-- {
+		p := pops[i]
+		args := append([]interface{}{t.instance}, stringsToArgs(p.fields())...)
+		for {
+			n, err := rdb.TransitReturn.Run(t.srv.bgctx, t.srv.backend.Client, p.keys, args...).Int64()
+			if err == nil {
+				t.givenBack.Add(n)
+				t.srv.stats.returned.Add(n)
+				break
+			}
+			if isRedisError(err) {
+				// Still in the record: the sweep gives it back later.
+				t.srv.log.Error("give undelivered items back", "queue", p.key, "items", len(p.items), "err", err)
+				t.mu.Lock()
+				t.dirty[p.key] = &dirtyInfo{}
+				t.mu.Unlock()
+				break
+			}
+			if !b.wait(t.srv.bgctx.Done()) {
+				break // shutting down: the record stays in Redis, another instance or the next start takes it
+			}
+		}
+		b.reset()
+		t.settle(p, false)
+	}
+}
+
+func stringsToArgs(ss []string) []interface{} {
+	out := make([]interface{}, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// sweep gives back the items of this instance's records on queues with pops of unknown outcome (or on
+// every queue it popped from, when all is set: at shutdown, when nothing is in flight any more).
+func (t *transit) sweep(ctx context.Context, all bool) error {
+	t.mu.Lock()
+	queues := make([]string, 0, len(t.dirty))
+	for q := range t.dirty {
+		queues = append(queues, q)
+	}
+	t.mu.Unlock()
+	if all {
+		for _, q := range t.touched.Keys() {
+			if !slices.Contains(queues, q) {
+				queues = append(queues, q)
+			}
+		}
+	}
+	var firstErr error
+	for _, q := range queues {
+		found, err := t.sweepQueue(ctx, q)
+		t.mu.Lock()
+		if d := t.dirty[q]; d != nil {
+			switch {
+			case err != nil:
+				d.clean = 0
+			case found > 0:
+				d.clean = 0
+			default:
+				if d.clean++; d.clean >= cleanSweeps {
+					delete(t.dirty, q)
+				}
+			}
+		}
+		t.mu.Unlock()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+// sweepQueue gives back the items of this instance's record on q that no pop in progress accounts for.
+func (t *transit) sweepQueue(ctx context.Context, q string) (int, error) {
+	fields, err := t.srv.backend.Client.HKeys(ctx, rdb.TransitKey(q, t.instance)).Result()
+	if err != nil {
+		return 0, err
+	}
+	var orphans []string
+	t.mu.Lock()
+	for _, f := range fields {
+		if seq, ok := fieldSeq(f); ok {
+			if _, live := t.live[seq]; live {
+				continue
+			}
+		}
+		orphans = append(orphans, f)
+	}
+	t.mu.Unlock()
+	if len(orphans) == 0 {
+		return 0, nil
+	}
+	sortFieldsNewestFirst(orphans)
+	total := 0
+	for len(orphans) > 0 {
+		n := min(len(orphans), transitChunk)
+		args := append([]interface{}{t.instance}, stringsToArgs(orphans[:n])...)
+		got, err := rdb.TransitReturn.Run(ctx, t.srv.backend.Client, rdb.TransitKeys(q, t.instance), args...).Int64()
+		if err != nil {
+			return total, err
+		}
+		total += int(got)
+		orphans = orphans[n:]
+	}
+	t.givenBack.Add(int64(total))
+	t.srv.stats.returned.Add(int64(total))
+	t.srv.log.Warn("gave back items of pops whose outcome was unknown", "queue", q, "items", total)
+	return total, nil
+}
+
+// fieldSeq parses the sequence number of a transit field ("L12.3" -> 12).
+func fieldSeq(f string) (uint64, bool) {
+	if len(f) < 2 {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(f[1:], ".")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
+	return n, err == nil
+}
+
+func sortFieldsNewestFirst(fields []string) {
+	pos := func(f string) (uint64, int) {
+		s, _ := fieldSeq(f)
+		_, i, _ := strings.Cut(f, ".")
+		n, _ := strconv.Atoi(i)
+		return s, n
+	}
+	slices.SortFunc(fields, func(a, b string) int {
+		sa, ia := pos(a)
+		sb, ib := pos(b)
+		if sa != sb {
+			if sa > sb {
+				return -1
+			}
+			return 1
+		}
+		return ib - ia
+	})
+}
+
+// beat records this instance's heartbeat and learns which instances are alive (nil after a gap in
+// this instance's own heartbeats: then nobody is taken for dead until the next beat).
+func (t *transit) beat(ctx context.Context) error {
+	ttl := t.srv.cfg.InstanceTTL
+	res, err := rdb.Heartbeat.Run(ctx, t.srv.backend.Client, []string{rdb.InstancesKey},
+		t.instance, ttl.Milliseconds(), leasedQueueTTL.Milliseconds()).Slice()
+	if err != nil {
+		return err
+	}
+	var alive map[string]bool
+	if len(res) > 0 && res[0] == int64(0) {
+		alive = map[string]bool{t.instance: true}
+		for _, x := range res[1:] {
+			if s, ok := x.(string); ok {
+				alive[s] = true
+			}
+		}
+	}
+	t.mu.Lock()
+	t.alive = alive
+	t.mu.Unlock()
+	return nil
+}
+
+// recoverQueue gives back the transit records of dead instances on queue; it reports whether any
+// instance still has a record there.
+func (t *transit) recoverQueue(ctx context.Context, queue string) (owned bool, err error) {
+	owners, err := t.srv.backend.Client.SMembers(ctx, rdb.TransitOwnersKey(queue)).Result()
+	if err != nil || len(owners) == 0 {
+		return false, err
+	}
+	t.mu.Lock()
+	alive := t.alive
+	t.mu.Unlock()
+	if alive == nil {
+		return true, nil
+	}
+	for _, o := range owners {
+		if alive[o] {
+			continue
+		}
+		for i := 0; i < 20; i++ { // bounded per pass; the next pass goes on
+			n, err := rdb.TransitRecover.Run(ctx, t.srv.backend.Client, rdb.TransitKeys(queue, o), o, transitChunk).Int64()
+			if err != nil {
+				return true, err
+			}
+			if n > 0 {
+				t.recovered.Add(n)
+				t.srv.log.Warn("gave back items a dead qgate instance had popped but not delivered", "queue", queue, "instance", o, "items", n)
+			}
+			if n < transitChunk {
+				break
+			}
+		}
+	}
+	return true, nil
+}
+
+// heartbeatLoop beats every InstanceTTL/5 until stop is closed.
+func (t *transit) heartbeatLoop() {
+	tick := time.NewTicker(t.srv.cfg.InstanceTTL / 5)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			if err := t.beat(t.srv.bgctx); err != nil && t.srv.bgctx.Err() == nil {
+				t.srv.log.Warn("instance heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+// unregister removes this instance from the instances set at the end of a clean shutdown: any record
+// it still has is then given back by the next reaper pass of any instance.
+func (t *transit) unregister(ctx context.Context) error {
+	return t.srv.backend.Client.ZRem(ctx, rdb.InstancesKey, t.instance).Err()
+}
+
+// close stops the heartbeat and, after its last try, the delete loop.
+func (t *transit) close() {
+	t.stopOnce.Do(func() { close(t.stop) })
+	<-t.stopped
+}
+
+// backoff is a capped exponential wait between retries of a backend step.
+type backoff struct{ n int }
+
+func (b *backoff) reset() { b.n = 0 }
+
+// wait sleeps 10ms, 20ms, … up to 1s; false if done closed first.
+func (b *backoff) wait(done <-chan struct{}) bool {
+	d := time.Duration(10<<min(b.n, 7)) * time.Millisecond
+	b.n++
+	t := time.NewTimer(min(d, time.Second))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	}
+}
