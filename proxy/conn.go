@@ -53,10 +53,10 @@ type conn struct {
 	rpos, rend int
 	filled     bool // the last read filled all free space in rbuf
 
-	w       resp.Writer // replies of the current batch
-	pending []queued    // backend commands of the current batch
+	w       resp.Writer     // replies of the current batch
+	pending []queued        // backend commands of the current batch
 	popped  []*commands.Pop // items in replies not yet written
-	dead    bool        // the client is gone; nothing more will be written
+	dead    bool            // the client is gone; nothing more will be written
 
 	proto   atomic.Int32           // the session's protocol, read by pub/sub delivery
 	deliver atomic.Pointer[string] // the session's QDELIVERY mode, read by pub/sub delivery

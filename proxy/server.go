@@ -41,7 +41,7 @@ type Server struct {
 	blocker   *blocker
 	transit   *transit
 	hub       *hub
-	maxBulk   int64 // the backend's proto-max-bulk-len
+	maxBulk   int64                      // the backend's proto-max-bulk-len
 	policies  atomic.Pointer[policy.Set] // swapped by Reload
 	auth      *auth.Authenticator        // users swapped by Reload
 	tlsConf   atomic.Pointer[tls.Config] // the listener's TLS settings (nil: plain TCP); swapped by Reload

@@ -43,9 +43,9 @@ type transit struct {
 	touched *lru.Cache[string, struct{}]
 	alive   map[string]bool // instances with a fresh heartbeat (nil: not known yet or after a gap)
 
-	dmu     sync.Mutex
-	pending map[string][]*transitPop // delivered pops whose record is not deleted yet
-	kick    chan struct{}
+	dmu      sync.Mutex
+	pending  map[string][]*transitPop // delivered pops whose record is not deleted yet
+	kick     chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
 	stopped  chan struct{}
