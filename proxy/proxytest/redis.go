@@ -279,6 +279,7 @@ func (r *Redis) Close() error {
 	if p == nil {
 		return nil
 	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a frozen server cannot handle SIGTERM
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	timer := time.NewTimer(StopTimeout)
 	defer timer.Stop()
@@ -292,6 +293,21 @@ func (r *Redis) Close() error {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 		return fmt.Errorf("stop redis-server %s: killed after %s without exiting on SIGTERM", r.Addr, StopTimeout)
+	}
+}
+
+// Freeze stops the server with SIGSTOP: it keeps its connections but answers nothing until Thaw (a
+// stalled backend). Stop and Kill thaw it first.
+func (r *Redis) Freeze() { r.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server with SIGCONT.
+func (r *Redis) Thaw() { r.signal(syscall.SIGCONT) }
+
+func (r *Redis) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc != nil {
+		_ = r.proc.cmd.Process.Signal(sig)
 	}
 }
 
