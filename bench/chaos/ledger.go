@@ -146,11 +146,12 @@ const (
 	causeConsumer = "the consumer that had it was killed before acking"
 	causeQgate    = "qgate was killed before the ack took effect"
 	causeRedis    = "Redis was killed before the ack took effect"
+	causeFreeze   = "Redis froze (SIGSTOP) past the visibility timeout before the ack took effect"
 	causeAckMiss  = "its ack found no lease (expired first)"
 	causeNone     = "no failure in between (lease expired during the work?)"
 )
 
-var causeOrder = []string{causeConsumer, causeQgate, causeRedis, causeAckMiss, causeNone}
+var causeOrder = []string{causeConsumer, causeQgate, causeRedis, causeFreeze, causeAckMiss, causeNone}
 
 // dupReport explains every delivery after a message's first one.
 type dupReport struct {
@@ -184,6 +185,8 @@ func (l *ledger) explain(events []event, queueOf func(int) string, slack int64) 
 				return causeQgate
 			case e.kind == "redis":
 				return causeRedis
+			case e.kind == "freeze":
+				return causeFreeze
 			}
 		}
 		return ""

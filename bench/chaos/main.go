@@ -59,6 +59,7 @@ func qgateConfig(visibility time.Duration, maxAttempts int) string {
 type options struct {
 	messages, producers, consumers int
 	killEvery, timeout, drain      time.Duration
+	freezeMin, freezeMax           time.Duration
 	visibility, work               time.Duration
 	maxAttempts                    int
 	actions                        map[string]bool
@@ -85,7 +86,9 @@ func run() int {
 	flag.DurationVar(&o.visibility, "visibility", 2*time.Second, "visibility_timeout of the queues")
 	flag.DurationVar(&o.work, "work", 2*time.Millisecond, "consumers' simulated work per message: up to half before the effect (log write), up to half after it, before the ack")
 	flag.IntVar(&o.maxAttempts, "max-attempts", 1000, "max_attempts of the queues (low values exercise the dead-letter accounting)")
-	actions := flag.String("actions", "qgate,consumer,redis", "chaos actions to use")
+	actions := flag.String("actions", "qgate,consumer,redis,freeze", "chaos actions to use (freeze: SIGSTOP Redis, then SIGCONT)")
+	flag.DurationVar(&o.freezeMin, "freeze-min", 2*time.Second, "shortest Redis freeze")
+	flag.DurationVar(&o.freezeMax, "freeze-max", 10*time.Second, "longest Redis freeze")
 	flag.StringVar(&o.qgateBin, "qgate-bin", "", "use this qgate binary instead of building the repository's")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, AOF) even when the run passes")
 	flag.Uint64Var(&o.seed, "seed", 0, "random seed (0: from the clock)")
@@ -96,11 +99,11 @@ func run() int {
 	o.actions = map[string]bool{}
 	for _, a := range strings.Split(*actions, ",") {
 		switch a = strings.TrimSpace(a); a {
-		case "qgate", "consumer", "redis":
+		case "qgate", "consumer", "redis", "freeze":
 			o.actions[a] = true
 		case "":
 		default:
-			fmt.Fprintf(os.Stderr, "chaos: unknown action %q (qgate, consumer, redis)\n", a)
+			fmt.Fprintf(os.Stderr, "chaos: unknown action %q (qgate, consumer, redis, freeze)\n", a)
 			return 2
 		}
 	}
@@ -391,8 +394,8 @@ func (r *chaosRun) pause(max time.Duration) time.Duration {
 // act performs one random chaos action and restarts what it killed.
 func (r *chaosRun) act() error {
 	kinds := []string{}
-	weights := map[string]int{"consumer": 4, "qgate": 4, "redis": 2}
-	for _, k := range []string{"consumer", "qgate", "redis"} {
+	weights := map[string]int{"consumer": 4, "qgate": 4, "redis": 2, "freeze": 1}
+	for _, k := range []string{"consumer", "qgate", "redis", "freeze"} {
 		if r.o.actions[k] {
 			for range weights[k] {
 				kinds = append(kinds, k)
@@ -436,6 +439,14 @@ func (r *chaosRun) act() error {
 			return err
 		}
 		r.logf("kill -9 redis-server (pid %d) → restarted from its AOF as pid %d, down %dms %s", old, r.redis.p.pid, time.Since(down).Milliseconds(), progress)
+	case "freeze":
+		d := r.o.freezeMin + time.Duration(r.rng.Int64N(int64(r.o.freezeMax-r.o.freezeMin)+1))
+		r.events = append(r.events, event{kind: "freeze", pid: r.redis.p.pid, t: time.Now().UnixMicro()})
+		_ = r.redis.p.cmd.Process.Signal(syscall.SIGSTOP)
+		r.kills["freeze"]++
+		time.Sleep(d) // the stall itself
+		_ = r.redis.p.cmd.Process.Signal(syscall.SIGCONT)
+		r.logf("froze redis-server (pid %d) for %s %s", r.redis.p.pid, d.Round(time.Millisecond), progress)
 	}
 	return nil
 }
@@ -672,14 +683,14 @@ func (r *chaosRun) report(failure string, failCode int) int {
 		}
 	}
 	dr := l.explain(r.events, queueOf, 50_000)
-	bound := r.kills["consumer"] + (r.kills["qgate"]+r.kills["redis"])*o.consumers
+	bound := r.kills["consumer"] + (r.kills["qgate"]+r.kills["redis"]+r.kills["freeze"])*o.consumers
 
 	fmt.Println()
 	fmt.Println("==== qgate chaos test result")
 	fmt.Printf("messages %d over %s (explicit QACK) and %s (ack: next-pop); %d producers, %d consumer processes; visibility_timeout %s; seed %d\n",
 		o.messages, queueExplicit, queueNextPop, o.producers, o.consumers, o.visibility, o.seed)
-	fmt.Printf("chaos: kill -9 qgate %d×, kill -9 consumer %d×, kill -9 redis-server %d× (restarted from AOF, appendfsync always)\n",
-		r.kills["qgate"], r.kills["consumer"], r.kills["redis"])
+	fmt.Printf("chaos: kill -9 qgate %d×, kill -9 consumer %d×, kill -9 redis-server %d× (restarted from AOF, appendfsync always), Redis frozen (SIGSTOP %s–%s) %d×\n",
+		r.kills["qgate"], r.kills["consumer"], r.kills["redis"], o.freezeMin, o.freezeMax, r.kills["freeze"])
 	fmt.Printf("pushed (acknowledged)   %d   (messages needing retries %d; error replies %d, broken connections/timeouts %d)\n",
 		pushed, r.ps.retriedMsgs.Load(), r.ps.errReplies.Load(), r.ps.connErrors.Load())
 	fmt.Printf("consumed (unique)       %d   (deliveries %d)\n", l.unique, l.total)
@@ -709,8 +720,8 @@ func (r *chaosRun) report(failure string, failCode int) int {
 	}
 	boundOK := dr.extra <= bound
 	fmt.Printf("    bound: a consumer holds at most one unacked item, so each consumer kill can cause ≤ 1 duplicate and each\n")
-	fmt.Printf("    qgate kill or Redis restart ≤ 1 per consumer: %d + (%d + %d) × %d = %d → %s\n",
-		r.kills["consumer"], r.kills["qgate"], r.kills["redis"], o.consumers, bound, map[bool]string{true: "within bound", false: "EXCEEDED"}[boundOK])
+	fmt.Printf("    qgate kill, Redis restart or freeze ≤ 1 per consumer: %d + (%d + %d + %d) × %d = %d → %s\n",
+		r.kills["consumer"], r.kills["qgate"], r.kills["redis"], r.kills["freeze"], o.consumers, bound, map[bool]string{true: "within bound", false: "EXCEEDED"}[boundOK])
 	fmt.Printf("first consumed with attempts > 0: %d (an earlier lease ended before the effect: a pop reply lost at a kill, or a consumer killed mid-work; redelivered, not duplicated)\n", firstRedelivered)
 	if stats != nil {
 		fmt.Printf("final %s\n", fmtStats(stats))
