@@ -73,13 +73,13 @@ func faultAccount(t *testing.T, direct *redis.Client, key string, items []string
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		n, err := direct.LLen(ctx, key).Result()
-		owners, _ := direct.SCard(ctx, rdb.TransitOwnersKey(key)).Result()
-		if err == nil && n+l.n.Load() >= int64(len(items)) && owners == 0 {
+		transit := faultInTransit(t, direct, key)
+		if err == nil && n+l.n.Load() >= int64(len(items)) && transit == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("items not accounted for after 60s: delivered %d, in list %d (err %v), transit owners %d, of %d",
-				l.n.Load(), n, err, owners, len(items))
+			t.Fatalf("items not accounted for after 60s: delivered %d, in list %d (err %v), in transit records %d, of %d",
+				l.n.Load(), n, err, transit, len(items))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -119,6 +119,26 @@ func faultAccount(t *testing.T, direct *redis.Client, key string, items []string
 		t.Fatalf("%d items lost, %d duplicated (delivered %d, in list %d, of %d)", missing, extra, len(l.got), len(rest), len(items))
 	}
 	t.Logf("accounted for %d items: %d delivered, %d still in the list", len(items), len(l.got), len(rest))
+}
+
+// faultInTransit counts the items in every instance's transit record of key.
+func faultInTransit(t *testing.T, direct *redis.Client, key string) int64 {
+	ctx := context.Background()
+	owners, err := direct.SMembers(ctx, rdb.TransitOwnersKey(key)).Result()
+	if err != nil {
+		t.Errorf("SMEMBERS: %v", err)
+		return -1
+	}
+	var n int64
+	for _, o := range owners {
+		m, err := direct.HLen(ctx, rdb.TransitKey(key, o)).Result()
+		if err != nil {
+			t.Errorf("HLEN: %v", err)
+			return -1
+		}
+		n += m
+	}
+	return n
 }
 
 // faultConsumerClient is a client that waits as long as qgate takes (as a plain Redis client does).
@@ -450,8 +470,7 @@ func faultAccountN(t *testing.T, direct *redis.Client, key string, items []strin
 	t.Helper()
 	e2eEventually(t, fmt.Sprintf("%d items back in %s", want, key), func() bool {
 		n, err := direct.LLen(context.Background(), key).Result()
-		owners, _ := direct.SCard(context.Background(), rdb.TransitOwnersKey(key)).Result()
-		return err == nil && n == int64(want) && owners == 0
+		return err == nil && n == int64(want) && faultInTransit(t, direct, key) == 0
 	})
 	rest, _ := direct.LRange(context.Background(), key, 0, -1).Result()
 	seen := map[string]bool{}

@@ -214,15 +214,14 @@ func (t *transit) flushDone() bool {
 	ctx := t.srv.bgctx
 	type sent struct {
 		pops []*transitPop
-		cmd  *redis.Cmd
-		keys []string
-		args []interface{}
+		cmd  *redis.IntCmd
+		n    int
 	}
 	var cmds []sent
 	for key, pops := range batch {
 		for len(pops) > 0 {
 			var chunk []*transitPop
-			args := []interface{}{t.instance}
+			args := []interface{}{"hdel", rdb.TransitKey(key, t.instance)}
 			for len(pops) > 0 && len(args) < transitChunk {
 				chunk = append(chunk, pops[0])
 				for _, f := range pops[0].fields() {
@@ -230,18 +229,15 @@ func (t *transit) flushDone() bool {
 				}
 				pops = pops[1:]
 			}
-			keys := []string{rdb.TransitKey(key, t.instance), rdb.TransitOwnersKey(key)}
-			cmd := rdb.TransitDone.Cmd(ctx, keys, args...)
+			// A plain HDEL (allowed under OOM): the instance stays in the owners set while it lives.
+			cmd := redis.NewIntCmd(ctx, args...)
 			_ = t.srv.cmds().Process(ctx, cmd)
-			cmds = append(cmds, sent{chunk, cmd, keys, args})
+			cmds = append(cmds, sent{chunk, cmd, len(args) - 2})
 		}
 	}
 	ok := true
 	for _, s := range cmds {
-		n, err := s.cmd.Int64()
-		if rdb.IsNoScript(err) {
-			n, err = rdb.TransitDone.Eval(ctx, t.srv.cmds(), s.keys, s.args...).Int64()
-		}
+		n, err := s.cmd.Result()
 		if err != nil && !isRedisError(err) && ctx.Err() == nil {
 			ok = false
 			t.dmu.Lock()
@@ -251,7 +247,7 @@ func (t *transit) flushDone() bool {
 		}
 		if err != nil {
 			t.srv.log.Error("forget delivered items' transit record", "queue", s.pops[0].key, "err", err)
-		} else if lost := int64(len(s.args)-1) - n; lost > 0 {
+		} else if lost := int64(s.n) - n; lost > 0 {
 			t.raced.Add(lost)
 			t.srv.log.Warn("delivered items were given back by another instance meanwhile (it took this one for dead); they may be delivered twice",
 				"queue", s.pops[0].key, "items", lost)

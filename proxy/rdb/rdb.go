@@ -60,7 +60,9 @@ func TransitKey(queue, instance string) string { return "{" + queue + "}:qgate:t
 // for records of dead instances there.
 func TransitOwnersKey(queue string) string { return "{" + queue + "}:qgate:transit-owners" }
 
-// TransitKeys returns KEYS[1..3] of transit_pop.lua, transit_return.lua and transit_recover.lua.
+// TransitKeys returns KEYS[1..3] of transit_pop.lua, transit_return.lua and transit_recover.lua. A
+// delivered pop's fields are deleted with a plain HDEL; the instance stays in the owners set while it
+// lives (transit_recover drops a dead one once its record is empty).
 func TransitKeys(queue, instance string) []string {
 	return []string{queue, TransitKey(queue, instance), TransitOwnersKey(queue)}
 }
@@ -165,8 +167,6 @@ var (
 	transitPopSrc string
 	//go:embed scripts/transit_return.lua
 	transitReturnSrc string
-	//go:embed scripts/transit_done.lua
-	transitDoneSrc string
 	//go:embed scripts/transit_recover.lua
 	transitRecoverSrc string
 	//go:embed scripts/heartbeat.lua
@@ -179,7 +179,6 @@ var (
 var (
 	TransitPop     = newScript(transitPopSrc)
 	TransitReturn  = newScript(transitReturnSrc)
-	TransitDone    = newScript(transitDoneSrc)
 	TransitRecover = newScript(transitRecoverSrc)
 	Heartbeat      = newScript(heartbeatSrc)
 	PushBack       = newScript(pushBackSrc)

@@ -11,8 +11,8 @@
 -- ARGV[1]  the instance id
 -- ARGV[2..n] fields, most recently popped first (so the list ends up in its original order)
 --
--- Returns the number of items pushed back. When the record is empty afterwards, the instance is
--- removed from the owners set.
+-- Returns the number of items pushed back. The instance stays in the owners set (it is alive);
+-- transit_recover removes a dead one.
 local n = 0
 for i = 2, #ARGV do
   local v = redis.call('HGET', KEYS[2], ARGV[i])
@@ -25,8 +25,5 @@ for i = 2, #ARGV do
     redis.call('HDEL', KEYS[2], ARGV[i])
     n = n + 1
   end
-end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SREM', KEYS[3], ARGV[1])
 end
 return n
