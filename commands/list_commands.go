@@ -2,10 +2,7 @@ package commands
 
 import (
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -209,35 +206,6 @@ func blockPop(c Conn, left bool, args [][]byte) {
 		w.BulkString(deliver(c, key, val))
 		c.Popped(key, left, []string{val})
 	}
-}
-
-// ParseTimeout parses a blocking timeout in seconds as Redis does (fractions allowed, rounded up to the
-// millisecond; 0 means forever). It returns an error text for a bad value.
-func ParseTimeout(arg []byte) (time.Duration, string) {
-	s := string(arg)
-	if len(s) == 0 || s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '+' && len(s) == 1 {
-		return 0, ErrTimeout
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil && !isRangeErr(err) || math.IsNaN(f) {
-		return 0, ErrTimeout
-	}
-	ms := math.Ceil(f * 1000)
-	if ms > math.MaxInt64 {
-		return 0, "ERR timeout is out of range"
-	}
-	if ms < 0 {
-		return 0, ErrTimeoutNeg
-	}
-	if ms > float64(100*365*24*time.Hour/time.Millisecond) {
-		return 0, "" // beyond a century: forever, and no deadline arithmetic overflow
-	}
-	return time.Duration(ms) * time.Millisecond, ""
-}
-
-func isRangeErr(err error) bool {
-	ne, ok := err.(*strconv.NumError)
-	return ok && ne.Err == strconv.ErrRange
 }
 
 func llen(c Conn, args [][]byte) {
