@@ -32,7 +32,7 @@ type hub struct {
 // When its last subscriber leaves, the topic stays in the map, leaving, until the backend confirms the
 // UNSUBSCRIBE. Messages the backend published before that still reach the subscriber, which waits for
 // the confirmation before its reply (so nothing comes after it), and PUBLISH keeps counting it, as the
-// backend's count still includes qgate's subscription: a count and the deliveries always agree.
+// backend's count still includes qgate's subscription: for it, a count and the deliveries agree.
 // Whoever subscribes meanwhile waits until the topic is gone and starts a new one.
 type topic struct {
 	subs      map[*conn]struct{}
@@ -197,7 +197,9 @@ func (h *hub) connLost() {
 }
 
 // sync returns once every message the backend sent on the pub/sub connection before now was delivered
-// to the local subscribers: it sends a PING there and waits for its reply, which comes after them.
+// to the local subscribers: it sends a PING there and waits for its reply, which comes after them. (On
+// a Cluster a message published on another node reaches the subscription's node over the cluster bus,
+// possibly after the PING: there the order is best effort.)
 func (h *hub) sync() {
 	h.mu.Lock()
 	if h.ps == nil {
@@ -397,4 +399,5 @@ func (h *hub) close() {
 	if ps != nil {
 		_ = ps.Close()
 	}
+	h.connLost() // release clients waiting for an unsubscribe or a sync
 }
