@@ -42,6 +42,13 @@ const (
 	SubscribedOK
 	// DenyOOM commands may grow memory.
 	DenyOOM
+	// Pipelined handlers do nothing but queue backend commands (Conn.Queue) and write replies (errors
+	// at once, results from the queued commands' done functions); they read no state that an earlier
+	// command's done function changes. Exec runs them without first running the batch's queued
+	// commands, so a pipeline of them costs one backend round trip. Every other handler runs after the
+	// queued commands of the commands before it: whatever it does outside the queue (subscriptions,
+	// session state, waits, its own backend calls) follows them, as in Redis.
+	Pipelined
 )
 
 var flagNames = []struct {
@@ -217,6 +224,9 @@ type Conn interface {
 	Reply() *resp.Writer
 	// Queue adds cmd to the backend pipeline of the current batch; done writes its reply once it ran.
 	Queue(cmd redis.Cmder, done func(w *resp.Writer))
+	// RunQueued runs the batch's queued backend commands now and writes their replies (Exec does so
+	// before every handler that is not Pipelined).
+	RunQueued()
 	// Popped records items in the reply being written: once it is written they are delivered; if it
 	// cannot be, they return to the end of the list they came from, in their original order.
 	Popped(p *Pop)
@@ -274,6 +284,10 @@ type Server interface {
 	LocalSubscribers(channel string) (clients, backendSubs int)
 	// LocalNumSub returns the local subscriber count of a channel and whether qgate subscribes to it.
 	LocalNumSub(channel string) (clients int, subscribed bool)
+	// AwaitOwnMessages waits until every message the backend published before the call has reached c
+	// and moves the ones for c into its reply stream now: a client publishing to a channel it is
+	// subscribed to gets the message before PUBLISH's reply, as from Redis.
+	AwaitOwnMessages(c Conn)
 	// Users returns the configured users; nil or empty means qgate is open (no authentication).
 	Users() *auth.Store
 	// Login verifies a password for c's client (slowing down addresses with recent failures, counting
@@ -399,6 +413,9 @@ func Exec(c Conn, args [][]byte) {
 		return
 	}
 	s.LastCmd = spec.Name
+	if spec.Flags&Pipelined == 0 {
+		c.RunQueued()
+	}
 	spec.Run(c, args)
 }
 

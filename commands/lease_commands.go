@@ -30,22 +30,22 @@ func init() {
 	queueArg := Arg{Name: "queue", Type: "key"}
 	idArg := Arg{Name: "id", Type: "string"}
 	register(
-		&Spec{Name: "qack", Arity: -3, Flags: Write | Fast, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "qack", Arity: -3, Flags: Write | Fast | Pipelined, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "qgate", Since: "qgate 0.1", Summary: "Acknowledges leased items of an at-least-once queue; returns how many were leased.",
 			Args: []Arg{queueArg, {Name: "id", Type: "string", Multiple: true}}, Run: qack},
-		&Spec{Name: "qnack", Arity: -3, Flags: Write | Fast, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "qnack", Arity: -3, Flags: Write | Fast | Pipelined, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "qgate", Since: "qgate 0.1", Summary: "Gives a leased item back for another attempt, after delay-ms or the queue's backoff; returns 1 if it was leased.",
 			Args: []Arg{queueArg, idArg, {Name: "delay-ms", Type: "integer", Optional: true}}, Run: qnack},
-		&Spec{Name: "qextend", Arity: 4, Flags: Write | Fast, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "qextend", Arity: 4, Flags: Write | Fast | Pipelined, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "qgate", Since: "qgate 0.1", Summary: "Sets a lease's deadline to ms milliseconds from now; returns 1 if it was leased.",
 			Args: []Arg{queueArg, idArg, {Name: "ms", Type: "integer"}}, Run: qextend},
-		&Spec{Name: "qstats", Arity: 2, Flags: ReadOnly | Fast, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "qstats", Arity: 2, Flags: ReadOnly | Fast | Pipelined, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "qgate", Since: "qgate 0.1", Summary: "Returns a queue's ready, in-flight, delayed, dead and handoff counts and the oldest ready item's age in ms (-1: none).",
 			Args: []Arg{queueArg}, Run: qstats},
-		&Spec{Name: "qdead", Arity: -2, Flags: ReadOnly, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "qdead", Arity: -2, Flags: ReadOnly | Pipelined, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "qgate", Since: "qgate 0.1", Summary: "Lists up to count (default 10) dead items of a queue, oldest first, as JSON records.",
 			Args: []Arg{queueArg, {Name: "count", Type: "integer", Optional: true}}, Run: qdead},
-		&Spec{Name: "qredrive", Arity: -2, Flags: Write, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "qredrive", Arity: -2, Flags: Write | Pipelined, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "qgate", Since: "qgate 0.1", Summary: "Moves up to count (default all) dead items back to the ready list with attempts reset; returns how many.",
 			Args: []Arg{queueArg, {Name: "count", Type: "integer", Optional: true}}, Run: qredrive},
 	)

@@ -3,10 +3,8 @@ package commands
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -22,16 +20,16 @@ func init() {
 	popArgs := []Arg{keyArg, {Name: "count", Type: "integer", Optional: true}}
 	blockArgs := []Arg{{Name: "key", Type: "key", Multiple: true}, {Name: "timeout", Type: "double"}}
 	register(
-		&Spec{Name: "rpush", Arity: -3, Flags: Write | DenyOOM | Fast, Verb: VerbPush, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "rpush", Arity: -3, Flags: Write | DenyOOM | Fast | Pipelined, Verb: VerbPush, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "list", Since: "1.0.0", Summary: "Appends one or more elements to a list.", Args: elemArgs,
 			Run: func(c Conn, args [][]byte) { push(c, "rpush", args) }},
-		&Spec{Name: "lpush", Arity: -3, Flags: Write | DenyOOM | Fast, Verb: VerbPush, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "lpush", Arity: -3, Flags: Write | DenyOOM | Fast | Pipelined, Verb: VerbPush, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "list", Since: "1.0.0", Summary: "Prepends one or more elements to a list.", Args: elemArgs,
 			Run: func(c Conn, args [][]byte) { push(c, "lpush", args) }},
-		&Spec{Name: "lpop", Arity: -2, Flags: Write | Fast, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "lpop", Arity: -2, Flags: Write | Fast | Pipelined, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "list", Since: "1.0.0", Summary: "Returns the first elements in a list after removing it.", Args: popArgs,
 			Run: func(c Conn, args [][]byte) { pop(c, "lpop", true, args) }},
-		&Spec{Name: "rpop", Arity: -2, Flags: Write | Fast, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "rpop", Arity: -2, Flags: Write | Fast | Pipelined, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "list", Since: "1.0.0", Summary: "Returns and removes the last elements of a list.", Args: popArgs,
 			Run: func(c Conn, args [][]byte) { pop(c, "rpop", false, args) }},
 		&Spec{Name: "blpop", Arity: -3, Flags: Write | Blocking, Verb: VerbPop, FirstKey: 1, LastKey: -2, KeyStep: 1,
@@ -40,10 +38,10 @@ func init() {
 		&Spec{Name: "brpop", Arity: -3, Flags: Write | Blocking, Verb: VerbPop, FirstKey: 1, LastKey: -2, KeyStep: 1,
 			Group: "list", Since: "2.0.0", Summary: "Removes and returns the last element in a list. Blocks until an element is available otherwise.", Args: blockArgs,
 			Run: func(c Conn, args [][]byte) { blockPop(c, false, args) }},
-		&Spec{Name: "llen", Arity: 2, Flags: ReadOnly | Fast, Verb: VerbPeek, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "llen", Arity: 2, Flags: ReadOnly | Fast | Pipelined, Verb: VerbPeek, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "list", Since: "1.0.0", Summary: "Returns the length of a list.", Args: []Arg{keyArg},
 			Run: llen},
-		&Spec{Name: "lrange", Arity: 4, Flags: ReadOnly, Verb: VerbPeek, FirstKey: 1, LastKey: 1, KeyStep: 1,
+		&Spec{Name: "lrange", Arity: 4, Flags: ReadOnly | Pipelined, Verb: VerbPeek, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "list", Since: "1.0.0", Summary: "Returns a range of elements from a list.",
 			Args: []Arg{keyArg, {Name: "start", Type: "integer"}, {Name: "stop", Type: "integer"}},
 			Run:  lrange},
@@ -293,35 +291,6 @@ func blockPop(c Conn, left bool, args [][]byte) {
 		w.BulkString(deliver(c, p.Key, p.Items[0]))
 		c.Popped(p)
 	}
-}
-
-// ParseTimeout parses a blocking timeout in seconds as Redis does (fractions allowed, rounded up to the
-// millisecond; 0 means forever). It returns an error text for a bad value.
-func ParseTimeout(arg []byte) (time.Duration, string) {
-	s := string(arg)
-	if len(s) == 0 || s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '+' && len(s) == 1 {
-		return 0, ErrTimeout
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil && !isRangeErr(err) || math.IsNaN(f) {
-		return 0, ErrTimeout
-	}
-	ms := math.Ceil(f * 1000)
-	if ms > math.MaxInt64 {
-		return 0, "ERR timeout is out of range"
-	}
-	if ms < 0 {
-		return 0, ErrTimeoutNeg
-	}
-	if ms > float64(100*365*24*time.Hour/time.Millisecond) {
-		return 0, "" // beyond a century: forever, and no deadline arithmetic overflow
-	}
-	return time.Duration(ms) * time.Millisecond, ""
-}
-
-func isRangeErr(err error) bool {
-	ne, ok := err.(*strconv.NumError)
-	return ok && ne.Err == strconv.ErrRange
 }
 
 func llen(c Conn, args [][]byte) {

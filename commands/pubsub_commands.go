@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qgate/qgate/proxy/envelope"
+	"github.com/qgate/qgate/proxy/glob"
 	"github.com/qgate/qgate/proxy/resp"
 )
 
@@ -17,7 +18,7 @@ func init() {
 	optPats := []Arg{{Name: "pattern", Type: "pattern", Optional: true, Multiple: true}}
 	sub := PubSub | Loading | Stale | SubscribedOK
 	register(
-		&Spec{Name: "publish", Arity: 3, Flags: PubSub | Loading | Stale | Fast, Verb: VerbPublish, Targets: argAt(1),
+		&Spec{Name: "publish", Arity: 3, Flags: PubSub | Loading | Stale | Fast | Pipelined, Verb: VerbPublish, Targets: argAt(1),
 			Group: "pubsub", Since: "2.0.0", Summary: "Posts a message to a channel.",
 			Args: []Arg{{Name: "channel", Type: "string"}, {Name: "message", Type: "string"}}, Run: publish},
 		&Spec{Name: "subscribe", Arity: -2, Flags: sub, Verb: VerbSubscribe, Targets: argsFrom(1), Group: "pubsub", Since: "2.0.0",
@@ -34,11 +35,11 @@ func init() {
 			Run: func(c Conn, args [][]byte) { unsubscribe(c, true, args[1:]) }},
 		&Spec{Name: "pubsub", Arity: -2, Group: "pubsub", Since: "2.8.0", Summary: "A container for Pub/Sub commands.",
 			Subs: []*Spec{
-				{Name: "pubsub|channels", Arity: -2, Flags: PubSub | Loading | Stale, Since: "2.8.0",
+				{Name: "pubsub|channels", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "2.8.0",
 					Summary: "Returns the active channels.", Args: []Arg{{Name: "pattern", Type: "pattern", Optional: true}}, Run: pubsubChannels},
-				{Name: "pubsub|numsub", Arity: -2, Flags: PubSub | Loading | Stale, Since: "2.8.0",
+				{Name: "pubsub|numsub", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "2.8.0",
 					Summary: "Returns a count of subscribers to channels.", Args: optChans, Run: pubsubNumsub},
-				{Name: "pubsub|numpat", Arity: 2, Flags: PubSub | Loading | Stale, Since: "2.8.0",
+				{Name: "pubsub|numpat", Arity: 2, Flags: PubSub | Loading | Stale | Pipelined, Since: "2.8.0",
 					Summary: "Returns a count of unique pattern subscriptions.", Run: pubsubNumpat},
 				{Name: "pubsub|help", Arity: 2, Flags: Loading | Stale, Since: "6.2.0",
 					Summary: "Returns helpful text about the different subcommands.", Run: pubsubHelp},
@@ -63,12 +64,19 @@ func publish(c Conn, args [][]byte) {
 	if p.Envelope {
 		msg = envelope.Append(nil, channel, producer(c), args[2])
 	}
+	// A RESP3 client subscribed to the channel gets its own message before the reply, as from Redis,
+	// which delivers it while running PUBLISH. Its PUBLISH runs at once, not at the end of the batch,
+	// so that each message also comes before the replies of the commands after it.
+	own := receives(c.Session(), channel)
 	cmd := redis.NewIntCmd(c.Context(), "publish", channel, msg)
 	c.Queue(cmd, func(w *resp.Writer) {
 		n, err := cmd.Result()
 		if err != nil {
 			w.Error(backendError(err))
 			return
+		}
+		if own {
+			c.Server().AwaitOwnMessages(c)
 		}
 		local, subs := c.Server().LocalSubscribers(channel)
 		n = n - int64(subs) + int64(local)
@@ -77,6 +85,22 @@ func publish(c Conn, args [][]byte) {
 		}
 		w.Int(n)
 	})
+	if own {
+		c.RunQueued()
+	}
+}
+
+// receives reports whether the session is subscribed to channel or to a pattern matching it.
+func receives(s *Session, channel string) bool {
+	if _, ok := s.Channels[channel]; ok {
+		return true
+	}
+	for p := range s.Patterns {
+		if glob.Match(p, channel) {
+			return true
+		}
+	}
+	return false
 }
 
 func subscribe(c Conn, pattern bool, names [][]byte) {

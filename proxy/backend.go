@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -127,10 +129,19 @@ func openBackend(ctx context.Context, rawURL string, poolSize int, btls BackendT
 
 func openEmbedded(ctx context.Context, poolSize int) (*Backend, error) {
 	mr := miniredis.NewMiniRedis()
+	// The in-memory Redis listens on a loopback port: without a password any local process could reach
+	// the queues there, past qgate's users, rights and validation. The password is random, kept only in
+	// the client options and never logged. (miniredis can also serve over net.Pipe without a listener,
+	// but an unbuffered pipe deadlocks go-redis pipelines larger than the server's read buffer.)
+	pw, err := randomPassword()
+	if err != nil {
+		return nil, fmt.Errorf("open backend: embedded redis password: %w", err)
+	}
+	mr.RequireAuth(pw)
 	if err := mr.Start(); err != nil {
 		return nil, fmt.Errorf("open backend: start embedded redis: %w", err)
 	}
-	opts := &redis.UniversalOptions{Addrs: []string{mr.Addr()}, PoolSize: poolSize, MaxRetries: noRetries,
+	opts := &redis.UniversalOptions{Addrs: []string{mr.Addr()}, Password: pw, PoolSize: poolSize, MaxRetries: noRetries,
 		MaintNotificationsConfig: noMaintNotifications()}
 	client := redis.NewUniversalClient(opts)
 	client.AddHook(noScriptFlags{}) // the embedded Redis does not know "#!lua flags=…"
@@ -171,6 +182,15 @@ func (noScriptFlags) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 		}
 		return next(ctx, cmds)
 	}
+}
+
+// randomPassword returns 32 random bytes in hex.
+func randomPassword() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // noMaintNotifications turns off go-redis's "auto" maintenance notifications: Redis before 8 rejects

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -396,5 +397,58 @@ func TestOpenBackend_Cluster(t *testing.T) {
 	}
 	if used.Load() < 2 {
 		t.Fatalf("keys on %d masters, want >= 2", used.Load())
+	}
+}
+
+// TestEmbeddedBackend_NotReachableWithoutPassword: the embedded in-memory Redis listens on a loopback
+// port, so it must refuse anyone who connects straight to it; only qgate knows its password, and the
+// password appears neither in the logs nor in INFO.
+func TestEmbeddedBackend_NotReachableWithoutPassword(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = ""
+	q := proxytest.StartQgate(t, cfg)
+	ctx := context.Background()
+
+	_, desc := q.Server.BackendInfo()
+	addr := regexp.MustCompile(`127\.0\.0\.1:[0-9]+`).FindString(desc)
+	if addr == "" {
+		t.Fatalf("BackendInfo addr %q names no loopback address", desc)
+	}
+	c, rd := dialRaw(t, addr)
+	// miniredis reads only RESP arrays, not inline commands.
+	send(t, c, "*3\r\n$5\r\nRPUSH\r\n$1\r\nq\r\n$8\r\nsidedoor\r\n")
+	expect(t, rd, "-NOAUTH Authentication required.\r\n")
+	send(t, c, "*2\r\n$4\r\nAUTH\r\n$5\r\nguess\r\n")
+	expect(t, rd, "-WRONGPASS invalid username-password pair\r\n")
+	send(t, c, "*2\r\n$4\r\nLPOP\r\n$1\r\nq\r\n")
+	expect(t, rd, "-NOAUTH Authentication required.\r\n")
+
+	rdb := q.Client(t)
+	if got, err := rdb.LLen(ctx, "q").Result(); err != nil || got != 0 {
+		t.Fatalf("LLEN q through qgate = %d, %v; want 0 (nothing came in by the side door)", got, err)
+	}
+	if got, err := rdb.RPush(ctx, "q", "front").Result(); err != nil || got != 1 {
+		t.Fatalf("RPUSH through qgate = %d, %v; want 1", got, err)
+	}
+	if got, err := rdb.LPop(ctx, "q").Result(); err != nil || got != "front" {
+		t.Fatalf("LPOP through qgate = %q, %v; want front", got, err)
+	}
+
+	pw := q.Server.EmbeddedPassword()
+	if len(pw) < 32 {
+		t.Fatalf("embedded password %d characters long, want a long random one", len(pw))
+	}
+	info, err := rdb.Info(ctx, "everything").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(info, pw) {
+		t.Fatal("INFO shows the embedded backend's password")
+	}
+	if strings.Contains(q.Logs.String(), pw) {
+		t.Fatal("the log shows the embedded backend's password")
+	}
+	if !strings.Contains(q.Logs.String(), addr) {
+		t.Fatalf("the log does not name the embedded backend's address %s:\n%s", addr, q.Logs.String())
 	}
 }

@@ -98,10 +98,15 @@ func (c *conn) Server() commands.Server { return c.srv }
 
 // Reply implements commands.Conn: queued backend replies are written first so replies stay in order.
 func (c *conn) Reply() *resp.Writer {
+	c.RunQueued()
+	return &c.w
+}
+
+// RunQueued implements commands.Conn.
+func (c *conn) RunQueued() {
 	if len(c.pending) > 0 {
 		c.runPending()
 	}
-	return &c.w
 }
 
 // Queue implements commands.Conn.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,16 +23,23 @@ type hub struct {
 	ps       *redis.PubSub
 	channels map[string]*topic
 	patterns map[string]*topic
-	// unsubscribing holds, per "c:"/"p:" name, the clients waiting for the backend to confirm an
-	// UNSUBSCRIBE, so that after their reply no message arrives and PUBLISH counts are exact.
-	unsubscribing map[string][]chan struct{}
+	pings    map[string]chan struct{} // AwaitOwnMessages: PING payload → closed when its reply came
+	pingSeq  uint64
 }
 
 // topic is one channel or pattern and its local subscribers.
+//
+// When its last subscriber leaves, the topic stays in the map, leaving, until the backend confirms the
+// UNSUBSCRIBE. Messages the backend published before that still reach the subscriber, which waits for
+// the confirmation before its reply (so nothing comes after it), and PUBLISH keeps counting it, as the
+// backend's count still includes qgate's subscription: for it, a count and the deliveries agree.
+// Whoever subscribes meanwhile waits until the topic is gone and starts a new one.
 type topic struct {
 	subs      map[*conn]struct{}
 	confirmed chan struct{} // closed when the backend confirmed the subscription
 	ok        bool
+	leaving   bool          // the backend UNSUBSCRIBE was sent
+	gone      chan struct{} // closed when a leaving topic was removed
 }
 
 const subscribeTimeout = 5 * time.Second
@@ -39,17 +47,28 @@ const subscribeTimeout = 5 * time.Second
 var errSubscribeTimeout = errors.New("backend did not confirm the subscription in time")
 
 func newHub(srv *Server) *hub {
-	return &hub{srv: srv, channels: map[string]*topic{}, patterns: map[string]*topic{}, unsubscribing: map[string][]chan struct{}{}}
+	return &hub{srv: srv, channels: map[string]*topic{}, patterns: map[string]*topic{}, pings: map[string]chan struct{}{}}
+}
+
+// topics returns the channel or the pattern map; the caller holds mu.
+func (h *hub) topics(pattern bool) map[string]*topic {
+	if pattern {
+		return h.patterns
+	}
+	return h.channels
 }
 
 // Subscribe adds c to a channel or pattern and returns once the backend subscription is active.
 func (h *hub) Subscribe(c *conn, pattern bool, name string) error {
 	h.mu.Lock()
-	m := h.channels
-	if pattern {
-		m = h.patterns
-	}
+	m := h.topics(pattern)
 	t := m[name]
+	for t != nil && t.leaving {
+		h.mu.Unlock()
+		h.awaitGone(pattern, name, t)
+		h.mu.Lock()
+		t = m[name]
+	}
 	if t == nil {
 		t = &topic{subs: map[*conn]struct{}{}, confirmed: make(chan struct{})}
 		m[name] = t
@@ -80,66 +99,157 @@ func (h *hub) Subscribe(c *conn, pattern bool, name string) error {
 	}
 }
 
-// Unsubscribe removes c; the backend subscription ends with its last local subscriber.
+// Unsubscribe removes c; the backend subscription ends with its last local subscriber. A live client
+// (UNSUBSCRIBE, RESET) returns once no message can reach it any more, with the messages that did moved
+// into its reply stream, so they come before its reply.
 func (h *hub) Unsubscribe(c *conn, pattern bool, name string) {
+	live := c.ctx.Err() == nil
 	h.mu.Lock()
-	m := h.channels
-	if pattern {
-		m = h.patterns
-	}
+	m := h.topics(pattern)
 	t := m[name]
 	if t == nil {
 		h.mu.Unlock()
 		return
 	}
-	delete(t.subs, c)
-	if len(t.subs) > 0 || h.ps == nil {
+	if _, ok := t.subs[c]; !ok || t.leaving {
+		h.mu.Unlock()
+		return
+	}
+	if len(t.subs) > 1 || h.ps == nil {
+		delete(t.subs, c)
 		if len(t.subs) == 0 {
 			delete(m, name)
 		}
 		h.mu.Unlock()
+		if live {
+			c.spliceDeferred()
+		}
 		return
 	}
-	delete(m, name)
 	var err error
 	if pattern {
 		err = h.ps.PUnsubscribe(h.srv.bgctx, name)
 	} else {
 		err = h.ps.Unsubscribe(h.srv.bgctx, name)
 	}
-	var confirmed chan struct{}
 	if err != nil {
 		h.srv.log.Warn("backend unsubscribe", "err", err)
-	} else if c.ctx.Err() == nil { // a live client asked (UNSUBSCRIBE, RESET): reply once it took effect
-		confirmed = make(chan struct{})
-		key := topicKey(pattern, name)
-		h.unsubscribing[key] = append(h.unsubscribing[key], confirmed)
+		delete(t.subs, c)
+		delete(m, name)
+		h.mu.Unlock()
+		return
+	}
+	t.leaving, t.gone = true, make(chan struct{})
+	if !live {
+		delete(t.subs, c) // a closed client gets nothing more; the topic still waits for the backend
 	}
 	h.mu.Unlock()
-	if confirmed != nil {
-		select {
-		case <-confirmed:
-		case <-time.After(subscribeTimeout):
-		}
+	if live {
+		h.awaitGone(pattern, name, t)
+		c.spliceDeferred()
 	}
 }
 
-// unsubscribed releases the clients waiting for the backend to confirm an unsubscribe.
+// awaitGone waits until the leaving topic t is removed: the backend confirmed its UNSUBSCRIBE, or the
+// pub/sub connection broke (which ended the subscription too). After subscribeTimeout t is dropped.
+func (h *hub) awaitGone(pattern bool, name string, t *topic) {
+	select {
+	case <-t.gone:
+	case <-time.After(subscribeTimeout):
+		h.mu.Lock()
+		h.dropLeaving(pattern, name, t)
+		h.mu.Unlock()
+	}
+}
+
+// dropLeaving removes the leaving topic t if it is still there; the caller holds mu.
+func (h *hub) dropLeaving(pattern bool, name string, t *topic) {
+	m := h.topics(pattern)
+	if m[name] == t && t.leaving {
+		delete(m, name)
+		close(t.gone)
+	}
+}
+
+// unsubscribed removes a leaving topic once the backend confirmed its UNSUBSCRIBE.
 func (h *hub) unsubscribed(pattern bool, name string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	key := topicKey(pattern, name)
-	for _, ch := range h.unsubscribing[key] {
-		close(ch)
+	if t := h.topics(pattern)[name]; t != nil {
+		h.dropLeaving(pattern, name, t)
 	}
-	delete(h.unsubscribing, key)
 }
 
-func topicKey(pattern bool, name string) string {
-	if pattern {
-		return "p:" + name
+// connLost drops every leaving topic: the backend connection broke, so their subscriptions ended with
+// it (go-redis resubscribes only the others) and no confirmation will come.
+func (h *hub) connLost() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, pattern := range []bool{false, true} {
+		for name, t := range h.topics(pattern) {
+			h.dropLeaving(pattern, name, t)
+		}
 	}
-	return "c:" + name
+	for token, ch := range h.pings {
+		close(ch)
+		delete(h.pings, token)
+	}
+}
+
+// sync returns once every message the backend sent on the pub/sub connection before now was delivered
+// to the local subscribers: it sends a PING there and waits for its reply, which comes after them. (On
+// a Cluster a message published on another node reaches the subscription's node over the cluster bus,
+// possibly after the PING: there the order is best effort.)
+func (h *hub) sync() {
+	h.mu.Lock()
+	if h.ps == nil {
+		h.mu.Unlock()
+		return
+	}
+	h.pingSeq++
+	token := "qgate-sync-" + strconv.FormatUint(h.pingSeq, 10)
+	done := make(chan struct{})
+	h.pings[token] = done
+	if err := h.ps.Ping(h.srv.bgctx, token); err != nil {
+		delete(h.pings, token)
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(subscribeTimeout):
+		h.mu.Lock()
+		delete(h.pings, token)
+		h.mu.Unlock()
+	}
+}
+
+// pong releases the waiter of a sync PING.
+func (h *hub) pong(payload string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch := h.pings[payload]; ch != nil {
+		close(ch)
+		delete(h.pings, payload)
+	}
+}
+
+// AwaitOwnMessages implements commands.Server.
+func (s *Server) AwaitOwnMessages(c commands.Conn) {
+	s.hub.sync()
+	c.(*conn).spliceDeferred()
+}
+
+// spliceDeferred moves the pub/sub messages that arrived during the batch into the batch's replies at
+// this point, so that they come before the replies written next; on the connection's goroutine.
+func (c *conn) spliceDeferred() {
+	c.omu.Lock()
+	if len(c.deferred) > 0 {
+		c.w.B = append(c.w.B, c.deferred...)
+		c.deferred = c.deferred[:0]
+	}
+	c.omu.Unlock()
 }
 
 // receive reads the shared backend subscription until it is closed.
@@ -152,6 +262,7 @@ func (h *hub) receive(ps *redis.PubSub) {
 				return
 			}
 			failures++
+			h.connLost()
 			if failures == 1 || failures%50 == 0 {
 				h.srv.log.Warn("pub/sub backend connection error, resubscribing", "err", err, "failures", failures)
 			}
@@ -173,6 +284,8 @@ func (h *hub) receive(ps *redis.PubSub) {
 			}
 		case *redis.Message:
 			h.deliver(m)
+		case *redis.Pong:
+			h.pong(m.Payload)
 		}
 	}
 }
@@ -180,11 +293,7 @@ func (h *hub) receive(ps *redis.PubSub) {
 func (h *hub) confirm(pattern bool, name string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.channels
-	if pattern {
-		m = h.patterns
-	}
-	if t := m[name]; t != nil && !t.ok {
+	if t := h.topics(pattern)[name]; t != nil && !t.ok {
 		t.ok = true
 		close(t.confirmed)
 	}
@@ -290,4 +399,5 @@ func (h *hub) close() {
 	if ps != nil {
 		_ = ps.Close()
 	}
+	h.connLost() // release clients waiting for an unsubscribe or a sync
 }
