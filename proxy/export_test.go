@@ -4,3 +4,9 @@ import "time"
 
 // SetLeasedQueueTTL shortens how long idle queues stay in the reapers' set, for tests.
 func (s *Server) SetLeasedQueueTTL(d time.Duration) { s.leasedTTL = d }
+
+// BcryptPeak is the most bcrypt comparisons that ran at once.
+func (s *Server) BcryptPeak() int64 { return s.auth.BcryptPeak() }
+
+// SetLoginWait sets how long a login waits for its turn to run bcrypt; call it before any login.
+func (s *Server) SetLoginWait(d time.Duration) { s.auth.MaxWait = d }
