@@ -7,11 +7,16 @@ import (
 // Authentication and authorisation in one place: Exec calls checkAccess for every command, driven by
 // the spec's Verb and the names its Targets picks out of the arguments. Handlers never check rights.
 
-// Redis's texts for authentication failures.
+// Texts of authentication errors: Redis's, then qgate's own for a login whose password was not checked.
 const (
 	ErrNoAuth    = "NOAUTH Authentication required."
 	ErrWrongPass = "WRONGPASS invalid username-password pair or user is disabled."
 	ErrHelloAuth = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
+	// ErrLoginBusy: the login waited too long for its turn to check the password (bcrypt is bounded
+	// per address and overall); the password was not checked, so it is not a WRONGPASS.
+	ErrLoginBusy = "ERR too many logins in progress, try again later"
+	// ErrLoginInterrupted: qgate began shutting down before the password was checked.
+	ErrLoginInterrupted = "ERR login interrupted: qgate is shutting down"
 )
 
 // verbRight is the right each verb needs; peeking (LLEN, LRANGE) is part of the pop right.
@@ -129,15 +134,22 @@ func IsAdmin(c Conn) bool {
 	return u != nil && u.IsAdmin()
 }
 
-// login verifies credentials for AUTH and HELLO and makes the user the connection's on success.
-func login(c Conn, user, password []byte) bool {
-	u := c.Server().Login(c, user, password)
-	if u == nil {
-		return false
+// login verifies credentials for AUTH and HELLO and makes the user the connection's on success. It
+// returns the error reply for a refused login, or "".
+func login(c Conn, user, password []byte) string {
+	u, res := c.Server().Login(c, user, password)
+	switch {
+	case res == auth.OK && u != nil:
+	case res == auth.Busy:
+		return ErrLoginBusy
+	case res == auth.Cancelled:
+		return ErrLoginInterrupted
+	default:
+		return ErrWrongPass
 	}
 	s := c.Session()
 	s.AuthUser = u.Name
 	s.User = u.Name
 	s.Authed = true
-	return true
+	return ""
 }

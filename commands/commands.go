@@ -290,9 +290,10 @@ type Server interface {
 	AwaitOwnMessages(c Conn)
 	// Users returns the configured users; nil or empty means qgate is open (no authentication).
 	Users() *auth.Store
-	// Login verifies a password for c's client (slowing down addresses with recent failures, counting
-	// and logging failures without the secret) and returns the user, or nil.
-	Login(c Conn, user, password []byte) *auth.User
+	// Login verifies a password for c's client (bounding the bcrypt comparisons, delaying the replies
+	// of failures, counting and logging failures without the secret). It returns the user with
+	// auth.OK, else nil and why.
+	Login(c Conn, user, password []byte) (*auth.User, auth.Result)
 	// NoteDenied counts a NOPERM reply (on a channel or pattern when channel is set, else a queue).
 	NoteDenied(channel bool)
 	// RegisterLeasedQueue makes sure queue is in rdb.LeasedQueuesKey, where every instance's reaper

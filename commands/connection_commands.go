@@ -96,8 +96,8 @@ func authCmd(c Conn, args [][]byte) {
 	if len(args) == 3 {
 		user, password = args[1], args[2]
 	}
-	if !login(c, user, password) {
-		c.Reply().Error(ErrWrongPass)
+	if e := login(c, user, password); e != "" {
+		c.Reply().Error(e)
 		return
 	}
 	c.Reply().OK()
@@ -139,9 +139,11 @@ func hello(c Conn, args [][]byte) {
 		}
 	}
 	if c.Server().Users().Required() {
-		if withAuth && !login(c, user, password) {
-			c.Reply().Error(ErrWrongPass)
-			return
+		if withAuth {
+			if e := login(c, user, password); e != "" {
+				c.Reply().Error(e)
+				return
+			}
 		}
 		if currentUser(c, c.Server().Users()) == nil {
 			c.Reply().Error(ErrHelloAuth)

@@ -52,8 +52,8 @@ type Config struct {
 	Channels []policy.Rule `yaml:"channels"` // per-channel rules for PUBLISH and SUBSCRIBE
 
 	Users []auth.UserConfig `yaml:"users"` // none: qgate is open (no authentication)
-	// AuthFailureDelay is the wait before the next login from an address after a failure; it doubles
-	// with each recent failure up to AuthFailureMaxDelay (0 turns the slow-down off).
+	// AuthFailureDelay delays a failed login's reply; it doubles with each recent failure from the same
+	// address up to AuthFailureMaxDelay (0 turns the slow-down off). Correct logins never wait.
 	AuthFailureDelay    time.Duration `yaml:"auth_failure_delay"`
 	AuthFailureMaxDelay time.Duration `yaml:"auth_failure_max_delay"`
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy"
 	"github.com/qgate/qgate/proxy/auth"
 	"github.com/qgate/qgate/proxy/envelope"
@@ -465,26 +467,28 @@ func TestAuth_ThousandLoginsOneBcrypt(t *testing.T) {
 	})
 }
 
-// TestAuth_FailedLoginsSlowedDown: failures from one address wait longer and longer, are counted in
-// INFO, and a correct password still works afterwards.
+// TestAuth_FailedLoginsSlowedDown: the replies of failures from one address wait longer and longer
+// (lower bounds only), are counted in INFO, and a correct password right after them is not delayed.
 func TestAuth_FailedLoginsSlowedDown(t *testing.T) {
 	e := startAuth(t, func(c *proxy.Config) {
 		c.AuthFailureDelay, c.AuthFailureMaxDelay = 50*time.Millisecond, 1500*time.Millisecond
 	})
 	c, rd := dialRaw(t, e.q.Addr)
-	var took []time.Duration
-	for i := 0; i < 4; i++ {
+	// auth_failure_delay doubling: 50, 100, 200, 400 ms, less what the count decayed meanwhile.
+	for i, least := range []time.Duration{45, 90, 180, 360} {
 		start := time.Now()
 		send(t, c, "AUTH worker "+pwWrong+"\r\n")
 		expect(t, rd, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
-		took = append(took, time.Since(start))
+		if got, want := time.Since(start), least*time.Millisecond; got < want {
+			t.Fatalf("failure %d answered after %s, want at least %s", i+1, got, want)
+		}
 	}
-	// Delays before attempts 2, 3, 4: 50, 100, 200 ms (auth_failure_delay doubling).
-	if took[3] < 150*time.Millisecond || took[3] < took[1] {
-		t.Fatalf("failed logins not slowed down: %v", took)
-	}
+	start := time.Now()
 	send(t, c, "AUTH worker "+pwWorker+"\r\n")
 	expect(t, rd, "+OK\r\n")
+	if got, want := time.Since(start), 300*time.Millisecond; got >= want {
+		t.Fatalf("correct login after 4 failures took %s, want under %s", got, want)
+	}
 	send(t, c, "INFO stats\r\n")
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 4096)
@@ -496,6 +500,168 @@ func TestAuth_FailedLoginsSlowedDown(t *testing.T) {
 	if got := e2eInfoValue(info, "acl_access_denied_auth"); got != "4" {
 		t.Fatalf("acl_access_denied_auth = %q, want 4", got)
 	}
+}
+
+// TestAuth_OthersFailuresDoNotSlowACorrectLogin: after 25 wrong logins from the same address on
+// other connections (a misconfigured service behind the same NAT), correct logins, uncached and then
+// cached, are answered at once, although the failures' own replies still wait.
+func TestAuth_OthersFailuresDoNotSlowACorrectLogin(t *testing.T) {
+	e := startAuth(t, func(c *proxy.Config) {
+		c.AuthFailureDelay, c.AuthFailureMaxDelay = 50*time.Millisecond, 1500*time.Millisecond
+	})
+	for i := 0; i < 25; i++ {
+		c, _ := dialRaw(t, e.q.Addr)
+		send(t, c, "AUTH worker "+pwWrong+strconv.Itoa(i)+"\r\n")
+	}
+	e2eEventually(t, "25 failures", func() bool { return e.q.Server.Stats().AuthFailures >= 25 })
+	for _, what := range []string{"uncached", "cached"} {
+		start := time.Now()
+		c, rd := dialRaw(t, e.q.Addr)
+		send(t, c, "AUTH worker "+pwWorker+"\r\nPING\r\n")
+		expect(t, rd, "+OK\r\n+PONG\r\n")
+		if got, want := time.Since(start), 300*time.Millisecond; got >= want {
+			t.Fatalf("%s correct login after 25 failures took %s, want under %s", what, got, want)
+		}
+	}
+}
+
+// TestAuth_WrongPasswordFloodBoundsBcrypt: 50 connections send wrong passwords as fast as they are
+// answered; the bcrypt comparisons running at once never exceed the bound, and a logged-in client's
+// PINGs stay fast. The bound is asserted strictly, the latency loosely (a shared 2-core machine).
+func TestAuth_WrongPasswordFloodBoundsBcrypt(t *testing.T) {
+	e := startAuth(t)
+	ctx := context.Background()
+	w := e.client(t, 3, "worker", pwWorker)
+	if err := w.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		c, rd := dialRaw(t, e.q.Addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				// Distinct passwords: identical ones would share one bcrypt.
+				if _, err := fmt.Fprintf(c, "AUTH producer wrong-%d-%d\r\n", i, j); err != nil {
+					t.Errorf("flood %d: %v", i, err)
+					return
+				}
+				if line, err := rd.br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "-WRONGPASS") {
+					t.Errorf("flood %d: %q, %v", i, line, err)
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	e2eEventually(t, "the flood under way", func() bool { return e.q.Server.BcryptVerifications() >= 20 })
+	// PING back to back until at least 200 PINGs and 20 more bcrypts ran, so they share the CPU.
+	before := e.q.Server.BcryptVerifications()
+	var lat []time.Duration
+	for len(lat) < 200 || e.q.Server.BcryptVerifications()-before < 20 {
+		start := time.Now()
+		if err := w.Ping(ctx).Err(); err != nil {
+			t.Fatalf("PING during the flood: %v", err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	during := e.q.Server.BcryptVerifications() - before
+	slices.Sort(lat)
+	bound := int64(min(auth.DefaultBcrypts(), auth.DefaultPerAddrBcrypts)) // every client is 127.0.0.1
+	if got := e.q.Server.BcryptPeak(); got > bound || got < 1 {
+		t.Errorf("peak of bcrypt comparisons at once = %d, want 1..%d", got, bound)
+	}
+	if p99, want := lat[len(lat)*99/100-1], 100*time.Millisecond; p99 >= want {
+		t.Errorf("PING p99 during the flood = %s (max %s), want under %s", p99, lat[len(lat)-1], want)
+	}
+	t.Logf("%d bcrypts during %d PINGs; PING p50 %s p99 %s max %s", during, len(lat), lat[len(lat)/2], lat[len(lat)*99/100-1], lat[len(lat)-1])
+}
+
+// TestAuth_LoginBusyPastWait: a login that cannot get its turn to run bcrypt within the wait bound
+// is refused with its own error, neither WRONGPASS nor counted as a failure, and logged.
+func TestAuth_LoginBusyPastWait(t *testing.T) {
+	e := startAuth(t)
+	e.q.Server.SetLoginWait(time.Nanosecond) // any contention is past the bound
+	busy, wrong := 0, 0
+	for round := 0; round < 10 && busy == 0; round++ {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < 20; i++ {
+			c, rd := dialRaw(t, e.q.Addr)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_ = c.SetDeadline(time.Now().Add(rawTimeout))
+				_, _ = fmt.Fprintf(c, "AUTH worker %s-%d-%d\r\n", pwWrong, round, i)
+				line, err := rd.br.ReadString('\n')
+				mu.Lock()
+				defer mu.Unlock()
+				switch line {
+				case "-" + commands.ErrLoginBusy + "\r\n":
+					busy++
+				case "-" + commands.ErrWrongPass + "\r\n":
+					wrong++
+				default:
+					t.Errorf("reply %q, %v", line, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	if busy == 0 {
+		t.Fatalf("no login refused as busy in %d attempts", wrong)
+	}
+	if got, want := e.q.Server.Stats().AuthFailures, int64(wrong); got != want {
+		t.Errorf("AuthFailures = %d, want %d (the WRONGPASS replies only)", got, want)
+	}
+	if logs := e.q.Logs.String(); !strings.Contains(logs, "login refused unchecked") || strings.Contains(logs, pwWrong) {
+		t.Errorf("busy logins not logged, or logged with the password:\n%s", logs)
+	}
+}
+
+// TestAuth_ShutdownInterruptsFailureDelay: a connection waiting out the delay of its failed login
+// gets its WRONGPASS at shutdown, which does not wait for the delay.
+func TestAuth_ShutdownInterruptsFailureDelay(t *testing.T) {
+	e := startAuth(t, func(c *proxy.Config) { c.AuthFailureDelay, c.AuthFailureMaxDelay = time.Hour, time.Hour })
+	c, rd := dialRaw(t, e.q.Addr)
+	send(t, c, "AUTH worker "+pwWrong+"\r\n")
+	e2eEventually(t, "the failure", func() bool { return e.q.Server.Stats().AuthFailures == 1 })
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.q.Stop() }()
+	if err := e2eRecv(t, "the shutdown", stopped); err != nil {
+		t.Fatalf("shutdown with a delayed failure: %v", err)
+	}
+	if got, want := time.Since(start), 5*time.Second; got >= want {
+		t.Fatalf("shutdown took %s, want under %s", got, want)
+	}
+	expect(t, rd, "-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+	expectEOF(t, rd)
+}
+
+// TestAuth_DisconnectEndsFailureDelay: a client that leaves while its failed login's reply waits
+// frees its connection at once.
+func TestAuth_DisconnectEndsFailureDelay(t *testing.T) {
+	e := startAuth(t, func(c *proxy.Config) { c.AuthFailureDelay, c.AuthFailureMaxDelay = time.Hour, time.Hour })
+	c, _ := dialRaw(t, e.q.Addr)
+	send(t, c, "AUTH worker "+pwWrong+"\r\n")
+	e2eEventually(t, "the failure", func() bool { return e.q.Server.Stats().AuthFailures == 1 })
+	_ = c.Close()
+	e2eEventually(t, "the connection closed", func() bool { return e.q.Server.Stats().ConnectedClients == 0 })
 }
 
 // TestAuth_Reload: Server.Reload swaps users and rights without dropping connections; a disabled

@@ -12,3 +12,9 @@ func (s *Server) EmbeddedPassword() string {
 	}
 	return s.backend.opts.Password
 }
+
+// BcryptPeak is the most bcrypt comparisons that ran at once.
+func (s *Server) BcryptPeak() int64 { return s.auth.BcryptPeak() }
+
+// SetLoginWait sets how long a login waits for its turn to run bcrypt; call it before any login.
+func (s *Server) SetLoginWait(d time.Duration) { s.auth.MaxWait = d }

@@ -44,3 +44,38 @@ func peerGone(nc net.Conn) bool {
 	})
 	return gone
 }
+
+// waitPeerGone blocks until the client closes or resets its side of the connection (true), until input
+// is waiting, or until a read deadline passes (false); it consumes nothing. Input ends the watch,
+// since the socket stays readable from then on: a FIN behind it is seen only through the TCP state
+// (Linux), and a TLS client's close_notify usually arrives just before its FIN, so a TLS client's
+// disconnect may go unnoticed; the caller's wait is bounded anyway.
+func waitPeerGone(nc net.Conn) bool {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	var b [1]byte
+	_ = raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case err == nil:
+			gone = n == 0 || peerClosedWrite(int(fd))
+			return true
+		case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
+			return false // wait until the socket is readable or the deadline passes
+		default:
+			gone = true // reset or other error
+			return true
+		}
+	})
+	return gone
+}

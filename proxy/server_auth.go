@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/auth"
@@ -14,24 +17,77 @@ func (s *Server) Users() *auth.Store { return s.auth.Store() }
 
 // Login implements commands.Server. A failure is logged with the user name (only when such a user
 // exists: a password typed into the user field must not reach the log) and the client address,
-// never with the password.
-func (s *Server) Login(cc commands.Conn, user, password []byte) *auth.User {
+// never with the password. The login's waits (for a bcrypt slot, the delay of a failure) end at
+// shutdown and when the client disconnects.
+func (s *Server) Login(cc commands.Conn, user, password []byte) (*auth.User, auth.Result) {
 	c := cc.(*conn)
 	name := string(user)
-	u, res := s.auth.Login(c.ctx, name, string(password), c.sess.Addr)
+	ctx := c.loginContext()
+	defer ctx.end()
+	u, res := s.auth.Login(ctx, name, string(password), c.sess.Addr)
+	logged := func() string {
+		if s.auth.Store().Lookup(name) != nil {
+			return name
+		}
+		return "(unknown user)"
+	}
 	switch res {
 	case auth.OK:
 		c.setAuthUser(u.Name)
 		s.log.Debug("authenticated", "client", c.sess.ID, "user", u.Name, "addr", c.sess.Addr)
-		return u
 	case auth.Failed:
-		logged := "(unknown user)"
-		if s.auth.Store().Lookup(name) != nil {
-			logged = name
-		}
-		s.log.Warn("authentication failed", "user", logged, "addr", c.sess.Addr, "client", c.sess.ID)
+		s.log.Warn("authentication failed", "user", logged(), "addr", c.sess.Addr, "client", c.sess.ID)
+	case auth.Busy:
+		s.log.Warn("login refused unchecked: too many logins waiting for bcrypt", "user", logged(), "addr", c.sess.Addr, "client", c.sess.ID)
+	case auth.Cancelled:
+		s.log.Debug("login interrupted", "addr", c.sess.Addr, "client", c.sess.ID, "err", context.Cause(ctx))
 	}
-	return nil
+	return u, res
+}
+
+// loginCtx is the context of one login: it ends with the connection's (at shutdown) and, once
+// something waits on it, when the client disconnects. The socket is watched only from the first
+// call of Done, so a login answered from the cache of verified credentials starts no goroutine.
+type loginCtx struct {
+	context.Context
+	cancel  context.CancelCauseFunc
+	c       *conn
+	once    sync.Once
+	watched chan struct{} // closed when the watcher ends; nil if none started
+}
+
+func (c *conn) loginContext() *loginCtx {
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	return &loginCtx{Context: ctx, cancel: cancel, c: c}
+}
+
+// Done starts the watch of the socket on its first call. The connection's goroutine is busy with the
+// login, so the watcher is the only reader; it peeks and consumes nothing.
+func (l *loginCtx) Done() <-chan struct{} {
+	l.once.Do(func() {
+		l.watched = make(chan struct{})
+		go func() {
+			defer close(l.watched)
+			if waitPeerGone(l.c.nc) {
+				l.cancel(errClientGone)
+			}
+		}()
+	})
+	return l.Context.Done()
+}
+
+// end stops the watcher (a read deadline in the past wakes it) and restores the deadline, unless
+// shutdown set its own meanwhile.
+func (l *loginCtx) end() {
+	l.once.Do(func() {}) // no watcher starts after this
+	if l.watched != nil {
+		_ = l.c.nc.SetReadDeadline(aLongTimeAgo)
+		<-l.watched
+		if !l.c.srv.closing.Load() {
+			_ = l.c.nc.SetReadDeadline(time.Time{})
+		}
+	}
+	l.cancel(nil)
 }
 
 // NoteDenied implements commands.Server.

@@ -2,6 +2,9 @@ package auth
 
 import (
 	"context"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -148,32 +151,313 @@ func TestAuthenticator_ConcurrentLoginsShareOneBcrypt(t *testing.T) {
 	}
 }
 
-func TestAuthenticator_SlowsDownFailuresPerAddress(t *testing.T) {
+func TestAuthenticator_FailedRepliesWaitLongerPerAddress(t *testing.T) {
 	a := newAuth(t)
 	now := time.Unix(1000, 0)
 	a.now = func() time.Time { return now }
 	a.BaseDelay, a.MaxDelay, a.HalfLife = 10*time.Millisecond, 80*time.Millisecond, 10*time.Second
-	want := []time.Duration{0, 10, 20, 40, 80, 80}
-	for i, w := range want {
-		if got := a.delay("1.2.3.4"); got != w*time.Millisecond {
-			t.Fatalf("delay after %d failures = %s, want %s", i, got, w*time.Millisecond)
+	for i, w := range []time.Duration{10, 20, 40, 80, 80} {
+		if got, want := a.failed("1.2.3.4"), w*time.Millisecond; got != want {
+			t.Fatalf("delay of failure %d = %s, want %s", i+1, got, want)
 		}
-		a.failed("1.2.3.4")
 	}
-	if got := a.delay("5.6.7.8"); got != 0 {
-		t.Fatalf("another address is slowed down: %s", got)
+	if got, want := a.failed("5.6.7.8"), 10*time.Millisecond; got != want {
+		t.Fatalf("another address's first failure waits %s, want %s", got, want)
 	}
 	now = now.Add(time.Minute) // six half-lives: the score decays below one
-	if got := a.delay("1.2.3.4"); got != 0 {
-		t.Fatalf("delay after a quiet minute = %s, want 0", got)
+	if got, want := a.failed("1.2.3.4"), 10*time.Millisecond; got >= 11*time.Millisecond {
+		t.Fatalf("failure after a quiet minute waits %s, want about %s", got, want)
 	}
-	// A slowed-down attempt gives up when its context ends.
-	a.failed("9.9.9.9")
-	a.failed("9.9.9.9")
-	a.MaxDelay, a.BaseDelay = time.Hour, time.Hour
+	a.BaseDelay = 0
+	if got := a.failed("1.2.3.4"); got != 0 {
+		t.Fatalf("auth_failure_delay 0 still delays: %s", got)
+	}
+}
+
+// The reply to a wrong password itself waits (lower bounds only: the machine may be slow), and
+// the wait ends early, still as a failure, when the context ends.
+func TestAuthenticator_WrongPasswordReplyIsDelayed(t *testing.T) {
+	a := newAuth(t)
+	a.BaseDelay, a.MaxDelay, a.HalfLife = 40*time.Millisecond, time.Hour, 0 // no decay: exact doubling
+	for i, want := range []time.Duration{40 * time.Millisecond, 80 * time.Millisecond} {
+		start := time.Now()
+		if _, r := a.Login(context.Background(), "app", "wrong", "10.0.0.1:1"); r != Failed {
+			t.Fatalf("wrong password = %v", r)
+		}
+		if got := time.Since(start); got < want {
+			t.Fatalf("failure %d answered after %s, want at least %s", i+1, got, want)
+		}
+	}
+	a.BaseDelay = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan Result, 1)
+	go func() { _, r := a.Login(ctx, "nobody", "wrong", "10.0.0.1:2"); done <- r }()
+	waitFor(t, "the failure counted", func() bool { return a.Failures() == 3 })
 	cancel()
-	if _, r := a.Login(ctx, "app", "s3cret", "9.9.9.9:1"); r != Cancelled {
-		t.Fatalf("cancelled login = %v", r)
+	if got, want := recv(t, done), Failed; got != want {
+		t.Fatalf("interrupted delay = %v, want %v", got, want)
 	}
+}
+
+// After many failures from an address, a correct login from it, cached or not, does not wait.
+func TestAuthenticator_CorrectLoginNeverDelayed(t *testing.T) {
+	st, err := NewStore([]UserConfig{{Name: "app", PasswordHash: hash(t, "s3cret")}, {Name: "other", PasswordHash: hash(t, "pw2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAuthenticator(st)
+	a.BaseDelay, a.MaxDelay = time.Hour, time.Hour
+	if _, r := a.Login(context.Background(), "app", "s3cret", "10.0.0.1:1"); r != OK {
+		t.Fatalf("first login = %v", r)
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel() // the failing clients do not wait for their hour-long delays
+	for i := 0; i < 25; i++ {
+		if _, r := a.Login(gone, "app", "wrong", "10.0.0.1:"+strconv.Itoa(100+i)); r != Failed {
+			t.Fatalf("wrong password = %v", r)
+		}
+	}
+	for _, c := range []struct{ user, pw string }{{"app", "s3cret"}, {"other", "pw2"}} { // cached, then not
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		start := time.Now()
+		_, r := a.Login(ctx, c.user, c.pw, "10.0.0.1:200")
+		cancel()
+		if r != OK {
+			t.Fatalf("correct login of %s after 25 failures = %v", c.user, r)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("correct login of %s after 25 failures took %s", c.user, took)
+		}
+	}
+}
+
+// slowBcrypt replaces a's comparison with one that records which password runs, blocks until the
+// test sends on release, then compares for real. Passwords are tag#n: distinct passwords do not share
+// a check, and the tag says whose comparison runs.
+type slowBcrypt struct {
+	mu      sync.Mutex
+	running map[string]int // by tag
+	most    map[string]int
+	order   []string
+	release chan struct{}
+}
+
+func slowDown(a *Authenticator) *slowBcrypt {
+	s := &slowBcrypt{running: map[string]int{}, most: map[string]int{}, release: make(chan struct{})}
+	a.bcrypt = func(hash, pw []byte) error {
+		tag, _, _ := strings.Cut(string(pw), "#")
+		s.mu.Lock()
+		s.running[tag]++
+		s.most[tag] = max(s.most[tag], s.running[tag])
+		s.order = append(s.order, tag)
+		s.mu.Unlock()
+		<-s.release
+		s.mu.Lock()
+		s.running[tag]--
+		s.mu.Unlock()
+		return bcrypt.CompareHashAndPassword(hash, pw)
+	}
+	return s
+}
+
+func TestAuthenticator_BoundsConcurrentBcryptsPerAddressAndOverall(t *testing.T) {
+	a := newAuth(t)
+	a.BaseDelay = 0
+	a.SetConcurrency(3, 2)
+	slow := slowDown(a)
+	var wg sync.WaitGroup
+	flood := func(host string) {
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, r := a.Login(context.Background(), "app", host+"#"+strconv.Itoa(i), host+":"+strconv.Itoa(i)); r != Failed {
+					t.Errorf("wrong password = %v", r)
+				}
+			}()
+		}
+	}
+	flood("10.0.0.1")
+	waitFor(t, "the first address's comparisons", func() bool { return a.running.Load() >= 2 })
+	flood("10.0.0.2")
+	waitFor(t, "3 comparisons running", func() bool { return a.running.Load() == 3 })
+	slow.mu.Lock()
+	first, second := slow.running["10.0.0.1"], slow.running["10.0.0.2"]
+	slow.mu.Unlock()
+	if first != 2 || second != 1 {
+		t.Errorf("comparisons running: first address %d, second %d; want 2 and 1", first, second)
+	}
+	close(slow.release)
+	wg.Wait()
+	if got, want := a.BcryptPeak(), int64(3); got != want {
+		t.Errorf("peak of comparisons at once = %d, want %d", got, want)
+	}
+	for _, h := range []string{"10.0.0.1", "10.0.0.2"} {
+		if got, want := slow.most[h], 2; got > want {
+			t.Errorf("%s ran %d comparisons at once, want at most %d", h, got, want)
+		}
+	}
+	if got, want := a.BcryptVerifications(), int64(8); got != want {
+		t.Errorf("bcrypt runs = %d, want %d", got, want)
+	}
+	if got, want := len(a.addrs), 0; got != want {
+		t.Errorf("%d addresses still tracked after the logins ended, want %d", got, want)
+	}
+}
+
+// One address flooding wrong passwords holds at most its two places in the overall queue: a login
+// from another address runs at the latest third.
+func TestAuthenticator_FloodingAddressDoesNotStarveOthers(t *testing.T) {
+	a := newAuth(t)
+	a.BaseDelay = 0
+	a.SetConcurrency(1, 2)
+	slow := slowDown(a)
+	var wg sync.WaitGroup
+	login := func(pw, addr string, want Result) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, r := a.Login(context.Background(), "app", pw, addr); r != want {
+				t.Errorf("login from %s = %v, want %v", addr, r, want)
+			}
+		}()
+	}
+	for i := 0; i < 10; i++ {
+		login("flood#"+strconv.Itoa(i), "10.0.0.1:"+strconv.Itoa(i), Failed)
+	}
+	waitFor(t, "the flood's first comparison", func() bool { return a.running.Load() == 1 })
+	login("s3cret", "10.0.0.2:1", OK)
+	// Everyone else queued: the flood's second for the overall slot, the other 8 for the address's,
+	// the other address's login for the overall slot.
+	waitFor(t, "10 logins queued", func() bool { return goroutinesIn("semaphore.(*Weighted).Acquire") == 10 })
+	for i := 0; i < 11; i++ {
+		slow.release <- struct{}{}
+	}
+	wg.Wait()
+	if got := slices.Index(slow.order, "s3cret"); got < 0 || got > 2 {
+		t.Fatalf("the other address's login ran at position %d of %v, want at most 2", got, slow.order)
+	}
+}
+
+// With every bcrypt slot taken: cached credentials are answered at once; other logins wait at most
+// MaxWait (Busy), or until their context ends (Cancelled); neither counts as a failure.
+func TestAuthenticator_WaitForBcryptSlotIsBounded(t *testing.T) {
+	a := newAuth(t)
+	a.BaseDelay = 0
+	if _, r := a.Login(context.Background(), "app", "s3cret", "10.0.0.1:1"); r != OK {
+		t.Fatalf("first login = %v", r)
+	}
+	a.SetConcurrency(1, 2)
+	slow := slowDown(a)
+	busy := make(chan Result, 1)
+	go func() { _, r := a.Login(context.Background(), "app", "wrong", "10.0.0.9:1"); busy <- r }()
+	waitFor(t, "the slot taken", func() bool { return a.running.Load() == 1 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, r := a.Login(ctx, "app", "s3cret", "10.0.0.9:2"); r != OK {
+		t.Fatalf("cached login while the slots are taken = %v, want OK at once", r)
+	}
+
+	a.MaxWait = 50 * time.Millisecond
+	start := time.Now()
+	if _, r := a.Login(ctx, "app", "uncached", "10.0.0.2:1"); r != Busy {
+		t.Fatalf("login past MaxWait = %v, want Busy", r)
+	}
+	if took := time.Since(start); took < a.MaxWait {
+		t.Fatalf("Busy after %s, before MaxWait %s", took, a.MaxWait)
+	}
+
+	a.MaxWait = time.Hour
+	gone, leave := context.WithCancel(context.Background())
+	cancelled := make(chan Result, 1)
+	go func() { _, r := a.Login(gone, "nobody", "x", "10.0.0.3:1"); cancelled <- r }()
+	waitFor(t, "the address waiting for its slot", func() bool {
+		a.addrMu.Lock()
+		defer a.addrMu.Unlock()
+		return a.addrs["10.0.0.3"] != nil
+	})
+	leave()
+	if got, want := recv(t, cancelled), Cancelled; got != want {
+		t.Fatalf("login whose client left while waiting = %v, want %v", got, want)
+	}
+	close(slow.release)
+	if got, want := recv(t, busy), Failed; got != want {
+		t.Fatalf("the slot holder's login = %v, want %v", got, want)
+	}
+	if got, want := a.Failures(), int64(1); got != want {
+		t.Fatalf("Failures = %d, want %d (Busy and Cancelled are not failures)", got, want)
+	}
+}
+
+// Logins with the same credentials share the first caller's bcrypt; when that caller leaves while
+// waiting for its slot, the one still waiting goes on by itself.
+func TestAuthenticator_SharedCheckSurvivesFirstCallerLeaving(t *testing.T) {
+	a := newAuth(t)
+	a.BaseDelay = 0
+	a.SetConcurrency(1, 2)
+	slow := slowDown(a)
+	holder := make(chan Result, 1)
+	go func() { _, r := a.Login(context.Background(), "app", "wrong", "10.0.0.9:1"); holder <- r }()
+	waitFor(t, "the slot taken", func() bool { return a.running.Load() == 1 })
+	first, leave := context.WithCancel(context.Background())
+	results := make(chan Result, 2)
+	go func() { _, r := a.Login(first, "app", "s3cret", "10.0.0.1:1"); results <- r }()
+	waitFor(t, "the first caller waiting for its slot", func() bool {
+		a.addrMu.Lock()
+		defer a.addrMu.Unlock()
+		return a.addrs["10.0.0.1"] != nil
+	})
+	go func() { _, r := a.Login(context.Background(), "app", "s3cret", "10.0.0.2:1"); results <- r }()
+	waitFor(t, "the second caller sharing the check", func() bool { return goroutinesIn("singleflight.(*Group).Do", "WaitGroup).Wait") == 1 })
+	leave()
+	if got, want := recv(t, results), Cancelled; got != want {
+		t.Fatalf("first caller = %v, want %v", got, want)
+	}
+	close(slow.release)
+	if got, want := recv(t, results), OK; got != want {
+		t.Fatalf("second caller = %v, want %v", got, want)
+	}
+	recv(t, holder)
+}
+
+// goroutinesIn counts the goroutines whose stack contains every one of frames.
+func goroutinesIn(frames ...string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		all := true
+		for _, f := range frames {
+			all = all && strings.Contains(g, f)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls cond until it holds; the test fails after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for delay := time.Millisecond; !cond(); delay = min(2*delay, 20*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(delay)
+	}
+}
+
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for a login to end")
+	}
+	var zero T
+	return zero
 }

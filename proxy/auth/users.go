@@ -1,6 +1,7 @@
 // Package auth holds qgate's users, their rights, and the verification of their passwords: bcrypt
 // behind a bounded cache of verified credentials, a singleflight so that a reconnect storm costs one
-// bcrypt, and a per-address slow-down for failed logins.
+// bcrypt, bounds on the bcrypt comparisons running at once (per client address and overall), and a
+// per-address delay of failed logins' replies.
 package auth
 
 import (
