@@ -73,6 +73,20 @@ func TestUser_Rights(t *testing.T) {
 	}
 }
 
+func TestUser_Allowed_StarCoversTheEmptyName(t *testing.T) {
+	st, err := NewStore([]UserConfig{{Name: "u", PasswordHash: hash(t, "x"), Push: []string{"*"}, Pop: []string{"a*"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := st.Lookup("u")
+	if got, want := u.Allowed(RightPush, ""), true; got != want {
+		t.Errorf("push [*]: Allowed(\"\") = %v, want %v", got, want)
+	}
+	if got, want := u.Allowed(RightPop, ""), false; got != want {
+		t.Errorf("pop [a*]: Allowed(\"\") = %v, want %v", got, want)
+	}
+}
+
 func newAuth(t testing.TB) *Authenticator {
 	st, err := NewStore([]UserConfig{{Name: "app", PasswordHash: hash(t, "s3cret")}})
 	if err != nil {

@@ -77,7 +77,9 @@ func (u *User) Globs(r Right) []string {
 // Allowed reports whether the user has right r on the queue or channel name.
 func (u *User) Allowed(r Right, name string) bool {
 	for _, g := range u.Globs(r) {
-		if glob.Match(g, name) {
+		// "*" covers every name, the empty one too, which Redis's matcher does not give it (Redis's
+		// ACL also takes its own * as "all keys" or "all channels" rather than matching it).
+		if g == "*" || glob.Match(g, name) {
 			return true
 		}
 	}
