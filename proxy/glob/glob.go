@@ -137,3 +137,25 @@ func token(p string, i int, c byte) (next int, ok bool, steps int) {
 		return i + 1, p[i] == c, 1
 	}
 }
+
+// LiteralPrefix splits pattern at its first *, ? or [ that is not escaped: prefix is what comes
+// before, with escapes resolved (\x is x, and a trailing \ is itself), and rest is the remainder as
+// written. Every string the pattern matches begins with prefix; when rest is empty the pattern
+// matches prefix and nothing else.
+func LiteralPrefix(pattern string) (prefix, rest string) {
+	b := make([]byte, 0, len(pattern))
+	for i := 0; i < len(pattern); i++ {
+		switch c := pattern[i]; c {
+		case '*', '?', '[':
+			return string(b), pattern[i:]
+		case '\\':
+			if i+1 < len(pattern) {
+				i++
+			}
+			b = append(b, pattern[i])
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b), ""
+}

@@ -167,5 +167,33 @@ func FuzzMatch(f *testing.F) {
 				t.Fatalf("Match(%q, %q) = %v, Redis says %v", pattern, s, got, want)
 			}
 		}
+		prefix, rest := LiteralPrefix(pattern)
+		if got && !strings.HasPrefix(s, prefix) {
+			t.Fatalf("Match(%q, %q) = true, but LiteralPrefix says every match starts with %q", pattern, s, prefix)
+		}
+		if rest == "" && got != (s == prefix) {
+			t.Fatalf("Match(%q, %q) = %v, but LiteralPrefix says the pattern matches %q alone", pattern, s, got, prefix)
+		}
 	})
+}
+
+func TestLiteralPrefix_StopsAtTheFirstUnescapedSpecial(t *testing.T) {
+	for _, tc := range []struct{ pattern, prefix, rest string }{
+		{"", "", ""},
+		{"events.*", "events.", "*"},
+		{"events.sub.*", "events.sub.", "*"},
+		{"a?b", "a", "?b"},
+		{"a[bc]", "a", "[bc]"},
+		{"*", "", "*"},
+		{`ev\*ents*`, "ev*ents", "*"},
+		{`a\b`, "ab", ""},
+		{`a\\b`, `a\b`, ""},
+		{`a\`, `a\`, ""},       // a trailing backslash is literal
+		{"a]b^-", "a]b^-", ""}, // special only inside a class
+	} {
+		prefix, rest := LiteralPrefix(tc.pattern)
+		if prefix != tc.prefix || rest != tc.rest {
+			t.Errorf("LiteralPrefix(%q) = %q, %q; want %q, %q", tc.pattern, prefix, rest, tc.prefix, tc.rest)
+		}
+	}
 }
