@@ -301,8 +301,8 @@ func e2eInfoValue(info, field string) string {
 }
 
 // TestAuth_SubscribeRights: a SUBSCRIBE naming any channel outside the rights is refused as a whole;
-// PSUBSCRIBE patterns are allowed only when they literally equal a subscribe glob or have no glob
-// characters and match one; allowed subscriptions receive messages.
+// PSUBSCRIBE patterns are allowed only when every channel they can match is inside the subscribe
+// globs (see TestAuth_PSubscribeCoveredByBroaderRight); allowed subscriptions receive messages.
 func TestAuth_SubscribeRights(t *testing.T) {
 	e := startAuth(t)
 	ctx := context.Background()
@@ -310,7 +310,7 @@ func TestAuth_SubscribeRights(t *testing.T) {
 	c, rd := dialRaw(t, e.q.Addr)
 	send(t, c, "AUTH worker "+pwWorker+"\r\nSUBSCRIBE events.a sms events.b\r\nPING\r\n")
 	expect(t, rd, "+OK\r\n-NOPERM user 'worker' has no 'subscribe' right on channel 'sms'\r\n+PONG\r\n")
-	for _, pat := range []string{"*", "events*", "events.[a-z]", "alerts*", "e?ents.*"} {
+	for _, pat := range []string{"*", "events*", "e*", "alerts*", "e?ents.*", "[e]vents.*"} {
 		send(t, c, "PSUBSCRIBE "+pat+"\r\n")
 		expect(t, rd, "-NOPERM user 'worker' has no 'subscribe' right on pattern '"+pat+"'\r\n")
 	}
@@ -342,6 +342,29 @@ func TestAuth_SubscribeRights(t *testing.T) {
 			t.Fatalf("message = %+v, %v", msg, err)
 		}
 	})
+}
+
+// TestAuth_PSubscribeCoveredByBroaderRight: subscribe ["*"] allows any pattern (Redis ACL's &*);
+// subscribe ["events.*"] allows a pattern whose literal prefix starts with "events.", such as
+// events.sub.*, which then receives what is published on its channels; a pattern that could match a
+// channel outside the right (e*) is still refused.
+func TestAuth_PSubscribeCoveredByBroaderRight(t *testing.T) {
+	e := startAuth(t)
+	c, rd := dialRaw(t, e.q.Addr)
+	send(t, c, "AUTH "+pwDefault+"\r\nPSUBSCRIBE acc_x.* ?\r\n") // default has subscribe: ["*"]
+	expect(t, rd, "+OK\r\n*3\r\n$10\r\npsubscribe\r\n$7\r\nacc_x.*\r\n:1\r\n*3\r\n$10\r\npsubscribe\r\n$1\r\n?\r\n:2\r\n")
+
+	w, wrd := dialRaw(t, e.q.Addr)
+	send(t, w, "AUTH worker "+pwWorker+"\r\nPSUBSCRIBE e*\r\nPSUBSCRIBE events.sub.* events.[a-z]?\r\n")
+	expect(t, wrd, "+OK\r\n-NOPERM user 'worker' has no 'subscribe' right on pattern 'e*'\r\n"+
+		"*3\r\n$10\r\npsubscribe\r\n$12\r\nevents.sub.*\r\n:1\r\n*3\r\n$10\r\npsubscribe\r\n$13\r\nevents.[a-z]?\r\n:2\r\n")
+
+	ctx := e2eCtx(t)
+	p := e.client(t, 2, "producer", pwProducer)
+	if got, err := p.Publish(ctx, "events.sub.login", "hi").Result(); err != nil || got != 1 {
+		t.Fatalf("PUBLISH events.sub.login = %d, %v; want 1 (events.sub.*)", got, err)
+	}
+	expect(t, wrd, "*4\r\n$8\r\npmessage\r\n$12\r\nevents.sub.*\r\n$16\r\nevents.sub.login\r\n$2\r\nhi\r\n")
 }
 
 // TestAuth_InfoSectionsAndProducer: a user without admin sees only Server, Clients and Persistence

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/qgate/qgate/proxy/glob"
 )
 
 func hash(t testing.TB, pw string) string {
@@ -64,7 +67,8 @@ func TestUser_Rights(t *testing.T) {
 	}
 	for pat, want := range map[string]bool{
 		"events.*": true, "news": true, "events.login": true, // literal glob, literal channels
-		"*": false, "e*": false, "events.[a-z]*": false, "events.?": false, "news*": false, "sms": false,
+		"events.[a-z]*": true, "events.?": true, // inside events.*
+		"*": false, "e*": false, "news*": false, "sms": false,
 	} {
 		if got := w.MaySubscribePattern(pat); got != want {
 			t.Errorf("MaySubscribePattern(%q) = %v, want %v", pat, got, want)
@@ -73,6 +77,137 @@ func TestUser_Rights(t *testing.T) {
 	var nilStore *Store
 	if nilStore.Required() || nilStore.Lookup("x") != nil {
 		t.Fatal("nil store must be open")
+	}
+}
+
+func TestUser_MaySubscribePattern_WhenEveryChannelIsCovered(t *testing.T) {
+	for _, tc := range []struct {
+		subscribe []string
+		allowed   []string
+		refused   []string
+	}{
+		{ // * covers every pattern, as Redis ACL's &*
+			subscribe: []string{"*"},
+			allowed:   []string{"acc_x.*", "*", "?", "[a-z]*", "[", `\`, "x"},
+		},
+		{ // prefix*: patterns whose literal prefix starts with the prefix
+			subscribe: []string{"events.*"},
+			allowed:   []string{"events.*", "events.sub.*", "events.[a-z]*", "events.?", "events.x", "events.", `events.\**`, `\events.*`, `events\.*`},
+			refused:   []string{"*", "e*", "events*", "events[.]*", "ev?nts.*", "*events.*", "event", "events", `events\*`},
+		},
+		{ // several trailing * are one
+			subscribe: []string{"events.**"},
+			allowed:   []string{"events.x*"},
+			refused:   []string{"events*"},
+		},
+		{ // an escaped prefix
+			subscribe: []string{`ev\*nts.*`},
+			allowed:   []string{`ev\*nts.a*`, `ev\*nts.a`},
+			refused:   []string{"ev*nts.a*", "events.a*"},
+		},
+		{ // a trailing \* is a literal *, not a prefix glob
+			subscribe: []string{`events\*`},
+			allowed:   []string{`events\*`, `event\s\*`},
+			refused:   []string{"events*x", "events?", "events.*"},
+		},
+		{ // a glob without glob characters covers only the identical pattern
+			subscribe: []string{"news"},
+			allowed:   []string{"news", `ne\ws`},
+			refused:   []string{"news*", "new?", "[n]ews", "*"},
+		},
+		{ // other globs: only the identical pattern and the literal channels they match
+			subscribe: []string{"ev?nts.*", "a*b*"},
+			allowed:   []string{"ev?nts.*", "events.x", "a*b*", "axxb"},
+			refused:   []string{"events.*", "ev?nts.x*", "ab*", "a*b"},
+		},
+		{ // no subscribe right at all
+			subscribe: nil,
+			refused:   []string{"*", "x", "events.*"},
+		},
+	} {
+		st, err := NewStore([]UserConfig{{Name: "u", PasswordHash: hash(t, "x"), Subscribe: tc.subscribe}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := st.Lookup("u")
+		for _, pat := range tc.allowed {
+			if !u.MaySubscribePattern(pat) {
+				t.Errorf("subscribe %q: MaySubscribePattern(%q) = false, want true", tc.subscribe, pat)
+			}
+		}
+		for _, pat := range tc.refused {
+			if u.MaySubscribePattern(pat) {
+				t.Errorf("subscribe %q: MaySubscribePattern(%q) = true, want false", tc.subscribe, pat)
+			}
+		}
+	}
+}
+
+// TestUser_MaySubscribePattern_NeverWidensRights checks the rule against the matcher: for random
+// rights and patterns over a small alphabet, every channel (up to 5 bytes) that an allowed pattern
+// matches is allowed by the rights.
+func TestUser_MaySubscribePattern_NeverWidensRights(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	word := func(alphabet string, min, max int) string {
+		b := make([]byte, min+rnd.IntN(max-min+1))
+		for i := range b {
+			b[i] = alphabet[rnd.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	var channels []string
+	var grow func(s string)
+	grow = func(s string) {
+		channels = append(channels, s)
+		if len(s) < 5 {
+			for _, c := range "ab." {
+				grow(s + string(c))
+			}
+		}
+	}
+	grow("")
+	const globChars = `ab.*?[]^-\`
+	pw := hash(t, "x")
+	allowedSome := 0
+	for range 300 {
+		var rights []string
+		for range 1 + rnd.IntN(2) {
+			rights = append(rights, word(globChars, 1, 4))
+		}
+		st, err := NewStore([]UserConfig{{Name: "u", PasswordHash: pw, Subscribe: rights}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := st.Lookup("u")
+		for range 50 {
+			pat := word(globChars, 1, 5)
+			if !u.MaySubscribePattern(pat) {
+				continue
+			}
+			allowedSome++
+			for _, ch := range channels {
+				if glob.Match(pat, ch) && !u.Allowed(RightSubscribe, ch) {
+					t.Fatalf("subscribe %q: pattern %q is allowed, but it matches channel %q outside the rights", rights, pat, ch)
+				}
+			}
+		}
+	}
+	if allowedSome < 100 {
+		t.Fatalf("only %d patterns allowed: the test checks too little", allowedSome)
+	}
+}
+
+func TestUser_Allowed_StarCoversTheEmptyName(t *testing.T) {
+	st, err := NewStore([]UserConfig{{Name: "u", PasswordHash: hash(t, "x"), Push: []string{"*"}, Pop: []string{"a*"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := st.Lookup("u")
+	if got, want := u.Allowed(RightPush, ""), true; got != want {
+		t.Errorf("push [*]: Allowed(\"\") = %v, want %v", got, want)
+	}
+	if got, want := u.Allowed(RightPop, ""), false; got != want {
+		t.Errorf("pop [a*]: Allowed(\"\") = %v, want %v", got, want)
 	}
 }
 

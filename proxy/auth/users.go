@@ -78,7 +78,9 @@ func (u *User) Globs(r Right) []string {
 // Allowed reports whether the user has right r on the queue or channel name.
 func (u *User) Allowed(r Right, name string) bool {
 	for _, g := range u.Globs(r) {
-		if glob.Match(g, name) {
+		// "*" covers every name, the empty one too, which Redis's matcher does not give it (Redis's
+		// ACL also takes its own * as "all keys" or "all channels" rather than matching it).
+		if g == "*" || glob.Match(g, name) {
 			return true
 		}
 	}
@@ -88,30 +90,36 @@ func (u *User) Allowed(r Right, name string) bool {
 // IsAdmin reports whether the user has any admin right (full INFO).
 func (u *User) IsAdmin() bool { return len(u.rights[RightAdmin]) > 0 }
 
-// MaySubscribePattern reports whether the user may PSUBSCRIBE to pattern. A pattern is allowed only
-// when it is literally one of the user's subscribe globs, or has no glob characters at all and
-// matches one of them (then it can only ever match that one channel).
+// MaySubscribePattern reports whether the user may PSUBSCRIBE to pattern: whether every channel the
+// pattern can match is inside one of the user's subscribe globs. Deciding whether one glob's language
+// is contained in another's is not worth the risk in general (and matching the pattern as if it were
+// a channel name is unsound: "e*" matches "events.*" as a string but also matches "email"), so qgate
+// accepts only what it can prove:
 //
-// Matching the pattern against the globs as if it were a channel name would be unsound: with
-// subscribe: ["events.*"], the pattern "events.*[" or "*" or "events.[a-z]*" can be tested as a
-// string against "events.*" with results that say nothing about the set of channels the pattern
-// matches ("*" does not match "events.*" as a string, but "e*" does, and it also matches "email").
-// Deciding whether one glob's language is contained in another's is not worth the risk, so qgate
-// accepts only the two cases that are obviously safe.
+//   - a glob "*" covers every pattern, as Redis ACL's &* does;
+//   - a glob "prefix*" (a literal prefix, then only *) covers a pattern whose literal prefix (see
+//     glob.LiteralPrefix: the part before its first unescaped *, ? or [) starts with prefix, since
+//     every channel the pattern matches starts with that;
+//   - a glob covers the identical pattern (so a glob without glob characters covers only itself, as
+//     Redis ACL compares patterns);
+//   - a pattern without glob characters matches one channel, which any glob matching it covers.
+//
+// Anything else is refused.
 func (u *User) MaySubscribePattern(pattern string) bool {
+	lit, rest := glob.LiteralPrefix(pattern)
+	if rest == "" {
+		return u.Allowed(RightSubscribe, lit)
+	}
 	for _, g := range u.rights[RightSubscribe] {
 		if g == pattern {
 			return true
 		}
-	}
-	if !HasGlobChars(pattern) {
-		return u.Allowed(RightSubscribe, pattern)
+		if prefix, grest := glob.LiteralPrefix(g); grest != "" && strings.Trim(grest, "*") == "" && strings.HasPrefix(lit, prefix) {
+			return true
+		}
 	}
 	return false
 }
-
-// HasGlobChars reports whether s contains a character that is special in a Redis glob.
-func HasGlobChars(s string) bool { return strings.ContainsAny(s, `*?[]\`) }
 
 // Store is an immutable set of users. A nil or empty store means no users are configured: qgate is
 // open and needs no authentication.
