@@ -128,26 +128,60 @@ func (c *conn) runPending() {
 	// Backend calls use the server's context, not the client's: a command that reached Redis must
 	// have its result handled (a popped item returned) even when the client is already gone.
 	ctx := c.srv.bgctx
+	cmds := c.batchCmds(p)
 	if ap := c.srv.pipeliner; ap != nil {
 		// Submit the whole batch without waiting; the auto-pipeliner merges it with other clients'
 		// batches into deep pipelines on a few connections, in submission order.
-		for _, q := range p {
-			_ = ap.Process(ctx, q.cmd)
+		for _, cmd := range cmds {
+			_ = ap.Process(ctx, cmd)
 		}
-	} else if len(p) == 1 {
-		_ = c.srv.backend.Client.Process(ctx, p[0].cmd)
+	} else if len(cmds) == 1 {
+		_ = c.srv.backend.Client.Process(ctx, cmds[0])
 	} else {
 		pipe := c.srv.backend.Client.Pipeline()
-		for _, q := range p {
-			_ = pipe.Process(ctx, q.cmd)
+		for _, cmd := range cmds {
+			_ = pipe.Process(ctx, cmd)
 		}
 		_, _ = pipe.Exec(ctx)
 	}
 	for i := range p {
-		_ = p[i].cmd.Err() // waits for the result on the deferred face
+		if pc, ok := p[i].cmd.(*popCmd); ok && pc.op.group != nil {
+			pc.op.group.wait()
+		} else {
+			_ = p[i].cmd.Err() // waits for the result on the deferred face
+		}
 		p[i].done(&c.w)
 		p[i] = queued{}
 	}
+}
+
+// batchCmds returns the backend commands of a batch: adjacent single pops of one queue (a worker's
+// pipelined LPOPs) become one script call, the rest go as they are.
+func (c *conn) batchCmds(p []queued) []redis.Cmder {
+	cmds := make([]redis.Cmder, 0, len(p))
+	for i := 0; i < len(p); {
+		if pc, ok := p[i].cmd.(*popCmd); ok && pc.op.single() {
+			j := i + 1
+			for ; j < len(p); j++ {
+				next, ok := p[j].cmd.(*popCmd)
+				if !ok || !next.op.single() || next.op.key != pc.op.key || next.op.left != pc.op.left {
+					break
+				}
+			}
+			if j-i > 1 {
+				ops := make([]*transitPop, 0, j-i)
+				for _, q := range p[i:j] {
+					ops = append(ops, q.cmd.(*popCmd).op)
+				}
+				cmds = append(cmds, c.srv.transit.mergePops(ops))
+				i = j
+				continue
+			}
+		}
+		cmds = append(cmds, p[i].cmd)
+		i++
+	}
+	return cmds
 }
 
 // serve is the connection's goroutine.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,10 +74,71 @@ type transitPop struct {
 	left  bool
 	seq   uint64
 	count string
-	cmd   *redis.Cmd
+	cmd   *popCmd
 	keys  []string
 	args  []interface{}
 	items []string
+	group *popGroup // set when the batch merged this pop with its neighbours (conn.runPending)
+	idx   int       // this pop's entry in group
+}
+
+// popCmd is a transitPop's backend command, recognisable in a client's batch.
+type popCmd struct {
+	*redis.Cmd
+	op *transitPop
+}
+
+// single reports whether the pop is a plain LPOP/RPOP without COUNT.
+func (p *transitPop) single() bool { return p.count == "" }
+
+// popGroup is adjacent single pops of one queue in one batch, run as one transit_pop_each call.
+type popGroup struct {
+	t    *transit
+	ctx  context.Context
+	cmd  *redis.Cmd
+	keys []string
+	args []interface{}
+	once sync.Once
+	res  []interface{}
+	err  error
+}
+
+// mergePops returns the command that runs ops (adjacent single pops of one queue) in one script
+// call; their Result then reads their own entry of its reply.
+func (t *transit) mergePops(ops []*transitPop) redis.Cmder {
+	first := ops[0]
+	g := &popGroup{t: t, ctx: first.ctx, keys: first.keys}
+	g.args = make([]interface{}, 0, len(ops)+2)
+	g.args = append(g.args, first.args[0], t.instance)
+	for i, op := range ops {
+		g.args = append(g.args, op.prefix())
+		op.group, op.idx = g, i
+	}
+	g.cmd = rdb.TransitPopEach.Cmd(first.ctx, g.keys, g.args...)
+	return g.cmd
+}
+
+// wait waits for the group's reply (the deferred face of the auto-pipeliner).
+func (g *popGroup) wait() { _ = g.cmd.Err() }
+
+// result returns pop i's entry of the group's reply.
+func (g *popGroup) result(i int) (interface{}, error) {
+	g.once.Do(func() {
+		g.res, g.err = g.cmd.Slice()
+		if rdb.IsNoScript(g.err) {
+			g.res, g.err = rdb.TransitPopEach.Eval(g.ctx, g.t.srv.cmds(), g.keys, g.args...).Slice()
+		}
+		if g.err == nil && len(g.res) != len(g.args)-2 {
+			g.err = errors.New("unexpected transit_pop_each reply")
+		}
+	})
+	if g.err != nil {
+		return nil, g.err
+	}
+	if g.res[i] == nil {
+		return nil, redis.Nil
+	}
+	return g.res[i], nil
 }
 
 // prefix is the fields' common part: "L12." for the left pop number 12.
@@ -111,7 +173,7 @@ func (t *transit) newPop(ctx context.Context, key string, left bool, count strin
 	}
 	p.keys = rdb.TransitKeys(key, t.instance)
 	p.args = []interface{}{name, count, p.prefix(), t.instance}
-	p.cmd = rdb.TransitPop.Cmd(ctx, p.keys, p.args...)
+	p.cmd = &popCmd{Cmd: rdb.TransitPop.Cmd(ctx, p.keys, p.args...), op: p}
 	t.mu.Lock()
 	t.live[p.seq] = struct{}{}
 	t.mu.Unlock()
@@ -124,9 +186,15 @@ func (p *transitPop) Cmd() redis.Cmder { return p.cmd }
 
 // Result implements commands.TransitPop: call it once the command ran.
 func (p *transitPop) Result() (*commands.Pop, error) {
-	res, err := p.cmd.Result()
-	if rdb.IsNoScript(err) {
-		res, err = rdb.TransitPop.Eval(p.ctx, p.t.srv.cmds(), p.keys, p.args...).Result()
+	var res interface{}
+	var err error
+	if p.group != nil {
+		res, err = p.group.result(p.idx)
+	} else {
+		res, err = p.cmd.Result()
+		if rdb.IsNoScript(err) {
+			res, err = rdb.TransitPop.Eval(p.ctx, p.t.srv.cmds(), p.keys, p.args...).Result()
+		}
 	}
 	switch {
 	case err == redis.Nil:

@@ -165,6 +165,8 @@ var (
 var (
 	//go:embed scripts/transit_pop.lua
 	transitPopSrc string
+	//go:embed scripts/transit_pop_each.lua
+	transitPopEachSrc string
 	//go:embed scripts/transit_return.lua
 	transitReturnSrc string
 	//go:embed scripts/transit_recover.lua
@@ -178,6 +180,7 @@ var (
 // The at-most-once delivery scripts.
 var (
 	TransitPop     = newScript(transitPopSrc)
+	TransitPopEach = newScript(transitPopEachSrc)
 	TransitReturn  = newScript(transitReturnSrc)
 	TransitRecover = newScript(transitRecoverSrc)
 	Heartbeat      = newScript(heartbeatSrc)

@@ -1,0 +1,34 @@
+#!lua flags=allow-oom
+-- transit_pop_each: several single pops (no COUNT) of one queue, pipelined by one client, in one
+-- script call: each moves one item from the ready list into this instance's transit record as
+-- transit_pop does, under its own field prefix. One call instead of one per pop, because each script
+-- call has a fixed cost in Redis several times that of the pop itself.
+--
+-- KEYS[1]  the queue's ready list
+-- KEYS[2]  {queue}:qgate:transit:<instance>
+-- KEYS[3]  {queue}:qgate:transit-owners
+-- ARGV[1]  "LPOP" or "RPOP"
+-- ARGV[2]  the instance id
+-- ARGV[3..n] each pop's field prefix ("L12." …); its item's field is the prefix .. "1"
+--
+-- Returns one entry per pop, in order: the item, or false once the list is empty; a key holding
+-- another type returns Redis's WRONGTYPE error reply unchanged (then nothing was popped).
+local out = {}
+local empty = false
+for i = 3, #ARGV do
+  local v = false
+  if not empty then
+    v = redis.pcall(ARGV[1], KEYS[1])
+    if type(v) == 'table' and v.err then
+      return v
+    end
+    if v then
+      if i == 3 then redis.call('SADD', KEYS[3], ARGV[2]) end
+      redis.call('HSET', KEYS[2], ARGV[i] .. '1', v)
+    else
+      empty = true
+    end
+  end
+  out[#out + 1] = v
+end
+return out
