@@ -9,10 +9,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // Backend kinds reported in Backend.Kind.
@@ -35,8 +38,14 @@ type Backend struct {
 	Kind    string // "standalone", "sentinel", "cluster", "embedded"
 	Addr    string // human description without password
 	Cluster bool
-	opts    *redis.UniversalOptions // for NewClient
-	close   func() error
+	// ScriptFlags reports whether the backend understands Redis 7 script flags ("#!lua flags=…"):
+	// when not (Redis before 7, the embedded miniredis), every client of b runs the rdb scripts in
+	// their plain variant (rdb.UsePlainScripts; see rdb.Script).
+	ScriptFlags bool
+	opts        *redis.UniversalOptions // for NewClient
+	close       func() error
+	plainMu     sync.Mutex
+	plain       []redis.UniversalClient // clients marked with rdb.UsePlainScripts, forgotten on Close
 }
 
 // noRetries turns off go-redis's automatic retries: qgate never resends a command on its own. A
@@ -96,7 +105,36 @@ func openBackend(ctx context.Context, rawURL string, poolSize int, btls BackendT
 		_ = b.Close()
 		return nil, fmt.Errorf("open backend: %w", err)
 	}
+	b.setScriptFlags(rdb.ScriptFlagsSupported(ctx, client))
 	return b, nil
+}
+
+// setScriptFlags records whether the backend understands script flags and marks b.Client.
+func (b *Backend) setScriptFlags(ok bool) {
+	b.ScriptFlags = ok
+	b.scriptsOn(b.Client)
+}
+
+// scriptsOn makes c, a client of b's backend, run the rdb scripts in the variant b's backend
+// understands (see rdb.Script). Clients made by NewClient are set up already; other clients of the
+// backend that run scripts (an auto-pipeliner on b.Client) must be passed here.
+func (b *Backend) scriptsOn(c redis.UniversalClient) {
+	if !b.ScriptFlags {
+		rdb.UsePlainScripts(c)
+		b.plainMu.Lock()
+		b.plain = append(b.plain, c)
+		b.plainMu.Unlock()
+	}
+}
+
+// AsyncAutoPipeline returns b.Client's auto-pipeliner, set up to run the rdb scripts as b.Client does.
+func (b *Backend) AsyncAutoPipeline() (*redis.AutoPipeliner, error) {
+	ap, err := b.Client.AsyncAutoPipeline()
+	if err != nil {
+		return nil, err
+	}
+	b.scriptsOn(ap)
+	return ap, nil
 }
 
 func openEmbedded(ctx context.Context, poolSize int) (*Backend, error) {
@@ -122,6 +160,7 @@ func openEmbedded(ctx context.Context, poolSize int) (*Backend, error) {
 		_ = b.Close()
 		return nil, fmt.Errorf("open backend: %w", err)
 	}
+	b.setScriptFlags(rdb.ScriptFlagsSupported(ctx, client)) // miniredis does not understand them
 	return b, nil
 }
 
@@ -148,7 +187,9 @@ func (b *Backend) NewClient(poolSize int) redis.UniversalClient {
 	}
 	o.PoolSize = poolSize
 	o.MaintNotificationsConfig = noMaintNotifications() // never share one config between clients
-	return redis.NewUniversalClient(&o)
+	c := redis.NewUniversalClient(&o)
+	b.scriptsOn(c)
+	return c
 }
 
 // Close closes the client and, for the embedded backend, stops the in-memory Redis.
@@ -158,6 +199,12 @@ func (b *Backend) Close() error {
 	}
 	err := b.close()
 	b.close = nil
+	b.plainMu.Lock()
+	for _, c := range b.plain {
+		rdb.ForgetClient(c)
+	}
+	b.plain = nil
+	b.plainMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("close backend: %w", err)
 	}
