@@ -25,14 +25,14 @@ const targetALSvsStreams = 0.8
 type alsMode struct {
 	target   string
 	prefix   string // queue name prefix: qgateConfig (main.go) makes bench:als:explicit:* ack: explicit, bench:als:nextpop:* ack: next-pop
-	explicit bool   // QDELIVERY envelope, then QACK queue id… after each batch
+	explicit bool   // QDELIVERY envelope, then QACK queue receipt… after each batch
 	batch    int    // LPOP queue <batch> first (BLPOP queue 0.1 only when that finds nothing); 0 = BLPOP only
 	note     string
 }
 
 var alsModes = []alsMode{
 	{target: tQgate + " (ack: explicit)", prefix: "bench:als:explicit", explicit: true, batch: 16,
-		note: "consumers: QDELIVERY envelope, then LPOP q 16 (BLPOP q 0.1 when that finds nothing), then QACK q <their envelope ids> — XREADGROUP COUNT 16 BLOCK 100 → XACK's shape; latency = RPUSH sent → QACK reply"},
+		note: "consumers: QDELIVERY envelope, then LPOP q 16 (BLPOP q 0.1 when that finds nothing), then QACK q <their receipts> — XREADGROUP COUNT 16 BLOCK 100 → XACK's shape; latency = RPUSH sent → QACK reply"},
 	{target: tQgate + " (ack: next-pop, BLPOP)", prefix: "bench:als:nextpop", batch: 0,
 		note: "consumers: an unmodified worker loop BLPOP q 0.1 → BLPOP …, one item per pop, each pop acks the previous one in the same script; latency = RPUSH sent → BLPOP reply"},
 	{target: tQgate + " (ack: next-pop, LPOP 16)", prefix: "bench:als:nextpop", batch: 16,
@@ -385,12 +385,12 @@ func (b *bench) qgateALSRun(r *row, m alsMode, producers, consumers int) (sample
 					args := make([]string, 2, 2+len(items))
 					args[0], args[1] = "QACK", queue
 					for i, it := range items {
-						id, ts, ok := parseALSEnvelope(it)
+						receipt, ts, ok := parseALSEnvelope(it)
 						if !ok {
-							fail(fmt.Errorf("not a qgate envelope with a bench payload: %.200q", it))
+							fail(fmt.Errorf("not a delivered qgate envelope with a bench payload: %.200q", it))
 							return
 						}
-						args, sent[i] = append(args, id), ts
+						args, sent[i] = append(args, receipt), ts
 					}
 					v, err := c.do(args...)
 					if err != nil {
@@ -470,25 +470,24 @@ func parseALSPayload(p string) (int64, bool) {
 	return ts, err == nil
 }
 
-// parseALSEnvelope reads the lease id and the send time from a qgate envelope
-// ({"qgate":1,"id":"…",…,"text":"<ns>:xxx…"}) without decoding all of it.
-func parseALSEnvelope(env string) (id string, ts int64, ok bool) {
-	const head, text = `{"qgate":1,"id":"`, `,"text":"`
-	if !strings.HasPrefix(env, head) {
+// parseALSEnvelope reads the lease receipt and the send time from a delivered qgate envelope
+// ({"qgate":1,"id":"…",…,"text":"<ns>:xxx…","receipt":"…"}) without decoding all of it.
+func parseALSEnvelope(env string) (receipt string, ts int64, ok bool) {
+	const head, text, tail = `{"qgate":1,"id":"`, `,"text":"`, `,"receipt":"`
+	if !strings.HasPrefix(env, head) || !strings.HasSuffix(env, `"}`) {
 		return "", 0, false
 	}
-	rest := env[len(head):]
-	i := strings.IndexByte(rest, '"')
-	if i <= 0 {
+	k := strings.LastIndex(env, tail)
+	if k < 0 {
 		return "", 0, false
 	}
-	id = rest[:i]
-	j := strings.LastIndex(rest, text)
-	if j < 0 {
+	receipt = env[k+len(tail) : len(env)-2]
+	j := strings.LastIndex(env[:k], text)
+	if j < 0 || receipt == "" {
 		return "", 0, false
 	}
-	ts, ok = parseALSPayload(rest[j+len(text):])
-	return id, ts, ok
+	ts, ok = parseALSPayload(env[j+len(text) : k])
+	return receipt, ts, ok
 }
 
 // parseXRead extracts entry ids and their "ts" fields from an XREADGROUP reply.

@@ -187,9 +187,17 @@ func (s *Session) DropLeases(queue string, ids []string) {
 		}
 	}
 	if last := s.LastPop[queue]; len(last) > 0 {
+		dropped := func(id string) bool { return contains(ids, id) }
+		if len(ids) > 16 { // a set: a large pop's receipts against a large last pop is quadratic
+			set := make(map[string]struct{}, len(ids))
+			for _, id := range ids {
+				set[id] = struct{}{}
+			}
+			dropped = func(id string) bool { _, ok := set[id]; return ok }
+		}
 		kept := last[:0:0]
 		for _, id := range last {
-			if !contains(ids, id) {
+			if !dropped(id) {
 				kept = append(kept, id)
 			}
 		}

@@ -1,9 +1,12 @@
 package commands
 
 import (
-	"fmt"
+	"cmp"
+	crand "crypto/rand"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,27 +21,36 @@ import (
 
 // Leases of at-least-once queues (DESIGN.md section 5): leased pops, QACK, QNACK and QEXTEND.
 //
+// Receipts. Every leased item gets a receipt (see rdb.InflightKey): a new one for every delivery,
+// made of a per-pop prefix (a ULID, so a connection's receipts sort in pop order, then 128 random
+// bits, so nobody can guess another delivery's receipt) and the item's position in its pop. The
+// receiver gets it in the envelope it receives (envelope.WithReceipt) and its connection remembers it
+// (ack: next-pop, the requeue on close); QACK, QNACK and QEXTEND take it, from any connection.
+//
+// Chunks. No script handles more than rdb.Chunk items: larger pops, QACKs, QREDRIVEs and next-pop
+// acks are split into several script calls here (so a pop with a large COUNT is not one atomic step).
+//
 // Backend retries: the backend client never retries by itself (MaxRetries -1), and these handlers do
 // not retry either. A lease_pop whose reply was lost may have leased items nobody received: they come
 // back when the lease expires (or at once when this connection closes), so nothing is lost and
 // retrying could only lease more. QACK and QEXTEND are idempotent but a failure is reported to the
 // client, which may simply send them again. QNACK is not retried: a second run could count an attempt
-// twice if the first one ran. The close-time requeue (proxy/server.go) is retried because it is owner
+// twice if the first one ran. The close-time requeue (proxy/leases.go) is retried because it is owner
 // checked: once it ran the leases are gone and a repeat does nothing.
 
 func init() {
 	queueArg := Arg{Name: "queue", Type: "key"}
-	idArg := Arg{Name: "id", Type: "string"}
+	receiptArg := Arg{Name: "receipt", Type: "string"}
 	register(
 		&Spec{Name: "qack", Arity: -3, Flags: Write | Fast | Pipelined, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
-			Group: "qgate", Since: "qgate 0.1", Summary: "Acknowledges leased items of an at-least-once queue; returns how many were leased.",
-			Args: []Arg{queueArg, {Name: "id", Type: "string", Multiple: true}}, Run: qack},
+			Group: "qgate", Since: "qgate 0.1", Summary: "Acknowledges leased items of an at-least-once queue by their receipts; returns how many were leased.",
+			Args: []Arg{queueArg, {Name: "receipt", Type: "string", Multiple: true}}, Run: qack},
 		&Spec{Name: "qnack", Arity: -3, Flags: Write | Fast | Pipelined, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
-			Group: "qgate", Since: "qgate 0.1", Summary: "Gives a leased item back for another attempt, after delay-ms or the queue's backoff; returns 1 if it was leased.",
-			Args: []Arg{queueArg, idArg, {Name: "delay-ms", Type: "integer", Optional: true}}, Run: qnack},
+			Group: "qgate", Since: "qgate 0.1", Summary: "Gives a leased item back for another attempt, after delay-ms or the queue's backoff; returns 1 if the receipt was leased.",
+			Args: []Arg{queueArg, receiptArg, {Name: "delay-ms", Type: "integer", Optional: true}}, Run: qnack},
 		&Spec{Name: "qextend", Arity: 4, Flags: Write | Fast | Pipelined, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
-			Group: "qgate", Since: "qgate 0.1", Summary: "Sets a lease's deadline to ms milliseconds from now; returns 1 if it was leased.",
-			Args: []Arg{queueArg, idArg, {Name: "ms", Type: "integer"}}, Run: qextend},
+			Group: "qgate", Since: "qgate 0.1", Summary: "Sets a lease's deadline to ms milliseconds from now; returns 1 if the receipt was leased.",
+			Args: []Arg{queueArg, receiptArg, {Name: "ms", Type: "integer"}}, Run: qextend},
 		&Spec{Name: "qstats", Arity: 2, Flags: ReadOnly | Fast | Pipelined, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "qgate", Since: "qgate 0.1", Summary: "Returns a queue's ready, in-flight, delayed, dead and handoff counts and the oldest ready item's age in ms (-1: none).",
 			Args: []Arg{queueArg}, Run: qstats},
@@ -51,7 +63,36 @@ func init() {
 	)
 }
 
-// CountRetries adds the results of rdb.Nack (one code per lease id) to the counters and reports
+// errUnexpectedReply reports a script reply of the wrong shape.
+var errUnexpectedReply = errors.New("unexpected reply from a lease script")
+
+// newReceiptPrefix returns the prefix of the receipts of one lease_pop call: a ULID (monotonic in
+// this process, so receipts sort in pop order) and 128 random bits (crypto/rand, base32).
+func newReceiptPrefix() string { return envelope.NewID() + crand.Text() }
+
+// SortReceipts sorts receipts this process made into the order their items were leased in.
+func SortReceipts(receipts []string) {
+	slices.SortFunc(receipts, func(a, b string) int {
+		pa, ia := splitReceipt(a)
+		pb, ib := splitReceipt(b)
+		if c := strings.Compare(pa, pb); c != 0 {
+			return c
+		}
+		return cmp.Compare(ia, ib)
+	})
+}
+
+// splitReceipt splits a receipt into its pop's prefix and the item's position in that pop.
+func splitReceipt(r string) (string, int) {
+	i := strings.LastIndexByte(r, '.')
+	if i < 0 {
+		return r, 0
+	}
+	n, _ := strconv.Atoi(r[i+1:])
+	return r[:i], n
+}
+
+// CountRetries adds the results of rdb.Nack (one code per receipt) to the counters and reports
 // whether any item went to the delayed set.
 func CountRetries(lc *LeaseCounters, codes []int64) (delayed bool) {
 	for _, r := range codes {
@@ -77,14 +118,25 @@ func RetryArgs(p *policy.Policy, reason, owner string) []interface{} {
 		strconv.FormatFloat(rand.Float64(), 'g', -1, 64), reason, owner}
 }
 
+// deliverLeased returns what the client receives for an item it leased: with envelopes, the envelope
+// with its receipt; otherwise what deliver gives (the payload, or a raw item as it is).
+func deliverLeased(c Conn, queue, item, receipt string) string {
+	if envelope.Is([]byte(item)) && WantsEnvelope(c.Session().Deliver, c.Server().Policies().Queue(queue)) {
+		return envelope.WithReceipt(item, receipt)
+	}
+	return deliver(c, queue, item)
+}
+
 // leasePop pops from an at-least-once queue with rdb.LeasePop: each item is leased in the same atomic
 // step. countArg is nil for a pop without COUNT. With ack: next-pop the same script first acks this
-// connection's previous pop from the queue.
+// connection's previous pop from the queue. A COUNT above rdb.Chunk (or more next-pop acks than
+// that) goes to leasePopChunks.
 func leasePop(c Conn, name string, key string, countArg []byte, p *policy.Policy) {
 	s := c.Session()
-	count := ""
+	count, n := "", int64(1)
 	if countArg != nil {
-		n, err := strconv.ParseInt(string(countArg), 10, 64)
+		var err error
+		n, err = strconv.ParseInt(string(countArg), 10, 64)
 		if err != nil || n < 0 {
 			c.Reply().Error("ERR value is out of range, must be positive")
 			return
@@ -96,58 +148,131 @@ func leasePop(c Conn, name string, key string, countArg []byte, p *policy.Policy
 		c.Reply().Error(backendError(err))
 		return
 	}
-	keys, args, acks := leasePopArgs(s, name, key, count, p)
-	cmd := rdb.LeasePop.Cmd(c.Context(), keys, args...)
+	if n > rdb.Chunk || (p.AckNextPop && len(s.LastPop[key]) > rdb.Chunk) {
+		leasePopChunks(c, name, key, countArg, n, p)
+		return
+	}
+	var acks []string
+	if p.AckNextPop {
+		acks = slices.Clone(s.LastPop[key])
+	}
+	keys, args := leasePopArgs(s, name, key, count, p, acks)
+	be := c.Server().Backend()
+	cmd := rdb.LeasePop.Cmd(c.Context(), be, keys, args...)
 	c.Queue(cmd, func(w *resp.Writer) {
 		res, err := cmd.Slice()
 		if rdb.IsNoScript(err) {
-			res, err = rdb.LeasePop.Eval(c.Context(), c.Server().Backend(), keys, args...).Slice()
+			res, err = rdb.LeasePop.Eval(c.Context(), be, keys, args...).Slice()
 		}
-		if err != nil || len(res) != 2 {
+		if err == nil && len(res) != 2 {
+			err = errUnexpectedReply
+		}
+		if err != nil {
 			w.Error(backendError(err))
 			return
 		}
-		items, isNil := leasePopResult(c, key, p, acks, res)
-		if isNil {
-			if countArg == nil {
-				w.Null()
-			} else {
-				w.NullArray()
-			}
-			return
-		}
-		if countArg == nil {
-			if len(items) == 1 {
-				w.BulkString(deliver(c, key, items[0]))
-			} else {
-				w.Null()
-			}
-			return
-		}
-		w.Array(len(items))
-		for _, item := range items {
-			w.BulkString(deliver(c, key, item))
-		}
+		items, receipts, isNil := leasePopResult(c, key, p, acks, res)
+		writeLeased(c, w, key, countArg == nil, items, receipts, isNil)
 	})
 }
 
-// leasePopArgs returns the keys and arguments of rdb.LeasePop for a pop by the session s, and the
-// lease ids it acks first (ack: next-pop).
-func leasePopArgs(s *Session, name, key, count string, p *policy.Policy) (keys []string, args []interface{}, acks []string) {
-	if p.AckNextPop {
-		acks = append([]string(nil), s.LastPop[key]...)
+// writeLeased writes the reply of a leasing LPOP or RPOP: a bulk string or nil without COUNT
+// (single), else an array or a nil array.
+func writeLeased(c Conn, w *resp.Writer, key string, single bool, items, receipts []string, isNil bool) {
+	switch {
+	case single && (isNil || len(items) != 1):
+		w.Null()
+	case single:
+		w.BulkString(deliverLeased(c, key, items[0], receipts[0]))
+	case isNil:
+		w.NullArray()
+	default:
+		w.Array(len(items))
+		for i, item := range items {
+			w.BulkString(deliverLeased(c, key, item, receipts[i]))
+		}
 	}
-	args = make([]interface{}, 0, 5+len(acks))
-	args = append(args, name, count, p.VisibilityTimeout.Milliseconds(), s.LeaseOwner, "raw-"+envelope.NewID())
-	for _, id := range acks {
-		args = append(args, id)
-	}
-	return rdb.LeasePopKeys(key), args, acks
 }
 
-// leasePopResult records the outcome of rdb.LeasePop in the session and returns the items; isNil
-// reports a nil reply (nothing to pop).
-func leasePopResult(c Conn, key string, p *policy.Policy, acks []string, res []interface{}) (items []string, isNil bool) {
+// leasePopChunks is leasePop for a COUNT above rdb.Chunk, or after a pop of more than rdb.Chunk
+// items with ack: next-pop: the previous pop's leases are acked rdb.Chunk at a time, then it runs
+// one lease_pop call per rdb.Chunk items and concatenates their items, until count items or a call
+// that returns fewer than it asked for. So a large COUNT is not one atomic step: other clients may
+// pop between two calls (every item is still leased to one client). A failing call ends the pop: the
+// items leased before it are delivered, or the error if there are none (the items of a call whose
+// reply was lost come back when their leases end, as always).
+func leasePopChunks(c Conn, name, key string, countArg []byte, count int64, p *policy.Policy) {
+	s := c.Session()
+	c.Reply() // run the batch's earlier backend commands first, in order
+	acks, err := nextPopAcks(c, key, p)
+	if err != nil {
+		c.Reply().Error(backendError(err))
+		return
+	}
+	var items, receipts []string
+	isNil := true
+	for left := count; ; {
+		want := min(left, rdb.Chunk)
+		countStr := strconv.FormatInt(want, 10)
+		if countArg == nil {
+			countStr = ""
+		}
+		keys, args := leasePopArgs(s, name, key, countStr, p, acks)
+		res, err := rdb.LeasePop.Run(c.Context(), c.Server().Backend(), keys, args...).Slice()
+		if err == nil && len(res) != 2 {
+			err = errUnexpectedReply
+		}
+		if err != nil {
+			if isNil {
+				c.Reply().Error(backendError(err))
+				return
+			}
+			break
+		}
+		got, gotReceipts, gotNil := leasePopResult(c, key, p, acks, res)
+		acks = nil
+		if gotNil {
+			break
+		}
+		isNil = false
+		items, receipts = append(items, got...), append(receipts, gotReceipts...)
+		left -= want
+		if countArg == nil || int64(len(got)) < want || left <= 0 {
+			break
+		}
+	}
+	writeLeased(c, c.Reply(), key, countArg == nil, items, receipts, isNil)
+}
+
+// leasePopArgs returns the keys and arguments of rdb.LeasePop for a pop by the session s that first
+// acks acks (ack: next-pop; at most rdb.Chunk).
+func leasePopArgs(s *Session, name, key, count string, p *policy.Policy, acks []string) (keys []string, args []interface{}) {
+	args = make([]interface{}, 0, 5+len(acks))
+	args = append(args, name, count, p.VisibilityTimeout.Milliseconds(), s.LeaseOwner, newReceiptPrefix())
+	for _, r := range acks {
+		args = append(args, r)
+	}
+	return rdb.LeasePopKeys(key), args
+}
+
+// nextPopAcks returns the receipts a pop from key acks in its lease_pop call (ack: next-pop): the
+// session's previous pop's. Beyond rdb.Chunk of them, the oldest are acked here first, in chunks.
+func nextPopAcks(c Conn, key string, p *policy.Policy) ([]string, error) {
+	last := c.Session().LastPop[key]
+	if !p.AckNextPop || len(last) == 0 {
+		return nil, nil
+	}
+	if extra := len(last) - rdb.Chunk; extra > 0 {
+		if err := ackOwned(c, key, slices.Clone(last[:extra])); err != nil {
+			return nil, err
+		}
+	}
+	return slices.Clone(c.Session().LastPop[key]), nil
+}
+
+// leasePopResult records the outcome of rdb.LeasePop in the session and returns the items and their
+// receipts; isNil reports a nil reply (nothing to pop).
+func leasePopResult(c Conn, key string, p *policy.Policy, acks []string, res []interface{}) (items, receipts []string, isNil bool) {
 	s := c.Session()
 	if len(acks) > 0 {
 		s.DropLeases(key, acks)
@@ -156,19 +281,19 @@ func leasePopResult(c Conn, key string, p *policy.Policy, acks []string, res []i
 		c.Server().Leases().Acked.Add(n)
 	}
 	if res[1] == nil {
-		return nil, true
+		return nil, nil, true
 	}
 	flat, _ := res[1].([]interface{})
-	ids := make([]string, 0, len(flat)/2)
+	receipts = make([]string, 0, len(flat)/2)
 	items = make([]string, 0, len(flat)/2)
 	for i := 0; i+1 < len(flat); i += 2 {
-		id, _ := flat[i].(string)
+		r, _ := flat[i].(string)
 		item, _ := flat[i+1].(string)
-		ids, items = append(ids, id), append(items, item)
+		receipts, items = append(receipts, r), append(items, item)
 	}
-	s.AddLeases(key, ids, p.AckNextPop)
-	c.Server().Leases().Leased.Add(int64(len(ids)))
-	return items, false
+	s.AddLeases(key, receipts, p.AckNextPop)
+	c.Server().Leases().Leased.Add(int64(len(receipts)))
+	return items, receipts, false
 }
 
 // blockLeasePop is BLPOP/BRPOP on at-least-once queues. It tries to lease from each key in order,
@@ -206,20 +331,25 @@ func blockLeasePop(c Conn, left bool, keys []string, timeout time.Duration) {
 				c.Reply().Error(backendError(err))
 				return
 			}
-			k, args, acks := leasePopArgs(s, name, key, "", p)
+			acks, err := nextPopAcks(c, key, p)
+			if err != nil {
+				c.Reply().Error(backendError(err))
+				return
+			}
+			k, args := leasePopArgs(s, name, key, "", p, acks)
 			res, err := rdb.LeasePop.Run(c.Context(), c.Server().Backend(), k, args...).Slice()
 			if err == nil && len(res) != 2 {
-				err = fmt.Errorf("unexpected lease_pop reply")
+				err = errUnexpectedReply
 			}
 			if err != nil {
 				c.Reply().Error(backendError(err))
 				return
 			}
-			if items, isNil := leasePopResult(c, key, p, acks, res); !isNil && len(items) == 1 {
+			if items, receipts, isNil := leasePopResult(c, key, p, acks, res); !isNil && len(items) == 1 {
 				w := c.Reply()
 				w.Array(2)
 				w.BulkString(key)
-				w.BulkString(deliver(c, key, items[0]))
+				w.BulkString(deliverLeased(c, key, items[0], receipts[0]))
 				return
 			}
 		}
@@ -255,22 +385,29 @@ func blockLeasePop(c Conn, left bool, keys []string, timeout time.Duration) {
 // ackPrevious acks the session's previous pop from key when the rule acks on the next pop, for a
 // pop that does not run lease_pop on key (which would ack them itself).
 func ackPrevious(c Conn, key string, p *policy.Policy) error {
-	s := c.Session()
-	if !p.AckNextPop || len(s.LastPop[key]) == 0 {
+	if !p.AckNextPop || len(c.Session().LastPop[key]) == 0 {
 		return nil
 	}
-	ids := append([]string(nil), s.LastPop[key]...)
-	argv := make([]interface{}, 0, len(ids)+1)
-	argv = append(argv, s.LeaseOwner)
-	for _, id := range ids {
-		argv = append(argv, id)
+	return ackOwned(c, key, slices.Clone(c.Session().LastPop[key]))
+}
+
+// ackOwned acks receipts of key that this connection holds, rdb.Chunk per script call.
+func ackOwned(c Conn, key string, receipts []string) error {
+	s := c.Session()
+	keys := []string{rdb.InflightKey(key), rdb.LeasesKey(key)}
+	for chunk := range slices.Chunk(receipts, rdb.Chunk) {
+		argv := make([]interface{}, 0, 1+len(chunk))
+		argv = append(argv, s.LeaseOwner)
+		for _, r := range chunk {
+			argv = append(argv, r)
+		}
+		n, err := rdb.Ack.Run(c.Context(), c.Server().Backend(), keys, argv...).Int64()
+		if err != nil {
+			return err
+		}
+		s.DropLeases(key, chunk)
+		c.Server().Leases().Acked.Add(n)
 	}
-	n, err := rdb.Ack.Run(c.Context(), c.Server().Backend(), []string{rdb.InflightKey(key), rdb.LeasesKey(key)}, argv...).Int64()
-	if err != nil {
-		return err
-	}
-	s.DropLeases(key, ids)
-	c.Server().Leases().Acked.Add(n)
 	return nil
 }
 
@@ -279,25 +416,48 @@ func qack(c Conn, args [][]byte) {
 	if _, ok := queuePolicy(c, queue); !ok {
 		return
 	}
-	ids := make([]string, len(args)-2)
-	argv := make([]interface{}, 1, len(ids)+1)
-	argv[0] = "" // any owner
+	receipts := make([]string, len(args)-2)
 	for i, a := range args[2:] {
-		ids[i] = string(a)
-		argv = append(argv, ids[i])
+		receipts[i] = string(a)
 	}
 	keys := []string{rdb.InflightKey(queue), rdb.LeasesKey(queue)}
-	cmd := rdb.Ack.Cmd(c.Context(), keys, argv...)
+	be := c.Server().Backend()
+	argv := func(chunk []string) []interface{} {
+		out := make([]interface{}, 1, 1+len(chunk))
+		out[0] = "" // any owner: the receipt is proof enough
+		for _, r := range chunk {
+			out = append(out, r)
+		}
+		return out
+	}
+	if len(receipts) > rdb.Chunk {
+		c.Reply() // run the batch's earlier backend commands first, in order
+		total := int64(0)
+		for chunk := range slices.Chunk(receipts, rdb.Chunk) {
+			n, err := rdb.Ack.Run(c.Context(), be, keys, argv(chunk)...).Int64()
+			if err != nil {
+				c.Reply().Error(backendError(err))
+				return
+			}
+			c.Session().DropLeases(queue, chunk)
+			c.Server().Leases().Acked.Add(n)
+			total += n
+		}
+		c.Reply().Int(total)
+		return
+	}
+	a := argv(receipts)
+	cmd := rdb.Ack.Cmd(c.Context(), be, keys, a...)
 	c.Queue(cmd, func(w *resp.Writer) {
 		n, err := cmd.Int64()
 		if rdb.IsNoScript(err) {
-			n, err = rdb.Ack.Eval(c.Context(), c.Server().Backend(), keys, argv...).Int64()
+			n, err = rdb.Ack.Eval(c.Context(), be, keys, a...).Int64()
 		}
 		if err != nil {
 			w.Error(backendError(err))
 			return
 		}
-		c.Session().DropLeases(queue, ids)
+		c.Session().DropLeases(queue, receipts)
 		c.Server().Leases().Acked.Add(n)
 		w.Int(n)
 	})
@@ -322,20 +482,24 @@ func qnack(c Conn, args [][]byte) {
 		}
 		delay = d
 	}
-	id := string(args[2])
+	receipt := string(args[2])
 	keys := rdb.RetryKeys(queue)
-	argv := append(RetryArgs(p, "nack", ""), delay, id)
-	cmd := rdb.Nack.Cmd(c.Context(), keys, argv...)
+	argv := append(RetryArgs(p, "nack", ""), delay, receipt)
+	be := c.Server().Backend()
+	cmd := rdb.Nack.Cmd(c.Context(), be, keys, argv...)
 	c.Queue(cmd, func(w *resp.Writer) {
 		res, err := cmd.Int64Slice()
 		if rdb.IsNoScript(err) {
-			res, err = rdb.Nack.Eval(c.Context(), c.Server().Backend(), keys, argv...).Int64Slice()
+			res, err = rdb.Nack.Eval(c.Context(), be, keys, argv...).Int64Slice()
 		}
-		if err != nil || len(res) != 1 {
+		if err == nil && len(res) != 1 {
+			err = errUnexpectedReply
+		}
+		if err != nil {
 			w.Error(backendError(err))
 			return
 		}
-		c.Session().DropLeases(queue, []string{id})
+		c.Session().DropLeases(queue, []string{receipt})
 		if CountRetries(c.Server().Leases(), res) {
 			c.Server().KickReaper()
 		}
@@ -359,11 +523,12 @@ func qextend(c Conn, args [][]byte) {
 	}
 	keys := []string{rdb.InflightKey(queue), rdb.LeasesKey(queue)}
 	argv := []interface{}{string(args[2]), ms}
-	cmd := rdb.Extend.Cmd(c.Context(), keys, argv...)
+	be := c.Server().Backend()
+	cmd := rdb.Extend.Cmd(c.Context(), be, keys, argv...)
 	c.Queue(cmd, func(w *resp.Writer) {
 		n, err := cmd.Int64()
 		if rdb.IsNoScript(err) {
-			n, err = rdb.Extend.Eval(c.Context(), c.Server().Backend(), keys, argv...).Int64()
+			n, err = rdb.Extend.Eval(c.Context(), be, keys, argv...).Int64()
 		}
 		if err != nil {
 			w.Error(backendError(err))
@@ -466,16 +631,37 @@ func qredrive(c Conn, args [][]byte) {
 	if _, ok := queuePolicy(c, queue); !ok {
 		return
 	}
-	n, ok := optCount(c, "qredrive", args, 2, math.MaxInt32)
+	n, ok := optCount(c, "qredrive", args, 2, math.MaxInt64)
 	if !ok {
 		return
 	}
 	keys := []string{queue, rdb.DeadKey(queue)}
-	cmd := rdb.Redrive.Cmd(c.Context(), keys, n)
+	be := c.Server().Backend()
+	if n > rdb.Chunk {
+		// rdb.Chunk items per call, until n or a call that finds the dead list empty.
+		c.Reply() // run the batch's earlier backend commands first, in order
+		total := int64(0)
+		for total < n {
+			want := min(n-total, rdb.Chunk)
+			moved, err := rdb.Redrive.Run(c.Context(), be, keys, want).Int64()
+			if err != nil {
+				c.Reply().Error(backendError(err))
+				return
+			}
+			c.Server().Leases().Redriven.Add(moved)
+			total += moved
+			if moved < want {
+				break
+			}
+		}
+		c.Reply().Int(total)
+		return
+	}
+	cmd := rdb.Redrive.Cmd(c.Context(), be, keys, n)
 	c.Queue(cmd, func(w *resp.Writer) {
 		moved, err := cmd.Int64()
 		if rdb.IsNoScript(err) {
-			moved, err = rdb.Redrive.Eval(c.Context(), c.Server().Backend(), keys, n).Int64()
+			moved, err = rdb.Redrive.Eval(c.Context(), be, keys, n).Int64()
 		}
 		if err != nil {
 			w.Error(backendError(err))

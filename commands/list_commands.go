@@ -120,7 +120,7 @@ func dedupPush(c Conn, name, queue string, p *policy.Policy, vals [][]byte, stor
 		keys = append(keys, rdb.DedupKey(queue, k))
 	}
 	args := append([]interface{}{strings.ToUpper(name), p.DedupWindow.Milliseconds()}, stored...)
-	cmd := rdb.DedupPush.Cmd(c.Context(), keys, args...)
+	cmd := rdb.DedupPush.Cmd(c.Context(), c.Server().Backend(), keys, args...)
 	c.Queue(cmd, func(w *resp.Writer) {
 		res, err := cmd.Int64Slice()
 		if rdb.IsNoScript(err) {

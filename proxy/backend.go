@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -40,8 +41,14 @@ type Backend struct {
 	Kind    string // "standalone", "sentinel", "cluster", "embedded"
 	Addr    string // human description without password
 	Cluster bool
-	opts    *redis.UniversalOptions // for NewClient
-	close   func() error
+	// ScriptFlags reports whether the backend understands Redis 7 script flags ("#!lua flags=…"):
+	// when not (Redis before 7, the embedded miniredis), every client of b runs the rdb scripts in
+	// their plain variant (rdb.UsePlainScripts; see rdb.Script).
+	ScriptFlags bool
+	opts        *redis.UniversalOptions // for NewClient
+	close       func() error
+	plainMu     sync.Mutex
+	plain       []redis.UniversalClient // clients marked with rdb.UsePlainScripts, forgotten on Close
 }
 
 // noRetries turns off go-redis's automatic retries: qgate never resends a command on its own. A
@@ -124,7 +131,36 @@ func openBackend(ctx context.Context, rawURL string, poolSize int, btls BackendT
 		_ = b.Close()
 		return nil, fmt.Errorf("open backend: %w", err)
 	}
+	b.setScriptFlags(rdb.ScriptFlagsSupported(ctx, client))
 	return b, nil
+}
+
+// setScriptFlags records whether the backend understands script flags and marks b.Client.
+func (b *Backend) setScriptFlags(ok bool) {
+	b.ScriptFlags = ok
+	b.scriptsOn(b.Client)
+}
+
+// scriptsOn makes c, a client of b's backend, run the rdb scripts in the variant b's backend
+// understands (see rdb.Script). Clients made by NewClient are set up already; other clients of the
+// backend that run scripts (an auto-pipeliner on b.Client) must be passed here.
+func (b *Backend) scriptsOn(c redis.UniversalClient) {
+	if !b.ScriptFlags {
+		rdb.UsePlainScripts(c)
+		b.plainMu.Lock()
+		b.plain = append(b.plain, c)
+		b.plainMu.Unlock()
+	}
+}
+
+// AsyncAutoPipeline returns b.Client's auto-pipeliner, set up to run the rdb scripts as b.Client does.
+func (b *Backend) AsyncAutoPipeline() (*redis.AutoPipeliner, error) {
+	ap, err := b.Client.AsyncAutoPipeline()
+	if err != nil {
+		return nil, err
+	}
+	b.scriptsOn(ap)
+	return ap, nil
 }
 
 func openEmbedded(ctx context.Context, poolSize int) (*Backend, error) {
@@ -144,7 +180,6 @@ func openEmbedded(ctx context.Context, poolSize int) (*Backend, error) {
 	opts := &redis.UniversalOptions{Addrs: []string{mr.Addr()}, Password: pw, PoolSize: poolSize, MaxRetries: noRetries,
 		MaintNotificationsConfig: noMaintNotifications()}
 	client := redis.NewUniversalClient(opts)
-	client.AddHook(noScriptFlags{}) // the embedded Redis does not know "#!lua flags=…"
 	b := &Backend{
 		Client: client,
 		Kind:   BackendEmbedded,
@@ -160,28 +195,8 @@ func openEmbedded(ctx context.Context, poolSize int) (*Backend, error) {
 		_ = b.Close()
 		return nil, fmt.Errorf("open backend: %w", err)
 	}
+	b.setScriptFlags(rdb.ScriptFlagsSupported(ctx, client)) // miniredis does not understand them
 	return b, nil
-}
-
-// noScriptFlags is a hook that rewrites scripts for a backend without script flags (rdb.WithoutFlags).
-type noScriptFlags struct{}
-
-func (noScriptFlags) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (noScriptFlags) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		rdb.WithoutFlags(cmd.Args())
-		return next(ctx, cmd)
-	}
-}
-
-func (noScriptFlags) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			rdb.WithoutFlags(cmd.Args())
-		}
-		return next(ctx, cmds)
-	}
 }
 
 // randomPassword returns 32 random bytes in hex.
@@ -219,7 +234,9 @@ func (b *Backend) NewWaitClient(poolSize int) redis.UniversalClient {
 	}
 	o.PoolSize = poolSize
 	o.MaintNotificationsConfig = noMaintNotifications() // never share one config between clients
-	return redis.NewUniversalClient(&o)
+	c := redis.NewUniversalClient(&o)
+	b.scriptsOn(c)
+	return c
 }
 
 // Close closes the client and, for the embedded backend, stops the in-memory Redis.
@@ -229,6 +246,12 @@ func (b *Backend) Close() error {
 	}
 	err := b.close()
 	b.close = nil
+	b.plainMu.Lock()
+	for _, c := range b.plain {
+		rdb.ForgetClient(c)
+	}
+	b.plain = nil
+	b.plainMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("close backend: %w", err)
 	}

@@ -18,8 +18,8 @@ import (
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
-// End-to-end tests of at-least-once queues (issue 6): every lease transition against a real
-// redis-server. The reaper is driven by calling Server.Reap in condition waits, never by sleeping.
+// End-to-end tests of at-least-once queues: every lease transition against a real redis-server. The
+// reaper is driven by calling Server.Reap in condition waits, never by sleeping.
 
 func ptr[T any](v T) *T { return &v }
 
@@ -34,7 +34,7 @@ func leaseEnv(t *testing.T, tweak func(r *policy.Rule)) *e2eEnv {
 	return e2eStart(t, func(c *proxy.Config) { c.Queues = []policy.Rule{r} })
 }
 
-// envClient is a qgate client that receives envelopes (so it sees lease ids).
+// envClient is a qgate client that receives envelopes (so it gets lease receipts).
 func envClient(t *testing.T, e *e2eEnv, ctx context.Context) *redis.Client {
 	t.Helper()
 	c := e.Client(t, 3, func(o *redis.Options) {
@@ -53,6 +53,16 @@ func mustDecode(t *testing.T, item string) envelope.Envelope {
 		t.Fatalf("not an envelope: %q", item)
 	}
 	return env
+}
+
+// mustReceipt returns the lease receipt in a delivered envelope.
+func mustReceipt(t *testing.T, item string) string {
+	t.Helper()
+	r := mustDecode(t, item).Receipt
+	if r == "" {
+		t.Fatalf("no receipt in %q", item)
+	}
+	return r
 }
 
 func leaseCounts(t *testing.T, e *e2eEnv, ctx context.Context, q string) (ready, inflight, leases, delayed, dead int64) {
@@ -94,14 +104,14 @@ func TestLease_PopAck(t *testing.T) {
 	if err != nil || len(items) != 2 {
 		t.Fatalf("LPOP COUNT: %v %v", items, err)
 	}
-	ids := []interface{}{"qack", "jobs", env.ID}
+	acks := []interface{}{"qack", "jobs", env.Receipt}
 	for _, it := range items {
-		ids = append(ids, mustDecode(t, it).ID)
+		acks = append(acks, mustReceipt(t, it))
 	}
-	if n, err := c.Do(ctx, ids...).Int(); err != nil || n != 3 {
+	if n, err := c.Do(ctx, acks...).Int(); err != nil || n != 3 {
 		t.Fatalf("QACK = %d, %v; want 3", n, err)
 	}
-	if n, err := c.Do(ctx, "qack", "jobs", env.ID).Int(); err != nil || n != 0 {
+	if n, err := c.Do(ctx, "qack", "jobs", env.Receipt).Int(); err != nil || n != 0 {
 		t.Fatalf("second QACK = %d, %v; want 0", n, err)
 	}
 	if r, in, l, d, dd := leaseCounts(t, e, ctx, "jobs"); r+in+l+d+dd != 0 {
@@ -122,13 +132,13 @@ func TestLease_NackDelayedReady(t *testing.T) {
 	c := envClient(t, e, ctx)
 	c.RPush(ctx, "jobs", "x")
 	env := mustDecode(t, c.RPop(ctx, "jobs").Val())
-	if n, err := c.Do(ctx, "qnack", "jobs", env.ID, 60000).Int(); err != nil || n != 1 {
+	if n, err := c.Do(ctx, "qnack", "jobs", env.Receipt, 60000).Int(); err != nil || n != 1 {
 		t.Fatalf("QNACK = %d, %v", n, err)
 	}
 	if r, in, l, d, _ := leaseCounts(t, e, ctx, "jobs"); r != 0 || in != 0 || l != 0 || d != 1 {
 		t.Fatalf("after nack: ready %d inflight %d leases %d delayed %d; want 0 0 0 1", r, in, l, d)
 	}
-	if n, _ := c.Do(ctx, "qnack", "jobs", env.ID).Int(); n != 0 {
+	if n, _ := c.Do(ctx, "qnack", "jobs", env.Receipt).Int(); n != 0 {
 		t.Fatalf("second QNACK = %d, want 0", n)
 	}
 	// Not yet due: a reaper pass leaves it delayed.
@@ -147,7 +157,7 @@ func TestLease_NackDelayedReady(t *testing.T) {
 		t.Fatalf("redelivered %+v, want id %s attempts 1", again, env.ID)
 	}
 	// QNACK with the rule's backoff (1ms here) then ready again.
-	if n, _ := c.Do(ctx, "qnack", "jobs", env.ID).Int(); n != 1 {
+	if n, _ := c.Do(ctx, "qnack", "jobs", again.Receipt).Int(); n != 1 {
 		t.Fatalf("QNACK with backoff = %d", n)
 	}
 	reapUntil(t, e, "backoff over", func() bool { return e.Direct.LLen(ctx, "jobs").Val() == 1 })
@@ -163,17 +173,17 @@ func TestLease_ExpiryRedelivered(t *testing.T) {
 	c.RPush(ctx, "jobs", `{"task":1}`)
 	env := mustDecode(t, c.LPop(ctx, "jobs").Val())
 	// QEXTEND keeps it leased past its first deadline.
-	if n, err := c.Do(ctx, "qextend", "jobs", env.ID, 60000).Int(); err != nil || n != 1 {
+	if n, err := c.Do(ctx, "qextend", "jobs", env.Receipt, 60000).Int(); err != nil || n != 1 {
 		t.Fatalf("QEXTEND = %d, %v", n, err)
 	}
-	deadline := e.Direct.ZScore(ctx, rdb.InflightKey("jobs"), env.ID).Val()
+	deadline := e.Direct.ZScore(ctx, rdb.InflightKey("jobs"), env.Receipt).Val()
 	if time.UnixMilli(int64(deadline)).Before(time.Now().Add(50 * time.Second)) {
 		t.Fatalf("QEXTEND did not move the deadline")
 	}
 	if n, _ := c.Do(ctx, "qextend", "jobs", "nope", 1000).Int(); n != 0 {
 		t.Fatalf("QEXTEND unknown id = %d", n)
 	}
-	c.Do(ctx, "qextend", "jobs", env.ID, 1)
+	c.Do(ctx, "qextend", "jobs", env.Receipt, 1)
 	reapUntil(t, e, "expired lease redelivered", func() bool { return e.Direct.LLen(ctx, "jobs").Val() == 1 })
 	again := mustDecode(t, c.LPop(ctx, "jobs").Val())
 	if again.ID != env.ID || again.Attempts != 1 || string(again.Payload) != `{"task":1}` {
@@ -211,10 +221,11 @@ func TestLease_DisconnectLeavesOthersLease(t *testing.T) {
 	ctx := e2eCtx(t)
 	a, b := envClient(t, e, ctx), envClient(t, e, ctx)
 	a.RPush(ctx, "jobs", "x")
-	id := mustDecode(t, a.LPop(ctx, "jobs").Val()).ID
-	a.Do(ctx, "qextend", "jobs", id, 1) // a's lease runs out
+	first := mustDecode(t, a.LPop(ctx, "jobs").Val())
+	a.Do(ctx, "qextend", "jobs", first.Receipt, 1) // a's lease runs out
 	reapUntil(t, e, "redelivery", func() bool { return e.Direct.LLen(ctx, "jobs").Val() == 1 })
-	if mustDecode(t, b.LPop(ctx, "jobs").Val()).ID != id {
+	again := mustDecode(t, b.LPop(ctx, "jobs").Val())
+	if again.ID != first.ID {
 		t.Fatal("b got another item")
 	}
 	_ = a.Close()
@@ -222,7 +233,7 @@ func TestLease_DisconnectLeavesOthersLease(t *testing.T) {
 	if l := e.Direct.HLen(ctx, rdb.LeasesKey("jobs")).Val(); l != 1 {
 		t.Fatalf("b's lease gone: leases %d", l)
 	}
-	if n, _ := b.Do(ctx, "qack", "jobs", id).Int(); n != 1 {
+	if n, _ := b.Do(ctx, "qack", "jobs", again.Receipt).Int(); n != 1 {
 		t.Fatalf("b's QACK = %d", n)
 	}
 }
@@ -298,14 +309,16 @@ func TestLease_MaxAttemptsDead(t *testing.T) {
 	ctx := e2eCtx(t)
 	c := envClient(t, e, ctx)
 	c.RPush(ctx, "jobs", "poison")
-	id := mustDecode(t, c.LPop(ctx, "jobs").Val()).ID
-	if n, _ := c.Do(ctx, "qnack", "jobs", id, 0).Int(); n != 1 {
+	first := mustDecode(t, c.LPop(ctx, "jobs").Val())
+	id := first.ID
+	if n, _ := c.Do(ctx, "qnack", "jobs", first.Receipt, 0).Int(); n != 1 {
 		t.Fatal("first nack")
 	}
-	if a := mustDecode(t, c.LPop(ctx, "jobs").Val()).Attempts; a != 1 {
-		t.Fatalf("attempts %d", a)
+	second := mustDecode(t, c.LPop(ctx, "jobs").Val())
+	if second.Attempts != 1 {
+		t.Fatalf("attempts %d", second.Attempts)
 	}
-	if n, _ := c.Do(ctx, "qnack", "jobs", id, 0).Int(); n != 1 {
+	if n, _ := c.Do(ctx, "qnack", "jobs", second.Receipt, 0).Int(); n != 1 {
 		t.Fatal("second nack")
 	}
 	r, in, l, d, dead := leaseCounts(t, e, ctx, "jobs")
@@ -732,8 +745,17 @@ func TestLease_CopiedEnvelope(t *testing.T) {
 	c.RPush(ctx, "jobs", "x")
 	item := e.Direct.LIndex(ctx, "jobs", 0).Val()
 	e.Direct.RPush(ctx, "jobs", item)
-	if got := c.LPopCount(ctx, "jobs", 2).Val(); len(got) != 2 || got[0] != item || got[1] != item {
+	got := c.LPopCount(ctx, "jobs", 2).Val()
+	if len(got) != 2 {
 		t.Fatalf("got %v", got)
+	}
+	for _, g := range got {
+		if r := mustReceipt(t, g); g != envelope.WithReceipt(item, r) {
+			t.Fatalf("got %s, want %s with its receipt", g, item)
+		}
+	}
+	if mustReceipt(t, got[0]) == mustReceipt(t, got[1]) {
+		t.Fatalf("both copies have receipt %s", mustReceipt(t, got[0]))
 	}
 	if l := e.Direct.HLen(ctx, rdb.LeasesKey("jobs")).Val(); l != 2 {
 		t.Fatalf("%d leases, want 2", l)
@@ -759,14 +781,14 @@ func TestLease_Cluster(t *testing.T) {
 	for _, queue := range []string{"jobs_a", "jobs_b", "jobs_c", "jobs_d"} {
 		c.RPush(ctx, queue, "x")
 		env := mustDecode(t, c.LPop(ctx, queue).Val())
-		if n, err := c.Do(ctx, "qnack", queue, env.ID, 0).Int(); err != nil || n != 1 {
+		if n, err := c.Do(ctx, "qnack", queue, env.Receipt, 0).Int(); err != nil || n != 1 {
 			t.Fatalf("%s QNACK = %d, %v", queue, n, err)
 		}
 		res, err := c.BLPop(ctx, time.Second, queue).Result()
 		if err != nil || mustDecode(t, res[1]).Attempts != 1 {
 			t.Fatalf("%s BLPOP %v %v", queue, res, err)
 		}
-		if n, err := c.Do(ctx, "qextend", queue, env.ID, 1).Int(); err != nil || n != 1 {
+		if n, err := c.Do(ctx, "qextend", queue, mustReceipt(t, res[1]), 1).Int(); err != nil || n != 1 {
 			t.Fatalf("%s QEXTEND = %d, %v", queue, n, err)
 		}
 		e2eEventually(t, queue+" dead after expiry", func() bool {
@@ -778,7 +800,7 @@ func TestLease_Cluster(t *testing.T) {
 			t.Fatalf("%s QREDRIVE = %d, %v", queue, n, err)
 		}
 		env = mustDecode(t, c.RPop(ctx, queue).Val())
-		if n, err := c.Do(ctx, "qack", queue, env.ID).Int(); err != nil || n != 1 {
+		if n, err := c.Do(ctx, "qack", queue, env.Receipt).Int(); err != nil || n != 1 {
 			t.Fatalf("%s QACK = %d, %v", queue, n, err)
 		}
 	}
@@ -826,7 +848,7 @@ func TestLease_SubSecondDelay(t *testing.T) {
 	env := mustDecode(t, c.LPop(ctx, "jobs").Val())
 	const delay = 100 * time.Millisecond
 	start := time.Now()
-	if n, err := c.Do(ctx, "qnack", "jobs", env.ID, delay.Milliseconds()).Int(); err != nil || n != 1 {
+	if n, err := c.Do(ctx, "qnack", "jobs", env.Receipt, delay.Milliseconds()).Int(); err != nil || n != 1 {
 		t.Fatalf("QNACK = %d, %v", n, err)
 	}
 	res, err := c.Do(ctx, "blpop", "jobs", "5").StringSlice()
@@ -870,7 +892,7 @@ func TestLease_IdleQueueForgotten(t *testing.T) {
 	if !listed() {
 		t.Fatal("queue with a lease in flight dropped from the leased queues")
 	}
-	if n, err := c.Do(ctx, "qack", "jobs", env.ID).Int(); err != nil || n != 1 {
+	if n, err := c.Do(ctx, "qack", "jobs", env.Receipt).Int(); err != nil || n != 1 {
 		t.Fatalf("QACK = %d, %v", n, err)
 	}
 	reapUntil(t, e, "idle queue dropped", func() bool { return !listed() })
@@ -909,8 +931,8 @@ func TestLease_RegisterFails(t *testing.T) {
 	}
 }
 
-// TestLease_AckMany: one QACK with more ids than one Lua unpack() takes (the script works in chunks);
-// unknown ids do not count.
+// TestLease_AckMany: one QACK with more receipts than one script call takes (qgate splits them);
+// unknown receipts do not count.
 func TestLease_AckMany(t *testing.T) {
 	e := leaseEnv(t, nil)
 	ctx := e2eCtx(t)
@@ -927,9 +949,9 @@ func TestLease_AckMany(t *testing.T) {
 	if err != nil || len(items) != n {
 		t.Fatalf("LPOP %d: %d items, %v", n, len(items), err)
 	}
-	args := []interface{}{"qack", "jobs", "no-such-id"}
+	args := []interface{}{"qack", "jobs", "no-such-receipt"}
 	for _, it := range items {
-		args = append(args, mustDecode(t, it).ID)
+		args = append(args, mustReceipt(t, it))
 	}
 	if got, err := c.Do(ctx, args...).Int(); err != nil || got != n {
 		t.Fatalf("QACK of %d leases and one unknown id = %d, %v; want %d", n, got, err, n)

@@ -4,20 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/qgate/qgate/commands"
+	"github.com/qgate/qgate/proxy/policy"
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // Leases of at-least-once queues: the per-connection requeue on close and the reaper. The pops, QACK,
 // QNACK and QEXTEND are in commands/lease_commands.go; the scripts in rdb/scripts.
 
-// reapBatch bounds the leases or delayed items one script call handles, so a reaper step never blocks
-// Redis for long; a queue with more is handled over several calls of the same pass.
+// reapBatch bounds the leases, delayed or handed-off items one script call handles (at most
+// rdb.Chunk), so a reaper step never blocks Redis for long; a queue with more is handled over
+// several calls of the same pass.
 const reapBatch = 500
 
 // leasedQueueTTL is how long an idle queue stays in rdb.LeasedQueuesKey after an instance last
@@ -37,7 +37,8 @@ func (s *Server) RegisterLeasedQueue(ctx context.Context, queue string) error {
 	if t, ok := s.leasedQueues.Get(queue); ok && now.Sub(t) < s.leasedTTL/4 {
 		return nil
 	}
-	err := s.backend.Client.ZAdd(ctx, rdb.LeasedQueuesKey, redis.Z{Score: float64(now.UnixMilli()), Member: queue}).Err()
+	// A script, not a plain ZADD: it is allowed when Redis is at maxmemory (see register_queue.lua).
+	err := rdb.RegisterQueue.Run(ctx, s.backend.Client, []string{rdb.LeasedQueuesKey}, now.UnixMilli(), queue).Err()
 	if err != nil {
 		return fmt.Errorf("register leased queue: %w", err)
 	}
@@ -59,34 +60,26 @@ func (s *Server) KickReaper() {
 
 // requeueLeases gives back, at once, every lease a closing connection still holds (RabbitMQ-style):
 // each counts as a failed attempt with reason "consumer disconnected". The script only touches leases
-// this connection owns, so a lease that expired and went to another consumer is left alone, and a
-// repeat after an unclear failure does nothing: that is why this one is retried.
+// this connection owns, and a lease that expired and went to another consumer has a new receipt, so
+// both are left alone; a repeat after an unclear failure does nothing: that is why this one is
+// retried. The receipts go in the order their items were leased (so the requeued items keep their
+// order), rdb.Chunk per script call.
 func (s *Server) requeueLeases(sess *commands.Session) {
 	for queue, held := range sess.Held {
 		if len(held) == 0 {
 			continue
 		}
 		p := s.Policies().Queue(queue)
-		args := append(commands.RetryArgs(p, "consumer disconnected", sess.LeaseOwner), 0)
-		ids := make([]string, 0, len(held))
-		for id := range held {
-			ids = append(ids, id)
+		receipts := make([]string, 0, len(held))
+		for r := range held {
+			receipts = append(receipts, r)
 		}
-		sort.Strings(ids) // envelope ids are ULIDs: oldest first, so the requeued items keep their order
-		for _, id := range ids {
-			args = append(args, id)
-		}
+		commands.SortReceipts(receipts)
 		var err error
-		for attempt := 0; attempt < 5; attempt++ {
-			var codes []int64
-			codes, err = rdb.Nack.Run(s.bgctx, s.backend.Client, rdb.RetryKeys(queue), args...).Int64Slice()
-			if err == nil && commands.CountRetries(&s.leases, codes) {
-				s.KickReaper()
-			}
-			if err == nil || isRedisError(err) {
+		for chunk := range slices.Chunk(receipts, rdb.Chunk) {
+			if err = s.requeueChunk(queue, p, sess.LeaseOwner, chunk); err != nil {
 				break
 			}
-			time.Sleep(time.Duration(50<<attempt) * time.Millisecond)
 		}
 		if err != nil {
 			// Nothing is lost: the reaper requeues them when their visibility timeout ends.
@@ -96,6 +89,28 @@ func (s *Server) requeueLeases(sess *commands.Session) {
 		s.log.Debug("requeued leases of a closed connection", "queue", queue, "leases", len(held))
 	}
 	sess.Held, sess.LastPop = nil, nil
+}
+
+// requeueChunk runs rdb.Nack for up to rdb.Chunk receipts of a closing connection, retrying errors
+// that are not Redis's own replies.
+func (s *Server) requeueChunk(queue string, p *policy.Policy, owner string, receipts []string) error {
+	args := append(commands.RetryArgs(p, "consumer disconnected", owner), 0)
+	for _, r := range receipts {
+		args = append(args, r)
+	}
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var codes []int64
+		codes, err = rdb.Nack.Run(s.bgctx, s.backend.Client, rdb.RetryKeys(queue), args...).Int64Slice()
+		if err == nil && commands.CountRetries(&s.leases, codes) {
+			s.KickReaper()
+		}
+		if err == nil || isRedisError(err) {
+			return err
+		}
+		time.Sleep(time.Duration(50<<attempt) * time.Millisecond)
+	}
+	return err
 }
 
 // reaperInterval is how long the reaper sleeps when it knows of nothing due sooner: min(1s, the
@@ -215,17 +230,11 @@ func (s *Server) reapQueue(ctx context.Context, queue string) (next time.Duratio
 		}
 		// Items left in the handoff list (a listener's waiter left, or qgate died between BLMOVE and
 		// the lease) go back to the head of the ready list. A waiter about to lease one finds it there.
-		n3 := 0
-		for ; n3 < reapBatch; n3++ {
-			err := s.backend.Client.LMove(ctx, rdb.HandoffKey(queue), queue, "RIGHT", "LEFT").Err()
-			if err == redis.Nil {
-				break
-			}
-			if err != nil {
-				return next, false, err
-			}
+		n3, err := rdb.HandoffBack.Run(ctx, s.backend.Client, rdb.HandoffBackKeys(queue), reapBatch).Int64()
+		if err != nil {
+			return next, false, err
 		}
-		s.reaped.Add(res[0] + pd[0] + int64(n3))
+		s.reaped.Add(res[0] + pd[0] + n3)
 		if res[0] < reapBatch && pd[0] < reapBatch && n3 < reapBatch {
 			next, idle = time.Hour, res[3] < 0 && pd[1] < 0 && n3 == 0
 			for _, ms := range []int64{res[3], pd[1]} {

@@ -126,7 +126,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		log.Info("backend connected", "kind", b.Kind, "backend", b.Addr)
 	}
 	s.wait = b.NewWaitClient(2*cfg.BlockingConns + 2)
-	if ap, err := b.Client.AsyncAutoPipeline(); err == nil {
+	if ap, err := b.AsyncAutoPipeline(); err == nil {
 		s.pipeliner = ap
 	} else {
 		log.Warn("auto-pipelining unavailable; using one pipeline per client batch", "err", err)

@@ -114,7 +114,7 @@ func (t *transit) mergePops(ops []*transitPop) redis.Cmder {
 		g.args = append(g.args, op.prefix())
 		op.group, op.idx = g, i
 	}
-	g.cmd = rdb.TransitPopEach.Cmd(first.ctx, g.keys, g.args...)
+	g.cmd = rdb.TransitPopEach.Cmd(first.ctx, t.srv.cmds(), g.keys, g.args...)
 	return g.cmd
 }
 
@@ -173,7 +173,7 @@ func (t *transit) newPop(ctx context.Context, key string, left bool, count strin
 	}
 	p.keys = rdb.TransitKeys(key, t.instance)
 	p.args = []interface{}{name, count, p.prefix(), t.instance}
-	p.cmd = &popCmd{Cmd: rdb.TransitPop.Cmd(ctx, p.keys, p.args...), op: p}
+	p.cmd = &popCmd{Cmd: rdb.TransitPop.Cmd(ctx, t.srv.cmds(), p.keys, p.args...), op: p}
 	t.mu.Lock()
 	t.live[p.seq] = struct{}{}
 	t.mu.Unlock()

@@ -16,9 +16,9 @@ import (
 //	M <payload> <pid> <unix µs> <why>         explicit ack that did not end a lease (QACK returned 0,
 //	                                          or gave up): the item may be delivered again
 //
-// With -ack explicit the queue delivers envelopes and the consumer sends QACK queue id after the
-// write; an ack that fails because qgate or Redis is down is retried (on a new connection if need
-// be: QACK does not check which connection holds the lease) until the lease would have expired.
+// With -ack explicit the queue delivers envelopes and the consumer sends QACK queue <receipt> after
+// the write; an ack that fails because qgate or Redis is down is retried (on a new connection if need
+// be: any connection may use a receipt) until the lease would have expired.
 // With -ack next-pop the consumer just loops: the next BLPOP acks the previous item.
 //
 // -work d adds a random pause of up to d/2 before the log write and up to d/2 after it (the work
@@ -26,14 +26,15 @@ import (
 
 type envelopeMsg struct {
 	ID       string          `json:"id"`
+	Receipt  string          `json:"receipt"` // the lease receipt, for QACK
 	Attempts int             `json:"attempts"`
 	Text     *string         `json:"text"`
 	JSON     json.RawMessage `json:"json"`
 }
 
 type pendingAck struct {
-	id, payload string
-	popped      time.Time
+	receipt, payload string
+	popped           time.Time
 }
 
 func runConsumer(addr, queue, ack, logPath string, visibility, work time.Duration) int {
@@ -66,7 +67,7 @@ func runConsumer(addr, queue, ack, logPath string, visibility, work time.Duratio
 				return 0
 			}
 			if pending != nil {
-				v, err := c.do(5*time.Second, "QACK", queue, pending.id)
+				v, err := c.do(5*time.Second, "QACK", queue, pending.receipt)
 				if err != nil {
 					if time.Since(pending.popped) > visibility {
 						write(fmt.Sprintf("M %s %d %d gave-up:%s\n", pending.payload, pid, time.Now().UnixMicro(), oneWord(err.Error())))
@@ -97,7 +98,7 @@ func runConsumer(addr, queue, ack, logPath string, visibility, work time.Duratio
 			}
 			item, _ := arr[1].(string)
 			var env envelopeMsg
-			if err := json.Unmarshal([]byte(item), &env); err != nil || env.ID == "" {
+			if err := json.Unmarshal([]byte(item), &env); err != nil || env.ID == "" || (explicit && env.Receipt == "") {
 				write(fmt.Sprintf("X %q %d %d\n", item, pid, time.Now().UnixMicro()))
 				continue
 			}
@@ -116,7 +117,7 @@ func runConsumer(addr, queue, ack, logPath string, visibility, work time.Duratio
 			write(fmt.Sprintf("C %s %d %d %d\n", payload, env.Attempts, pid, time.Now().UnixMicro()))
 			time.Sleep(after)
 			if explicit {
-				pending = &pendingAck{id: env.ID, payload: payload, popped: time.Now()}
+				pending = &pendingAck{receipt: env.Receipt, payload: payload, popped: time.Now()}
 			}
 		}
 		_ = c.Close()

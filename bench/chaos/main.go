@@ -29,7 +29,7 @@ import (
 )
 
 const (
-	queueExplicit = "chaos_explicit" // ack: explicit, consumers QACK the envelope id
+	queueExplicit = "chaos_explicit" // ack: explicit, consumers QACK the receipt they received
 	queueNextPop  = "chaos_nextpop"  // ack: next-pop, consumers just loop BLPOP
 )
 
@@ -46,7 +46,7 @@ func qgateConfig(visibility time.Duration, maxAttempts int) string {
 		return fmt.Sprintf(`  - match: %q
     delivery: at-least-once
     ack: %s
-    deliver: envelope          # consumers see the id (for QACK) and attempts (to explain duplicates)
+    deliver: envelope          # consumers see the receipt (for QACK) and attempts (to explain duplicates)
     visibility_timeout: %s
     max_attempts: %d           # default 1000: nothing should be dead-lettered; dead items are counted anyway
     backoff: {initial: 100ms, max: 1s}

@@ -7,6 +7,20 @@
 // The payload is stored in exactly one of three members, chosen so that any byte string round-trips
 // exactly: "json" holds it verbatim when it is valid UTF-8 JSON without surrounding whitespace, "text"
 // holds other valid UTF-8 as a JSON string, and "b64" holds anything else in standard base64.
+//
+// The Lua scripts read stored envelopes. proxy/rdb/scripts/retry.lua (attempts + 1 on a retry) and
+// redrive.lua (attempts reset to 0) find the attempts counter with the Lua pattern
+//
+//	^{"qgate":1,"id":"[^"\\]+","queue":"[^"\\]*","enqueued_at":"[^"\\]*","attempts":(%d+),
+//
+// so AppendEnvelope must keep writing these members first, in this order and these forms (the id, the
+// queue name and the time never hold '"' or '\'), or the scripts handle envelopes as raw items: no
+// attempts counted, never dead-lettered. proxy/rdb/scripts_test.go runs the scripts on AppendEnvelope's
+// output and fails if they no longer find the counter. The scripts never parse anything else of an
+// envelope (leases are keyed by receipts, not by id).
+//
+// A stored envelope never carries a lease receipt: WithReceipt adds one to the copy delivered to the
+// client that leased it.
 package envelope
 
 import (
@@ -35,6 +49,9 @@ type Envelope struct {
 	Attempts   int       // deliveries so far (at-least-once queues count redeliveries)
 	Producer   string    // the authenticated user that pushed it, or "default"
 	Payload    []byte    // exactly the bytes the producer pushed
+	// Receipt is the lease receipt of a delivered copy from an at-least-once queue (see WithReceipt);
+	// "" in stored envelopes. AppendEnvelope never writes it.
+	Receipt string
 }
 
 // NewID returns a new envelope id (a ULID, monotonic within this process).
@@ -73,6 +90,23 @@ func AppendEnvelope(dst []byte, e *Envelope) []byte {
 	return append(dst, '}')
 }
 
+// WithReceipt returns the copy of a stored envelope that is delivered to the client that leased it:
+// the envelope with a last member "receipt" holding the lease receipt, which QACK, QNACK and QEXTEND
+// take. receipt must need no JSON escaping (receipts are base32, digits and '.'). An item that is not
+// a well-formed envelope is returned as it is. The stored envelope is never changed: the receipt is
+// only in what its receiver gets.
+func WithReceipt(item, receipt string) string {
+	if !Is([]byte(item)) || item[len(item)-1] != '}' {
+		return item
+	}
+	if _, ok := fastPayload(item); !ok {
+		if _, ok := Decode([]byte(item)); !ok {
+			return item
+		}
+	}
+	return item[:len(item)-1] + `,"receipt":"` + receipt + `"}`
+}
+
 // embeddable reports whether p can be stored verbatim as a JSON value: decoding returns exactly p.
 func embeddable(p []byte) bool {
 	if len(p) == 0 || isSpace(p[0]) || isSpace(p[len(p)-1]) || !utf8.Valid(p) {
@@ -107,6 +141,7 @@ type wire struct {
 	JSON       json.RawMessage `json:"json"`
 	Text       *string         `json:"text"`
 	B64        *string         `json:"b64"`
+	Receipt    string          `json:"receipt"`
 }
 
 // Is reports whether item looks like an envelope (a cheap prefix check; Decode confirms).
@@ -154,6 +189,7 @@ func Decode(item []byte) (e Envelope, ok bool) {
 		e.Payload = []byte{}
 	}
 	e.ID, e.Queue, e.EnqueuedAt, e.Attempts, e.Producer = w.ID, *w.Queue, t, *w.Attempts, *w.Producer
+	e.Receipt = w.Receipt
 	return e, true
 }
 

@@ -160,3 +160,36 @@ func BenchmarkPayload(b *testing.B) {
 		_ = Payload(item)
 	}
 }
+
+// TestEnvelope_WithReceipt: the delivered copy carries the receipt as a last member, decodes to the
+// same envelope (payload included) with Receipt set, and stays an envelope; items that are not
+// well-formed envelopes are left as they are.
+func TestEnvelope_WithReceipt(t *testing.T) {
+	at := time.Date(2026, 11, 23, 20, 55, 1, 123e6, time.UTC)
+	const receipt = "01JDX3B6T9Q4M2ZK8YJ3R5W7NCMFRGGZDF3XA2YKQ3T5W7NC4P.3"
+	for _, payload := range [][]byte{[]byte(`{"a":1}`), []byte("text"), {0xff, 0}, {}} {
+		stored := string(AppendEnvelope(nil, &Envelope{ID: "01JDX3B6T9Q4M2ZK8YJ3R5W7NC", Queue: "q", EnqueuedAt: at, Attempts: 2, Producer: "p", Payload: payload}))
+		got := WithReceipt(stored, receipt)
+		if want := stored[:len(stored)-1] + `,"receipt":"` + receipt + `"}`; got != want {
+			t.Fatalf("WithReceipt = %s, want %s", got, want)
+		}
+		e, ok := Decode([]byte(got))
+		if !ok {
+			t.Fatalf("Decode(%s) failed", got)
+		}
+		if e.Receipt != receipt || e.Attempts != 2 || !bytes.Equal(e.Payload, payload) {
+			t.Fatalf("decoded %+v, want receipt %s attempts 2 payload %q", e, receipt, payload)
+		}
+		if s, _ := Decode([]byte(stored)); s.Receipt != "" {
+			t.Fatalf("stored envelope decodes with receipt %q", s.Receipt)
+		}
+		if string(AppendEnvelope(nil, &e)) != stored {
+			t.Fatalf("AppendEnvelope of the delivered copy wrote the receipt: %s", AppendEnvelope(nil, &e))
+		}
+	}
+	for _, raw := range []string{"raw", "", `{"qgate":1,"id":"x"}`, `{"qgate":1,"id":"x","queue":`} {
+		if got := WithReceipt(raw, receipt); got != raw {
+			t.Errorf("WithReceipt(%q) = %q, want it unchanged", raw, got)
+		}
+	}
+}

@@ -10,16 +10,21 @@ import (
 	"context"
 	_ "embed"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // Keys of an at-least-once queue (DESIGN.md section 5). The ready list is the queue's own name.
 
-// InflightKey is the ZSET of a queue's leases: lease id → deadline (ms since the epoch, Redis clock).
+// InflightKey is the ZSET of a queue's leases: receipt → deadline (ms since the epoch, Redis clock).
+//
+// A lease is keyed by its receipt, which lease_pop.lua makes for each delivery: new every time an
+// item is leased, given only to the client that popped it, and never stored in the item (so LRANGE,
+// QDEAD or an earlier delivery never show a valid one). QACK, QNACK and QEXTEND take receipts.
 func InflightKey(queue string) string { return "{" + queue + "}:qgate:inflight" }
 
-// LeasesKey is the HASH of a queue's leases: lease id → owner "\n" item.
+// LeasesKey is the HASH of a queue's leases: receipt → owner "\n" item.
 func LeasesKey(queue string) string { return "{" + queue + "}:qgate:leases" }
 
 // DelayedKey is the ZSET of items waiting for their backoff: item → ready-at (ms).
@@ -42,6 +47,9 @@ const LeasedQueuesKey = "qgate:leased-queues"
 func LeasePopKeys(queue string) []string {
 	return []string{queue, InflightKey(queue), LeasesKey(queue), HandoffKey(queue)}
 }
+
+// HandoffBackKeys returns KEYS[1..2] of handoff_back.lua.
+func HandoffBackKeys(queue string) []string { return []string{HandoffKey(queue), queue} }
 
 // RetryKeys returns KEYS[1..5] of nack.lua and requeue_expired.lua.
 func RetryKeys(queue string) []string {
@@ -74,53 +82,70 @@ const InstancesKey = "qgate:instances"
 // DedupKey is the key that remembers a dedup hash on a queue for the dedup window.
 func DedupKey(queue, hash string) string { return "{" + queue + "}:qgate:dedup:" + hash }
 
-// Script is a Lua script run with EVALSHA, falling back to EVAL when the backend does not know it.
+// Chunk is the most items one script call pops, leases, acks, requeues or redrives: larger counts
+// are split into several calls by the caller, so no script blocks Redis for long (Redis answers
+// everyone else -BUSY while a script runs past busy-reply-threshold) and no script unpack()s more
+// than Lua's C stack takes (about 8000 values).
+const Chunk = 1000
+
+// Script is a Lua script, run with EVALSHA, falling back to EVAL when the backend does not have it.
+//
+// Script flags. A script may start with a Redis 7 flags line ("#!lua flags=allow-oom"; see "Eval
+// flags" in the Redis docs). The lease scripts use allow-oom: they only give items back, move them or
+// lease them, so they must run when Redis is at maxmemory with noeviction, where popping and acking
+// is what frees memory. Backends that do not know the line fail to compile it: Redis before 7 and
+// the embedded miniredis. So every Script also has a plain variant, the same source with the flags
+// line turned into a comment (same line numbers), and each client runs one of the two: the plain
+// one if it was marked with UsePlainScripts (the proxy's Backend does that at open time for a backend
+// that ScriptFlagsSupported says does not understand flags, for each of its clients), else the
+// flagged one. A script without a flags line is the same in both.
 type Script struct {
-	src string
-	sha string
+	flagged, plain source
 }
 
+type source struct{ src, sha string }
+
+// flagsLine starts a script's Redis 7 flags line.
+const flagsLine = "#!lua"
+
+// newScript returns the Script for src, which may start with a "#!lua flags=…" line.
 func newScript(src string) *Script {
-	s := redis.NewScript(src)
-	if plain := StripFlags(src); plain != src {
-		plainSHA[s.Hash()] = redis.NewScript(plain).Hash()
+	s := &Script{flagged: newSource(src)}
+	s.plain = s.flagged
+	if strings.HasPrefix(src, flagsLine) {
+		s.plain = newSource("--" + src[2:])
 	}
-	return &Script{src: src, sha: s.Hash()}
+	return s
 }
 
-// plainSHA maps the SHA of each script with a "#!lua flags=…" first line to the SHA of the same
-// script without it.
-var plainSHA = map[string]string{}
+func newSource(src string) source { return source{src: src, sha: redis.NewScript(src).Hash()} }
 
-// StripFlags removes a "#!lua …" first line (Redis 7 script flags such as allow-oom), for a backend
-// that does not know them (the embedded one, which has no memory limit anyway); the line breaks stay
-// so error positions keep their line numbers.
-func StripFlags(src string) string {
-	if !strings.HasPrefix(src, "#!") {
-		return src
-	}
-	if i := strings.IndexByte(src, '\n'); i >= 0 {
-		return src[i:]
-	}
-	return ""
+// plainClients holds the clients marked with UsePlainScripts.
+var plainClients sync.Map // redis.UniversalClient → struct{}
+
+// UsePlainScripts makes every Script run through c in its plain variant (c's backend does not
+// understand script flags), until ForgetClient(c).
+func UsePlainScripts(c redis.UniversalClient) { plainClients.Store(c, struct{}{}) }
+
+// ForgetClient undoes UsePlainScripts, when c is closed.
+func ForgetClient(c redis.UniversalClient) { plainClients.Delete(c) }
+
+// ScriptFlagsSupported asks the backend whether it understands script flags: it loads a flagged
+// script (SCRIPT LOAD compiles it without running it). Only a compile error says no; any other
+// answer (a user without the right to load scripts cannot run qgate's scripts either) says yes.
+func ScriptFlagsSupported(ctx context.Context, c redis.UniversalClient) bool {
+	err := c.ScriptLoad(ctx, flagsLine+" flags=allow-oom\nreturn 1").Err()
+	return err == nil || !strings.Contains(err.Error(), "Error compiling script")
 }
 
-// WithoutFlags rewrites an EVAL or EVALSHA command's arguments for a backend without script flags:
-// a flagged script's source loses its first line, its SHA becomes the plain script's.
-func WithoutFlags(args []interface{}) {
-	if len(args) < 2 {
-		return
-	}
-	verb, _ := args[0].(string)
-	body, _ := args[1].(string)
-	switch strings.ToLower(verb) {
-	case "eval":
-		args[1] = StripFlags(body)
-	case "evalsha":
-		if plain, ok := plainSHA[body]; ok {
-			args[1] = plain
+// on returns the variant that c runs.
+func (s *Script) on(c redis.UniversalClient) *source {
+	if s.plain.sha != s.flagged.sha {
+		if _, ok := plainClients.Load(c); ok {
+			return &s.plain
 		}
 	}
+	return &s.flagged
 }
 
 //go:embed scripts/dedup_push.lua
@@ -148,9 +173,14 @@ var (
 	redriveSrc string
 	//go:embed scripts/forget_queue.lua
 	forgetQueueSrc string
+	//go:embed scripts/register_queue.lua
+	registerQueueSrc string
+	//go:embed scripts/handoff_back.lua
+	handoffBackSrc string
 )
 
-// The lease scripts. Nack and RequeueExpired are retry.lua followed by their own file.
+// The lease scripts. Nack and RequeueExpired are retry.lua followed by their own file (retry.lua
+// carries the flags line, which must be the first line).
 var (
 	LeasePop       = newScript(leasePopSrc)
 	Ack            = newScript(ackSrc)
@@ -160,6 +190,8 @@ var (
 	PromoteDelayed = newScript(promoteDelayedSrc)
 	Redrive        = newScript(redriveSrc)
 	ForgetQueue    = newScript(forgetQueueSrc)
+	RegisterQueue  = newScript(registerQueueSrc)
+	HandoffBack    = newScript(handoffBackSrc)
 )
 
 var (
@@ -187,9 +219,9 @@ var (
 	PushBack       = newScript(pushBackSrc)
 )
 
-// Run runs the script with EVALSHA and, on NOSCRIPT (the script did not run), with EVAL.
+// Run runs the script on c with EVALSHA and, on NOSCRIPT (the script did not run), with EVAL.
 func (s *Script) Run(ctx context.Context, c redis.UniversalClient, keys []string, args ...interface{}) *redis.Cmd {
-	cmd := s.Cmd(ctx, keys, args...)
+	cmd := s.Cmd(ctx, c, keys, args...)
 	_ = c.Process(ctx, cmd)
 	if IsNoScript(cmd.Err()) {
 		return s.Eval(ctx, c, keys, args...)
@@ -197,20 +229,21 @@ func (s *Script) Run(ctx context.Context, c redis.UniversalClient, keys []string
 	return cmd
 }
 
-// Cmd returns an EVALSHA command for a pipeline. If it fails with NOSCRIPT the script did not run;
-// pass the same arguments to Eval.
-func (s *Script) Cmd(ctx context.Context, keys []string, args ...interface{}) *redis.Cmd {
-	return redis.NewCmd(ctx, s.evalArgs("evalsha", s.sha, keys, args)...)
+// Cmd returns an EVALSHA command to run on c, for a pipeline (on c, or on a client of the same
+// backend marked alike). If it fails with NOSCRIPT the script did not run; pass the same arguments to
+// Eval.
+func (s *Script) Cmd(ctx context.Context, c redis.UniversalClient, keys []string, args ...interface{}) *redis.Cmd {
+	return redis.NewCmd(ctx, evalArgs("evalsha", s.on(c).sha, keys, args)...)
 }
 
-// Eval runs the script with EVAL (sending its source).
+// Eval runs the script on c with EVAL (sending its source).
 func (s *Script) Eval(ctx context.Context, c redis.UniversalClient, keys []string, args ...interface{}) *redis.Cmd {
-	cmd := redis.NewCmd(ctx, s.evalArgs("eval", s.src, keys, args)...)
+	cmd := redis.NewCmd(ctx, evalArgs("eval", s.on(c).src, keys, args)...)
 	_ = c.Process(ctx, cmd)
 	return cmd
 }
 
-func (s *Script) evalArgs(verb, script string, keys []string, args []interface{}) []interface{} {
+func evalArgs(verb, script string, keys []string, args []interface{}) []interface{} {
 	out := make([]interface{}, 0, 3+len(keys)+len(args))
 	out = append(out, verb, script, len(keys))
 	for _, k := range keys {

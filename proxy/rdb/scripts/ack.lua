@@ -1,12 +1,15 @@
+#!lua flags=allow-oom
 -- ack: end leases (the items are done).
 --
--- KEYS[1]  {queue}:qgate:inflight  ZSET lease id -> deadline
--- KEYS[2]  {queue}:qgate:leases    HASH lease id -> owner .. "\n" .. item
--- ARGV[1]  owner: only leases this owner holds are acked (ack: next-pop, whose ids may have expired
---          and gone to another consumer); "" acks whoever holds them (QACK)
--- ARGV[2..] lease ids
+-- allow-oom (see rdb.go): only deletes, so it must run when Redis is at maxmemory.
 --
--- Returns the number of ids that were leased (by the owner, if given).
+-- KEYS[1]  {queue}:qgate:inflight  ZSET receipt -> deadline
+-- KEYS[2]  {queue}:qgate:leases    HASH receipt -> owner .. "\n" .. item
+-- ARGV[1]  owner: only leases this owner holds are acked (ack: next-pop, the connection's own
+--          receipts); "" acks whoever holds them (QACK: the receipt is proof enough)
+-- ARGV[2..] receipts, at most rdb.Chunk (the caller splits more)
+--
+-- Returns the number of receipts that were leased (by the owner, if given).
 local n = 0
 if ARGV[1] == '' then
   for i = 2, #ARGV, 1000 do -- in chunks: unpack() is limited by Lua's C stack

@@ -1,11 +1,14 @@
+#!lua flags=allow-oom
 -- extend: set a lease's deadline to now + ms (like SQS ChangeMessageVisibility).
 --
--- KEYS[1]  {queue}:qgate:inflight  ZSET lease id -> deadline
--- KEYS[2]  {queue}:qgate:leases    HASH lease id -> owner .. "\n" .. item
--- ARGV[1]  lease id
+-- allow-oom (see rdb.go): only changes the score of an existing member.
+--
+-- KEYS[1]  {queue}:qgate:inflight  ZSET receipt -> deadline
+-- KEYS[2]  {queue}:qgate:leases    HASH receipt -> owner .. "\n" .. item
+-- ARGV[1]  receipt
 -- ARGV[2]  milliseconds from now
 --
--- Returns 1 if the id was leased (and is extended), else 0.
+-- Returns 1 if the receipt is leased (and is extended), else 0.
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
   return 0
 end

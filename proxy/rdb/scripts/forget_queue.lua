@@ -1,5 +1,8 @@
+#!lua flags=allow-oom
 -- forget_queue: drop a queue from the set of leased queues the reapers walk, unless an instance noted
 -- it again since the reaper found it idle (nothing in flight, delayed or handed off).
+--
+-- allow-oom (see rdb.go): only deletes.
 --
 -- KEYS[1]  qgate:leased-queues  ZSET queue -> when an instance last noted leasing from it (ms, the
 --          instance's clock)

@@ -1,9 +1,12 @@
+#!lua flags=allow-oom
 -- promote_delayed: move delayed items whose time came to the tail of the ready list (RPUSH, the
 -- end producers push to with RPUSH), oldest ready-at first.
 --
+-- allow-oom (see rdb.go): only moves items.
+--
 -- KEYS[1]  {queue}:qgate:delayed  ZSET item -> ready-at (ms)
 -- KEYS[2]  the queue's ready list
--- ARGV[1]  the most items to move in this call
+-- ARGV[1]  the most items to move in this call, at most rdb.Chunk
 --
 -- Returns {items moved, ms until the earliest remaining item is due (0 when due now, -1 when none is
 -- left)}.

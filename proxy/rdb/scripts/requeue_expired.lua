@@ -1,8 +1,9 @@
 -- requeue_expired: the reaper's step for one queue: leases whose deadline passed are retried with
 -- the backoff (reason "lease expired" in ARGV[8]). Runs after retry.lua, which names KEYS[1..5] and
--- ARGV[1..9]. Safe to run from several qgate instances at once: each lease is retried by one call.
+-- ARGV[1..9] and carries the flags line. Safe to run from several qgate instances at once: each
+-- lease is retried by one call.
 --
--- ARGV[10]  the most leases to handle in this call
+-- ARGV[10]  the most leases to handle in this call, at most rdb.Chunk
 --
 -- Returns {expired entries handled, items retried (ready or delayed), items dead or dropped,
 -- ms until the earliest remaining lease deadline (0 when due now, -1 when no lease is left)}.

@@ -1,9 +1,12 @@
+#!lua flags=allow-oom
 -- retry.lua is not run on its own: it is the shared first part of nack.lua and requeue_expired.lua
--- (rdb.go joins them), defining retry(). Both scripts take the same KEYS and ARGV[1..9]:
+-- (rdb.go joins them), defining retry(). Both scripts take the same KEYS and ARGV[1..9]. Its first
+-- line is the joined script's flags line: allow-oom (see rdb.go), as retrying only moves an item
+-- (to the ready list, the delayed set, or the dead list in a record about 80 bytes larger).
 --
 -- KEYS[1]  the queue's ready list (the queue's own name)
--- KEYS[2]  {queue}:qgate:inflight  ZSET lease id -> deadline (ms)
--- KEYS[3]  {queue}:qgate:leases    HASH lease id -> owner .. "\n" .. item
+-- KEYS[2]  {queue}:qgate:inflight  ZSET receipt -> deadline (ms)
+-- KEYS[3]  {queue}:qgate:leases    HASH receipt -> owner .. "\n" .. item
 -- KEYS[4]  {queue}:qgate:delayed   ZSET item -> ready-at (ms)
 -- KEYS[5]  {queue}:qgate:dead      LIST of dead items: JSON {"reason","failed_at","attempts","item"}
 -- ARGV[1]  max_attempts
@@ -16,10 +19,18 @@
 -- ARGV[8]  the failure reason recorded on dead items ("nack", "lease expired", "consumer disconnected")
 -- ARGV[9]  owner: only leases held by this owner are retried; "" for any
 --
--- retry(id, delay) ends lease id and gives its item another chance: attempts + 1 in the envelope;
--- past max_attempts to the dead list; else after delay ms (backoff when delay < 0) via the delayed
--- set, or straight to the tail of the ready list (RPUSH) when the delay is 0. Items that are not
--- qgate envelopes have no attempts counter: they go straight back to the ready list, never dead.
+-- retry(id, delay) ends the lease of receipt id and gives its item another chance: attempts + 1 in
+-- the envelope; past max_attempts to the dead list; else after delay ms (backoff when delay < 0) via
+-- the delayed set, or straight to the tail of the ready list (RPUSH) when the delay is 0. Items that
+-- are not qgate envelopes have no attempts counter: they go straight back to the ready list, never
+-- dead.
+--
+-- The envelope layout this relies on (proxy/envelope/envelope.go documents the same contract, and
+-- proxy/rdb/scripts_test.go checks it against envelope.AppendEnvelope): an envelope starts with
+--   {"qgate":1,"id":"<id>","queue":"<queue>","enqueued_at":"<time>","attempts":<n>,
+-- in this order, where <id>, <queue> and <time> hold no '"' or '\' and <n> is decimal digits. An item
+-- that does not match is handled as a raw item. redrive.lua uses the same pattern.
+--
 -- Returns 0 not leased (or another owner's), 1 ready, 2 delayed, 3 dead, 4 dropped.
 local function now_ms()
   local t = redis.call('TIME')

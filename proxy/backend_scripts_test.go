@@ -1,0 +1,55 @@
+package proxy_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/qgate/qgate/proxy/proxytest"
+	"github.com/qgate/qgate/proxy/rdb"
+)
+
+// TestOpenBackend_ScriptFlags: a backend that understands Redis 7 script flags runs the flagged
+// scripts on every client; the embedded one (miniredis does not) runs the plain variants on every
+// client, its auto-pipeliner and NewClient's included.
+func TestOpenBackend_ScriptFlags(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		url   string
+		flags bool
+	}{
+		{"embedded", "", false},
+		{"redis-server 7", proxytest.StartRedis(t).URL(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := openBackend(t, tc.url)
+			if got, want := b.ScriptFlags, tc.flags; got != want {
+				t.Fatalf("ScriptFlags = %v, want %v", got, want)
+			}
+			ap, err := b.AsyncAutoPipeline()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = ap.Close() })
+			other := b.NewWaitClient(2)
+			t.Cleanup(func() { _ = other.Close() })
+			keys := []string{rdb.LeasedQueuesKey}
+			if err := rdb.RegisterQueue.Run(ctx, b.Client, keys, 1, "a").Err(); err != nil {
+				t.Fatalf("Run on Client: %v", err)
+			}
+			cmd := rdb.RegisterQueue.Cmd(ctx, ap, keys, 1, "b")
+			if err := ap.Process(ctx, cmd); err != nil && !rdb.IsNoScript(err) {
+				t.Fatalf("Cmd on the auto-pipeliner: %v", err)
+			}
+			if rdb.IsNoScript(cmd.Err()) {
+				t.Fatal("the auto-pipeliner ran another variant than Client (NOSCRIPT after Client loaded it)")
+			}
+			if err := rdb.RegisterQueue.Run(ctx, other, keys, 1, "c").Err(); err != nil {
+				t.Fatalf("Run on NewClient's client: %v", err)
+			}
+			if n, err := b.Client.ZCard(ctx, rdb.LeasedQueuesKey).Result(); err != nil || n != 3 {
+				t.Fatalf("ZCARD = %d, %v; want 3", n, err)
+			}
+		})
+	}
+}
