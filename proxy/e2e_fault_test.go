@@ -66,7 +66,7 @@ func faultPush(t *testing.T, direct *redis.Client, key string, items []string) {
 }
 
 // faultAccount waits until every item is delivered or back in key (and no transit record of key is
-// left), then checks that each item is in exactly one place, once.
+// left), then checks that each item is in exactly one place, once. Consumers must have stopped.
 func faultAccount(t *testing.T, direct *redis.Client, key string, items []string, l *faultLedger) {
 	t.Helper()
 	ctx := context.Background()
@@ -227,9 +227,10 @@ func TestFreeze_PopsUnderLoadLoseNothing(t *testing.T) {
 			time.Sleep(tc.freeze) // the stall being tested
 			e.Redis.Thaw()
 			<-pushed
-			faultAccount(t, e.Direct, key, items, l)
+			// Consumers stop before the count: a pop in flight would be in neither place.
 			close(stop)
 			wg.Wait()
+			faultAccount(t, e.Direct, key, items, l)
 		})
 	}
 }
@@ -276,9 +277,9 @@ func TestReset_BackendConnectionsKilledDuringPops(t *testing.T) {
 		e2eEventually(t, "progress", func() bool { return l.n.Load() >= int64(i*n/40) })
 		_ = e.Direct.Do(ctx, "client", "kill", "type", "normal", "skipme", "yes").Err()
 	}
-	faultAccount(t, e.Direct, "jobs", items, l)
 	close(done)
 	wg.Wait()
+	faultAccount(t, e.Direct, "jobs", items, l)
 	t.Logf("%d pops failed on killed connections", errs.Load())
 }
 
@@ -328,9 +329,9 @@ func TestOversizedPush_RefusedBeforeItCanResetOthersPops(t *testing.T) {
 	if got, err := producer.RPush(context.Background(), "jobs-small", strings.Repeat("x", 900<<10)).Result(); err != nil || got != 1 {
 		t.Fatalf("RPUSH of a 900 KiB value without envelope = %d, %v; want 1", got, err)
 	}
-	faultAccount(t, direct, "jobs", items, l)
 	close(done)
 	wg.Wait()
+	faultAccount(t, direct, "jobs", items, l)
 }
 
 // TestOOM_UndeliveredItemsGoBack fills Redis to maxmemory (noeviction) and pops with clients that
