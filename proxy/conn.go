@@ -176,14 +176,24 @@ func (c *conn) serve() {
 	}
 }
 
-// fill reads more input, growing or compacting the buffer as needed.
+// fill reads more input, growing or compacting the buffer as needed. The commands parsed so far
+// have been executed and replied to.
 func (c *conn) fill() error {
-	if c.rpos == c.rend {
+	c.parser.Release()
+	switch {
+	case c.rpos == c.rend:
 		c.rpos, c.rend = 0, 0
-		if len(c.rbuf) > maxIdleBuf {
+		// A connection that has not logged in keeps no more than the smallest buffer between
+		// requests; others keep theirs up to maxIdleBuf, for pipelines.
+		if len(c.rbuf) > maxIdleBuf || len(c.rbuf) > minReadBuf && c.authRequired() {
 			c.rbuf = make([]byte, minReadBuf)
 		}
-	} else if c.rpos > 0 {
+	case len(c.rbuf) > maxIdleBuf && c.rend-c.rpos <= len(c.rbuf)/4:
+		// A large buffer that now holds little (the start of the next command): give it back.
+		nb := make([]byte, max(minReadBuf, 2*(c.rend-c.rpos)))
+		c.rend = copy(nb, c.rbuf[c.rpos:c.rend])
+		c.rbuf, c.rpos = nb, 0
+	case c.rpos > 0:
 		c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
 		c.rpos = 0
 	}
@@ -191,7 +201,7 @@ func (c *conn) fill() error {
 	// is probably waiting, and reading a deep pipeline a few commands at a time would cost a reply
 	// write per few commands.
 	if c.rend == len(c.rbuf) || c.filled && len(c.rbuf) < maxIdleBuf {
-		c.grow(c.parser.Pending(c.rend - c.rpos))
+		c.grow(c.parser.Pending(c.rend))
 	}
 	for {
 		free := len(c.rbuf) - c.rend
@@ -210,11 +220,16 @@ func (c *conn) fill() error {
 	}
 }
 
-// grow makes room for at least need more bytes (at least doubling), keeping the contents.
-func (c *conn) grow(need int) {
+// grow doubles the read buffer, keeping its contents. Memory follows the bytes that arrived: a bulk
+// header alone never makes qgate allocate the length it announces. pending is how many more bytes the
+// bulk string being read needs (Parser.Pending; 0 if unknown): a large buffer grows to exactly its end
+// when that is nearer than double (or a little further, so that a value of a round size, which ends
+// just past a power of two, does not take one more step), so a large argument ends up in a buffer of
+// its own size.
+func (c *conn) grow(pending int) {
 	size := 2 * len(c.rbuf)
-	if want := c.rend + need; want > size {
-		size = want
+	if end := c.rend + pending; end > maxIdleBuf && end > len(c.rbuf) && end <= size+size/4 {
+		size = end
 	}
 	nb := make([]byte, size)
 	copy(nb, c.rbuf[:c.rend])
@@ -228,6 +243,7 @@ func (c *conn) execBuffered() error {
 	c.inBatch = true
 	c.omu.Unlock()
 	for c.rpos < c.rend && !c.dead && !c.sess.CloseAfter {
+		c.parser.SetAuthRequired(c.authRequired())
 		args, n, err := c.parser.Next(c.rbuf[c.rpos:c.rend])
 		if err != nil {
 			return err
@@ -253,6 +269,14 @@ func (c *conn) execBuffered() error {
 		c.w.Proto = c.sess.Proto
 	}
 	return nil
+}
+
+// authRequired reports whether the connection must still log in (users are configured and it has
+// not authenticated), as Redis's authRequired: its requests are then held to Redis's limits for
+// unauthenticated clients. A logged-in user that is removed or disabled has its connection closed
+// by Reload, so a non-empty AuthUser is enough.
+func (c *conn) authRequired() bool {
+	return c.sess.AuthUser == "" && c.srv.auth.Store().Required()
 }
 
 // endBatch writes the batch's replies. Items whose reply could not be written go back to their list.
