@@ -46,6 +46,7 @@ var configFlags = []configFlag{
 	{"max-bulk-bytes", "largest value a client may send, in bytes", func(c *proxy.Config) any { return &c.MaxBulkBytes }},
 	{"shutdown-timeout", "how long SIGTERM waits for clients to drain", func(c *proxy.Config) any { return &c.ShutdownTimeout }},
 	{"pubsub-output-limit", "bytes queued for a slow subscriber before it is disconnected", func(c *proxy.Config) any { return &c.PubSubOutputLimit }},
+	{"client-output-limit", "bytes of unwritten replies before a client (not subscribed) is disconnected; 0 = no limit", func(c *proxy.Config) any { return &c.ClientOutputLimit }},
 	{"blocking-conns", "backend connections that wait for blocked pops, per direction", func(c *proxy.Config) any { return &c.BlockingConns }},
 	{"pool-size", "backend connection pool size (0 = go-redis default)", func(c *proxy.Config) any { return &c.PoolSize }},
 	{"backend-read-timeout", "how long a backend reply may take before the command fails as of unknown outcome (0 = wait as long as Redis takes)", func(c *proxy.Config) any { return &c.BackendReadTimeout }},

@@ -35,6 +35,7 @@ type Config struct {
 	MaxBulkBytes      int64         `yaml:"max_bulk_bytes"`      // largest bulk string a client may send (proto-max-bulk-len)
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`    // how long SIGTERM waits for a drain
 	PubSubOutputLimit int64         `yaml:"pubsub_output_limit"` // bytes queued for a slow subscriber before it is disconnected
+	ClientOutputLimit int64         `yaml:"client_output_limit"` // bytes of unwritten replies before a client is disconnected; 0 = no limit
 	BlockingConns     int           `yaml:"blocking_conns"`      // backend connections that wait for blocked pops, per direction
 	PoolSize          int           `yaml:"pool_size"`           // backend pool size for ordinary commands; 0 = go-redis default
 
@@ -128,6 +129,9 @@ func (c Config) Validate() error {
 		bad("shutdown_timeout", "must be > 0, got %s", c.ShutdownTimeout)
 	}
 	positive("pubsub_output_limit", c.PubSubOutputLimit)
+	if c.ClientOutputLimit < 0 {
+		bad("client_output_limit", "must be >= 0 (0 = no limit), got %d", c.ClientOutputLimit)
+	}
 	positive("blocking_conns", int64(c.BlockingConns))
 	for _, f := range []struct {
 		path string

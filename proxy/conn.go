@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,7 +24,15 @@ const (
 	// maxBlockedInput bounds what a blocked client may send before qgate stops reading it (Redis keeps
 	// such commands queued too; past this qgate waits for the pop without watching the socket).
 	maxBlockedInput = 1 << 20
+	// gcAfterInput: when a read buffer this large is given up, a garbage collection runs at once (at
+	// most once a second), so that its memory and the copies made from it (envelopes, backend
+	// commands) are reused by what comes next, instead of the heap growing to twice its peak before
+	// the collector runs.
+	gcAfterInput = 32 << 20
 )
+
+// lastInputGC is when fill last ran a collection after a huge input (Unix nanoseconds).
+var lastInputGC atomic.Int64
 
 var (
 	errClientGone = errors.New("client disconnected")
@@ -54,6 +63,8 @@ type conn struct {
 	filled     bool // the last read filled all free space in rbuf
 
 	w       resp.Writer     // replies of the current batch
+	replies outBuf          // parts of the batch's replies that w handed over (w.Spill)
+	spilled bool            // the batch's replies passed the output limit: further parts are dropped
 	pending []queued        // backend commands of the current batch
 	popped  []*commands.Pop // items in replies not yet written
 	dead    bool            // the client is gone; nothing more will be written
@@ -69,8 +80,10 @@ type conn struct {
 
 	omu      sync.Mutex
 	ocond    *sync.Cond
-	out      []byte // bytes to write, in order
-	deferred []byte // pub/sub messages that arrived while a batch was running
+	out      outBuf      // bytes to write, in order
+	deferred outBuf      // pub/sub messages that arrived while a batch was running
+	inflight int         // bytes handed to the write in progress
+	wbufs    net.Buffers // the write in progress's list of buffers (kept for the next write)
 	inBatch  bool
 	writing  bool
 	werr     error
@@ -84,6 +97,7 @@ func newConn(srv *Server, nc net.Conn, id int64) *conn {
 		Created: time.Now(), Proto: 2, LeaseOwner: srv.instance + ":" + strconv.FormatInt(id, 10)}
 	c.proto.Store(2)
 	c.w.Proto = 2
+	c.w.Spill = c.spill
 	return c
 }
 
@@ -210,14 +224,28 @@ func (c *conn) serve() {
 	}
 }
 
-// fill reads more input, growing or compacting the buffer as needed.
+// fill reads more input, growing or compacting the buffer as needed. The commands parsed so far
+// have been executed and replied to.
 func (c *conn) fill() error {
-	if c.rpos == c.rend {
+	c.parser.Release()
+	switch {
+	case c.rpos == c.rend:
 		c.rpos, c.rend = 0, 0
-		if len(c.rbuf) > maxIdleBuf {
+		// A connection that has not logged in keeps no more than the smallest buffer between
+		// requests; others keep theirs up to maxIdleBuf, for pipelines.
+		if len(c.rbuf) > maxIdleBuf || len(c.rbuf) > minReadBuf && c.authRequired() {
+			huge := len(c.rbuf) >= gcAfterInput
 			c.rbuf = make([]byte, minReadBuf)
+			if huge {
+				collectAfterHugeInput()
+			}
 		}
-	} else if c.rpos > 0 {
+	case len(c.rbuf) > maxIdleBuf && c.rend-c.rpos <= len(c.rbuf)/4:
+		// A large buffer that now holds little (the start of the next command): give it back.
+		nb := make([]byte, max(minReadBuf, 2*(c.rend-c.rpos)))
+		c.rend = copy(nb, c.rbuf[c.rpos:c.rend])
+		c.rbuf, c.rpos = nb, 0
+	case c.rpos > 0:
 		c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
 		c.rpos = 0
 	}
@@ -225,7 +253,7 @@ func (c *conn) fill() error {
 	// is probably waiting, and reading a deep pipeline a few commands at a time would cost a reply
 	// write per few commands.
 	if c.rend == len(c.rbuf) || c.filled && len(c.rbuf) < maxIdleBuf {
-		c.grow(c.parser.Pending(c.rend - c.rpos))
+		c.grow(c.parser.Pending(c.rend))
 	}
 	for {
 		free := len(c.rbuf) - c.rend
@@ -244,11 +272,24 @@ func (c *conn) fill() error {
 	}
 }
 
-// grow makes room for at least need more bytes (at least doubling), keeping the contents.
-func (c *conn) grow(need int) {
+// collectAfterHugeInput runs a garbage collection, at most once a second (see gcAfterInput).
+func collectAfterHugeInput() {
+	now, last := time.Now().UnixNano(), lastInputGC.Load()
+	if now-last > int64(time.Second) && lastInputGC.CompareAndSwap(last, now) {
+		runtime.GC()
+	}
+}
+
+// grow doubles the read buffer, keeping its contents. Memory follows the bytes that arrived: a bulk
+// header alone never makes qgate allocate the length it announces. pending is how many more bytes the
+// bulk string being read needs (Parser.Pending; 0 if unknown): a large buffer grows to exactly its end
+// when that is nearer than double (or a little further, so that a value of a round size, which ends
+// just past a power of two, does not take one more step), so a large argument ends up in a buffer of
+// its own size.
+func (c *conn) grow(pending int) {
 	size := 2 * len(c.rbuf)
-	if want := c.rend + need; want > size {
-		size = want
+	if end := c.rend + pending; end > maxIdleBuf && end > len(c.rbuf) && end <= size+size/4 {
+		size = end
 	}
 	nb := make([]byte, size)
 	copy(nb, c.rbuf[:c.rend])
@@ -261,7 +302,10 @@ func (c *conn) execBuffered() error {
 	c.omu.Lock()
 	c.inBatch = true
 	c.omu.Unlock()
-	for c.rpos < c.rend && !c.dead && !c.sess.CloseAfter {
+	// A batch whose replies passed the output limit stops: the client is being closed (Redis runs no
+	// more of its commands either).
+	for c.rpos < c.rend && !c.dead && !c.sess.CloseAfter && !c.spilled {
+		c.parser.SetAuthRequired(c.authRequired())
 		args, n, err := c.parser.Next(c.rbuf[c.rpos:c.rend])
 		if err != nil {
 			return err
@@ -289,6 +333,14 @@ func (c *conn) execBuffered() error {
 	return nil
 }
 
+// authRequired reports whether the connection must still log in (users are configured and it has
+// not authenticated), as Redis's authRequired: its requests are then held to Redis's limits for
+// unauthenticated clients. A logged-in user that is removed or disabled has its connection closed
+// by Reload, so a non-empty AuthUser is enough.
+func (c *conn) authRequired() bool {
+	return c.sess.AuthUser == "" && c.srv.auth.Store().Required()
+}
+
 // endBatch writes the batch's replies. Items whose reply could not be written go back to their list.
 func (c *conn) endBatch() {
 	if len(c.pending) > 0 {
@@ -310,57 +362,114 @@ func (c *conn) endBatch() {
 	}
 }
 
-// flush appends b (and messages deferred during the batch) to the output and waits until all of it is
-// written. It returns an error if any of it could not be written.
+// flush appends the batch's replies (the parts w handed over, then b) and the messages deferred
+// during the batch to the output, and waits until all of it is written. It returns an error if any
+// of it could not be written, or if the output passed the client's limit (the connection is then
+// closed, as Redis does).
 func (c *conn) flush(b []byte) error {
 	c.omu.Lock()
 	defer c.omu.Unlock()
 	c.inBatch = false
+	c.spilled = false
 	if c.dead && c.werr == nil {
 		c.werr = errClientGone
 	}
 	if c.werr != nil {
+		c.replies.reset()
 		return c.werr
 	}
-	c.out = append(c.out, b...)
-	if len(c.deferred) > 0 {
-		c.out = append(c.out, c.deferred...)
-		c.deferred = c.deferred[:0]
-	}
-	for {
-		for c.writing {
+	// The replies are queued by reference, not copied: flush returns only once they are written or
+	// dropped.
+	c.out.move(&c.replies)
+	c.out.share(b)
+	c.out.move(&c.deferred)
+	c.overLimitLocked(0)
+	for c.werr == nil && (c.writing || c.out.len() > 0) {
+		if c.writing {
 			c.ocond.Wait()
-		}
-		if c.werr != nil {
-			return c.werr
-		}
-		if len(c.out) == 0 {
-			return nil
+			continue
 		}
 		c.writeOutLocked()
 	}
+	for c.writing { // after an error an asynchronous write may still hold some of them
+		c.ocond.Wait()
+	}
+	if c.werr != nil {
+		c.out.reset()
+		c.deferred.reset()
+	}
+	return c.werr
 }
 
-// writeOutLocked writes c.out with omu released during the write; the caller holds omu.
+// spill keeps a part of the batch's replies handed over by w until flush. Once they pass the output
+// limit the connection is closed (as Redis does when a reply passes it) and the rest is dropped.
+func (c *conn) spill(part []byte) {
+	if c.spilled {
+		return
+	}
+	c.replies.share(part)
+	c.omu.Lock()
+	over := c.werr != nil || c.overLimitLocked(c.replies.len())
+	c.omu.Unlock()
+	if over {
+		c.spilled = true
+		c.replies.reset()
+	}
+}
+
+// writeOutLocked writes the first part of the output with omu released during the write; the caller
+// holds omu and no write is in progress.
 func (c *conn) writeOutLocked() {
-	buf := c.out
-	c.out = nil
+	bufs, n, own := c.out.take(c.wbufs[:0])
+	c.inflight = n
 	c.writing = true
 	c.omu.Unlock()
-	_, err := c.nc.Write(buf)
+	var err error
+	if len(bufs) == 1 {
+		_, err = c.nc.Write(bufs[0])
+	} else {
+		rest := bufs
+		_, err = rest.WriteTo(c.nc)
+	}
+	clear(bufs) // drop the references: what was written can be freed
 	c.omu.Lock()
+	c.wbufs = bufs[:0]
+	c.out.recycle(own)
 	c.writing = false
+	c.inflight = 0
 	if err != nil && c.werr == nil {
 		c.werr = err
-	}
-	if c.out == nil && cap(buf) <= maxIdleBuf {
-		c.out = buf[:0]
 	}
 	c.ocond.Broadcast()
 }
 
-// push queues an out-of-band frame (a pub/sub message) without blocking the caller. A client whose
-// pending output exceeds the limit is disconnected.
+// overLimitLocked closes the connection when its unwritten output (queued, deferred, being written
+// and extra bytes the caller holds) exceeds the limit of its class, as Redis's
+// client-output-buffer-limit: pubsub_output_limit while it is subscribed, client_output_limit (0:
+// none) otherwise. The caller holds omu.
+func (c *conn) overLimitLocked(extra int) bool {
+	limit, class := c.srv.cfg.ClientOutputLimit, "normal"
+	if c.subs.Load() > 0 {
+		limit, class = c.srv.cfg.PubSubOutputLimit, "pubsub"
+	}
+	if limit <= 0 || int64(c.out.len()+c.deferred.len()+c.inflight+extra) <= limit {
+		return false
+	}
+	c.werr = errOverflow
+	c.out.reset()
+	c.deferred.reset()
+	msg := "closing client: output buffer limit reached"
+	if class == "pubsub" {
+		msg = "closing slow subscriber: output buffer limit reached"
+	}
+	c.srv.log.Warn(msg, "class", class, "client", c.sess.ID, "addr", c.sess.Addr, "limit_bytes", limit)
+	c.kill()
+	return true
+}
+
+// push queues an out-of-band frame (a pub/sub message) without blocking the caller. A large frame is
+// queued by reference: it must not change afterwards (it may be shared by every subscriber). A
+// client whose unwritten output exceeds its limit is disconnected.
 func (c *conn) push(frame []byte) {
 	c.omu.Lock()
 	defer c.omu.Unlock()
@@ -368,19 +477,14 @@ func (c *conn) push(frame []byte) {
 		return
 	}
 	if c.inBatch {
-		c.deferred = append(c.deferred, frame...)
+		c.deferred.add(frame)
 	} else {
-		c.out = append(c.out, frame...)
+		c.out.add(frame)
 	}
-	if limit := c.srv.cfg.PubSubOutputLimit; limit > 0 && int64(len(c.out)+len(c.deferred)) > limit {
-		c.werr = errOverflow
-		c.out, c.deferred = nil, nil
-		c.srv.log.Warn("closing slow subscriber: output buffer limit reached",
-			"client", c.sess.ID, "addr", c.sess.Addr, "limit_bytes", limit)
-		_ = c.nc.Close()
+	if c.overLimitLocked(0) {
 		return
 	}
-	if !c.writing && !c.inBatch && len(c.out) > 0 {
+	if !c.writing && !c.inBatch && c.out.len() > 0 {
 		c.writing = true
 		go c.asyncFlush()
 	}
@@ -391,7 +495,7 @@ func (c *conn) asyncFlush() {
 	c.omu.Lock()
 	defer c.omu.Unlock()
 	c.writing = false
-	for len(c.out) > 0 && c.werr == nil {
+	for c.out.len() > 0 && c.werr == nil {
 		c.writeOutLocked()
 	}
 	c.ocond.Broadcast()

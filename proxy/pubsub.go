@@ -245,9 +245,11 @@ func (s *Server) AwaitOwnMessages(c commands.Conn) {
 // this point, so that they come before the replies written next; on the connection's goroutine.
 func (c *conn) spliceDeferred() {
 	c.omu.Lock()
-	if len(c.deferred) > 0 {
-		c.w.B = append(c.w.B, c.deferred...)
-		c.deferred = c.deferred[:0]
+	if c.deferred.len() > 0 {
+		for _, b := range c.deferred.bufs[c.deferred.head:] {
+			c.w.B = append(c.w.B, b...)
+		}
+		c.deferred.reset()
 	}
 	c.omu.Unlock()
 }

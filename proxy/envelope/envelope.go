@@ -62,8 +62,26 @@ func Append(dst []byte, queue, producer string, payload []byte) []byte {
 	return AppendEnvelope(dst, &Envelope{ID: NewID(), Queue: queue, EnqueuedAt: time.Now(), Producer: producer, Payload: payload})
 }
 
-// AppendEnvelope encodes e to dst.
+// AppendEnvelope encodes e to dst. dst grows once, to the size of the envelope (a JSON-escaped
+// payload may need more), so a large payload is not copied again and again as dst fills.
 func AppendEnvelope(dst []byte, e *Envelope) []byte {
+	p := e.Payload
+	const (
+		asJSON = iota
+		asText
+		asB64
+	)
+	kind, size := asB64, base64.StdEncoding.EncodedLen(len(p))+2
+	switch {
+	case embeddable(p):
+		kind, size = asJSON, len(p)
+	case utf8.Valid(p):
+		kind, size = asText, len(p)+2
+	}
+	need := len(prefix) + len(e.ID) + len(e.Queue) + len(e.Producer) + len(TimeFormat) + 96 + size
+	if cap(dst)-len(dst) < need {
+		dst = append(make([]byte, 0, len(dst)+need), dst...)
+	}
 	dst = append(dst, prefix...)
 	dst = append(dst, e.ID...)
 	dst = append(dst, `","queue":`...)
@@ -74,14 +92,13 @@ func AppendEnvelope(dst []byte, e *Envelope) []byte {
 	dst = strconv.AppendInt(dst, int64(e.Attempts), 10)
 	dst = append(dst, `,"producer":`...)
 	dst = appendString(dst, e.Producer)
-	p := e.Payload
-	switch {
-	case embeddable(p):
+	switch kind {
+	case asJSON:
 		dst = append(dst, `,"json":`...)
 		dst = append(dst, p...)
-	case utf8.Valid(p):
+	case asText:
 		dst = append(dst, `,"text":`...)
-		dst = appendString(dst, string(p))
+		dst = appendString(dst, p)
 	default:
 		dst = append(dst, `,"b64":"`...)
 		dst = base64.StdEncoding.AppendEncode(dst, p)
@@ -118,10 +135,10 @@ func embeddable(p []byte) bool {
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // appendString appends s (valid UTF-8) as a JSON string.
-func appendString(dst []byte, s string) []byte {
+func appendString[S string | []byte](dst []byte, s S) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			b, _ := json.Marshal(s) // rare: escapes or non-ASCII; valid UTF-8, so this cannot fail
+			b, _ := json.Marshal(string(s)) // rare: escapes or non-ASCII; valid UTF-8, so this cannot fail
 			return append(dst, b...)
 		}
 	}

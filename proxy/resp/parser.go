@@ -8,6 +8,7 @@ package resp
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strconv"
 )
 
@@ -19,6 +20,11 @@ const (
 	MaxMultibulkLen = 1024 * 1024
 	// DefaultMaxBulkLen is Redis's proto-max-bulk-len default.
 	DefaultMaxBulkLen = 512 * 1024 * 1024
+	// UnauthMaxMultibulkLen and UnauthMaxBulkLen bound the requests of a client that has not
+	// authenticated while authentication is required (Redis's authRequired): a larger header is
+	// refused before any of the data it announces arrives.
+	UnauthMaxMultibulkLen = 10
+	UnauthMaxBulkLen      = 16384
 )
 
 // ProtocolError is a malformed request; Redis answers "ERR Protocol error: …" and closes the connection.
@@ -38,6 +44,8 @@ var (
 	errTooBigBulk      = &ProtocolError{"too big bulk count string"}
 	errInvalidMbulkLen = &ProtocolError{"invalid multibulk length"}
 	errInvalidBulkLen  = &ProtocolError{"invalid bulk length"}
+	errUnauthMbulkLen  = &ProtocolError{"unauthenticated multibulk length"}
+	errUnauthBulkLen   = &ProtocolError{"unauthenticated bulk length"}
 	errUnbalanced      = &ProtocolError{"unbalanced quotes in request"}
 )
 
@@ -45,7 +53,9 @@ var (
 type Parser struct {
 	// MaxBulkLen is the largest bulk string accepted (proto-max-bulk-len).
 	MaxBulkLen int64
-	args       [][]byte
+	// authRequired applies the unauthenticated limits to the headers parsed from now on.
+	authRequired bool
+	args         [][]byte
 	// multibulk state carried across calls so a large command is not rescanned from its start
 	// (offsets are relative to the start of the command, which does not move between calls; the
 	// command's bytes may, since the caller may compact or grow its buffer, so arguments are kept as
@@ -65,6 +75,12 @@ func NewParser(maxBulkLen int64) *Parser {
 	return &Parser{MaxBulkLen: maxBulkLen, bulkLen: -1}
 }
 
+// SetAuthRequired says whether the client still has to authenticate. While it does, headers parsed
+// afterwards are held to Redis's limits for unauthenticated clients (UnauthMaxMultibulkLen arguments,
+// UnauthMaxBulkLen bytes per argument), with Redis's errors. The connection calls it before each
+// command, since a command can log the client in.
+func (p *Parser) SetAuthRequired(required bool) { p.authRequired = required }
+
 // Next parses one command from the start of buf. It returns the arguments (slices of buf, valid until buf
 // is modified), the number of bytes consumed, and an error for a malformed request. n == 0 with a nil
 // error means buf holds no complete command yet; args may be empty with n > 0 for requests Redis ignores
@@ -80,8 +96,10 @@ func (p *Parser) Next(buf []byte) (args [][]byte, n int, err error) {
 	return p.inline(buf)
 }
 
-// Pending returns how many bytes the command being parsed still needs at least, when known (for a large
-// bulk string); 0 when unknown. Callers use it to grow their buffer once instead of doubling.
+// Pending returns how many bytes the command being parsed still needs at least to complete the bulk
+// string it is reading, when its header has been read; 0 otherwise. buffered is how many bytes of the
+// command the caller holds. Callers use it to size their buffer to the end of a large argument; it
+// is only a bound once the bytes arrive, never a reason to allocate ahead of them.
 func (p *Parser) Pending(buffered int) int {
 	if p.want == 0 || p.bulkLen < 0 {
 		return 0
@@ -92,6 +110,24 @@ func (p *Parser) Pending(buffered int) int {
 	}
 	return need
 }
+
+// Release drops the parser's own references to the arguments it returned (they stay valid for whoever
+// holds them), and the room it kept for a command with many arguments. The caller calls it once it is
+// done with the commands parsed so far, so that the buffer they point into can be freed while the
+// parser waits for the next command.
+func (p *Parser) Release() {
+	if cap(p.args) > keepArgs {
+		p.args = nil
+	} else {
+		clear(p.args[:cap(p.args)])
+	}
+	if p.want == 0 && cap(p.offs) > keepArgs {
+		p.offs, p.lens = nil, nil
+	}
+}
+
+// keepArgs is how many arguments' room the parser keeps between commands.
+const keepArgs = 64
 
 func (p *Parser) reset() {
 	p.want, p.pos, p.bulkLen = 0, 0, -1
@@ -114,8 +150,15 @@ func (p *Parser) multibulk(buf []byte) ([][]byte, int, error) {
 		if nl+1 >= len(buf) {
 			return nil, 0, nil // Redis waits for the byte after '\r' (and does not check it is '\n')
 		}
+		// Redis's order: invalid above INT_MAX, then the unauthenticated limit; qgate's own cap last, so
+		// an unauthenticated client gets Redis's error whatever the count.
 		ll, ok := parseInt(buf[1:nl])
-		if !ok || ll > MaxMultibulkLen {
+		switch {
+		case !ok || ll > math.MaxInt32:
+			return nil, 0, errInvalidMbulkLen
+		case ll > UnauthMaxMultibulkLen && p.authRequired:
+			return nil, 0, errUnauthMbulkLen
+		case ll > MaxMultibulkLen:
 			return nil, 0, errInvalidMbulkLen
 		}
 		if ll <= 0 {
@@ -153,6 +196,10 @@ func (p *Parser) multibulk(buf []byte) ([][]byte, int, error) {
 			if !ok || ll < 0 || ll > p.MaxBulkLen {
 				p.reset()
 				return nil, 0, errInvalidBulkLen
+			}
+			if ll > UnauthMaxBulkLen && p.authRequired {
+				p.reset()
+				return nil, 0, errUnauthBulkLen
 			}
 			p.bulkLen = int(ll)
 			p.pos += nl + 2

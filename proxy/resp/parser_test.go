@@ -6,9 +6,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"weak"
 
 	"github.com/tidwall/redcon"
 )
@@ -137,12 +139,14 @@ func multibulk(args ...string) string {
 func cmds(c ...[]string) [][]string { return c }
 
 const (
-	errMbulkLen   = "Protocol error: invalid multibulk length"
-	errBulkLen    = "Protocol error: invalid bulk length"
-	errInline     = "Protocol error: too big inline request"
-	errMbulkCount = "Protocol error: too big mbulk count string"
-	errBulkCount  = "Protocol error: too big bulk count string"
-	errQuotes     = "Protocol error: unbalanced quotes in request"
+	errMbulkLen    = "Protocol error: invalid multibulk length"
+	errBulkLen     = "Protocol error: invalid bulk length"
+	errInline      = "Protocol error: too big inline request"
+	errMbulkCount  = "Protocol error: too big mbulk count string"
+	errBulkCount   = "Protocol error: too big bulk count string"
+	errQuotes      = "Protocol error: unbalanced quotes in request"
+	errUnauthMbulk = "Protocol error: unauthenticated multibulk length"
+	errUnauthBulk  = "Protocol error: unauthenticated bulk length"
 )
 
 func TestParser(t *testing.T) {
@@ -260,6 +264,108 @@ func TestParser_MaxBulkLen(t *testing.T) {
 	}
 	if p := NewParser(0); p.MaxBulkLen != DefaultMaxBulkLen {
 		t.Fatalf("NewParser(0).MaxBulkLen = %d", p.MaxBulkLen)
+	}
+}
+
+// unauthParser returns a parser for a client that has not authenticated while authentication is required.
+func unauthParser() *Parser {
+	p := NewParser(0)
+	p.SetAuthRequired(true)
+	return p
+}
+
+// TestParser_Unauthenticated checks Redis 7.0's limits for clients that must still authenticate
+// (networking.c: more than 10 arguments or a bulk above 16384 bytes is refused from its header), in
+// Redis's order of checks, whatever the split of the input.
+func TestParser_Unauthenticated(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want result
+	}{
+		{"ten args", multibulk("RPUSH", "q", "1", "2", "3", "4", "5", "6", "7", "8"),
+			result{cmds: cmds([]string{"RPUSH", "q", "1", "2", "3", "4", "5", "6", "7", "8"})}},
+		{"eleven args", "*11\r\n", result{err: errUnauthMbulk, rest: 5}},
+		{"eleven args with data", multibulk("RPUSH", "q", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
+			result{err: errUnauthMbulk, rest: len(multibulk("RPUSH", "q", "1", "2", "3", "4", "5", "6", "7", "8", "9"))}},
+		{"bulk at limit", multibulk("ECHO", strings.Repeat("b", UnauthMaxBulkLen)),
+			result{cmds: cmds([]string{"ECHO", strings.Repeat("b", UnauthMaxBulkLen)})}},
+		{"bulk above limit", "*2\r\n$4\r\nECHO\r\n$16385\r\n", result{err: errUnauthBulk, rest: 22}},
+		{"huge bulk header", "*1\r\n$500000000\r\n" + strings.Repeat("x", 1024), result{err: errUnauthBulk, rest: 16 + 1024}},
+		// Invalid lengths stay invalid; above qgate's own cap the unauthenticated error comes first, as in Redis.
+		{"bulk above max", "*1\r\n$536870913\r\n", result{err: errBulkLen, rest: 16}},
+		{"mbulk above qgate cap", "*1048577\r\n", result{err: errUnauthMbulk, rest: 10}},
+		{"mbulk above INT_MAX", "*2147483648\r\n", result{err: errMbulkLen, rest: 13}},
+		{"mbulk at INT_MAX", "*2147483647\r\n", result{err: errUnauthMbulk, rest: 13}},
+		{"star zero skipped", "*0\r\n", result{}},
+		// Inline requests have only the 64 KiB line limit, for every client.
+		{"inline many args", "RPUSH q 1 2 3 4 5 6 7 8 9 10 11\r\n",
+			result{cmds: cmds([]string{"RPUSH", "q", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"})}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := []byte(tt.in)
+			whole := feed(t, unauthParser(), in)
+			if !sameResult(whole, tt.want) {
+				t.Fatalf("whole:\n got %.200v\nwant %.200v", whole, tt.want)
+			}
+			for _, k := range []int{1, 2, 5, len(in) / 2, len(in) - 1} {
+				if k <= 0 || k >= len(in) {
+					continue
+				}
+				if got := feed(t, unauthParser(), in[:k], in[k:]); !sameResult(got, whole) {
+					t.Fatalf("split at %d:\n got %.200v\nwant %.200v", k, got, whole)
+				}
+			}
+		})
+	}
+	// The same requests from an authenticated client (or with no authentication configured) pass.
+	for _, in := range []string{"*11\r\n", "*2\r\n$4\r\nECHO\r\n$16385\r\n"} {
+		if got, want := feed(t, NewParser(0), []byte(in)), (result{rest: len(in)}); !sameResult(got, want) {
+			t.Fatalf("authenticated %q: got %v, want %v", in, got, want)
+		}
+	}
+}
+
+// TestParser_AuthRequiredChangesBetweenCommands: the limits apply to headers parsed while they are
+// set, so a command after the one that logs in may be large (Redis checks at each header too).
+func TestParser_AuthRequiredChangesBetweenCommands(t *testing.T) {
+	p := unauthParser()
+	big := multibulk("ECHO", strings.Repeat("b", UnauthMaxBulkLen+1))
+	in := []byte(multibulk("AUTH", "pw") + big)
+	args, n, err := p.Next(in)
+	if err != nil || len(args) != 2 {
+		t.Fatalf("AUTH: args=%q n=%d err=%v", args, n, err)
+	}
+	p.SetAuthRequired(false)
+	args, m, err := p.Next(in[n:])
+	if err != nil || m != len(big) || len(args) != 2 || len(args[1]) != UnauthMaxBulkLen+1 {
+		t.Fatalf("after login: %d args, n=%d, err=%v", len(args), m, err)
+	}
+	p.SetAuthRequired(true)
+	if _, _, err := p.Next([]byte(big)); err == nil || err.Error() != errUnauthBulk {
+		t.Fatalf("after logout: err=%v, want %q", err, errUnauthBulk)
+	}
+}
+
+// TestParser_ReleaseDropsArguments: once released, the parser holds nothing of the buffer its last
+// command was parsed from, so the connection's buffer can be freed while it waits for the next one.
+func TestParser_ReleaseDropsArguments(t *testing.T) {
+	p := NewParser(0)
+	buf := []byte(multibulk("RPUSH", "q", strings.Repeat("v", 1<<20)))
+	alive := weak.Make(&buf[0])
+	if args, n, err := p.Next(buf); err != nil || n != len(buf) || len(args) != 3 {
+		t.Fatalf("n=%d err=%v", n, err)
+	}
+	buf = nil
+	p.Release()
+	runtime.GC()
+	if alive.Value() != nil {
+		t.Fatal("the parser still holds the buffer of its last command")
+	}
+	// The parser still works afterwards.
+	if args, _, err := p.Next([]byte(multibulk("PING"))); err != nil || len(args) != 1 {
+		t.Fatalf("after Release: args=%q err=%v", args, err)
 	}
 }
 
@@ -548,13 +654,20 @@ func FuzzParser(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
 		k := int(split) % (len(data) + 1)
 		for _, maxBulk := range []int64{0, 8} {
-			whole := feed(t, NewParser(maxBulk), data)
-			if got := feed(t, NewParser(maxBulk), data[:k], data[k:]); !sameResult(got, whole) {
-				t.Fatalf("max %d, split at %d of %q:\n got %v\nwant %v", maxBulk, k, data, got, whole)
-			}
-			if len(data) <= 256 {
-				if got := feed(t, NewParser(maxBulk), bytewise(data)...); !sameResult(got, whole) {
-					t.Fatalf("max %d, byte by byte %q:\n got %v\nwant %v", maxBulk, data, got, whole)
+			for _, unauth := range []bool{false, true} {
+				newParser := func() *Parser {
+					p := NewParser(maxBulk)
+					p.SetAuthRequired(unauth)
+					return p
+				}
+				whole := feed(t, newParser(), data)
+				if got := feed(t, newParser(), data[:k], data[k:]); !sameResult(got, whole) {
+					t.Fatalf("max %d, unauth %v, split at %d of %q:\n got %v\nwant %v", maxBulk, unauth, k, data, got, whole)
+				}
+				if len(data) <= 256 {
+					if got := feed(t, newParser(), bytewise(data)...); !sameResult(got, whole) {
+						t.Fatalf("max %d, unauth %v, byte by byte %q:\n got %v\nwant %v", maxBulk, unauth, data, got, whole)
+					}
 				}
 			}
 		}

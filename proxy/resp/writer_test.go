@@ -1,8 +1,11 @@
 package resp
 
 import (
+	"bytes"
 	"math"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestWriter(t *testing.T) {
@@ -83,5 +86,69 @@ func TestWriter_Appends(t *testing.T) {
 	w.Int(1)
 	if got := string(w.B); got != "+OK\r\n_\r\n:1\r\n" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// spilled collects what a Writer hands to Spill, followed by what is left in B.
+func spilled(parts [][]byte, w *Writer) []byte {
+	var all []byte
+	for _, p := range parts {
+		all = append(all, p...)
+	}
+	return append(all, w.B...)
+}
+
+// TestWriter_SpillLargeBulkByReference: a large BulkString is handed over by reference, not copied,
+// and the reply's bytes are those of a Writer without Spill.
+func TestWriter_SpillLargeBulkByReference(t *testing.T) {
+	big := strings.Repeat("v", SpillMin)
+	write := func(w *Writer) {
+		w.Array(3)
+		w.BulkString("key")
+		w.BulkString(big)
+		w.Int(7)
+	}
+	var plain Writer
+	write(&plain)
+	var parts [][]byte
+	w := Writer{Spill: func(p []byte) { parts = append(parts, p) }}
+	write(&w)
+	if got := spilled(parts, &w); !bytes.Equal(got, plain.B) {
+		t.Fatalf("bytes differ:\n got %.80q\nwant %.80q", got, plain.B)
+	}
+	shared := false
+	for _, p := range parts {
+		shared = shared || len(p) == len(big) && unsafe.SliceData(p) == unsafe.StringData(big)
+	}
+	if !shared {
+		t.Fatal("the large payload was copied")
+	}
+}
+
+// TestWriter_SpillInsteadOfRegrowing: a reply of many small elements is handed over in parts once B is
+// large, instead of B being regrown (and copied) again and again.
+func TestWriter_SpillInsteadOfRegrowing(t *testing.T) {
+	item := strings.Repeat("i", 1000)
+	write := func(w *Writer) {
+		w.Array(2000)
+		for range 2000 {
+			w.BulkString(item)
+		}
+	}
+	var plain Writer
+	write(&plain)
+	var parts [][]byte
+	w := Writer{Spill: func(p []byte) { parts = append(parts, p) }}
+	write(&w)
+	if got := spilled(parts, &w); !bytes.Equal(got, plain.B) {
+		t.Fatal("bytes differ from a Writer without Spill")
+	}
+	if len(parts) < 2 {
+		t.Fatalf("%d parts handed over for a 2 MB reply", len(parts))
+	}
+	for i, p := range append(parts, w.B) {
+		if cap(p) > 2*SpillMin+2*len(item) {
+			t.Fatalf("part %d has capacity %d: B was regrown past the spill size", i, cap(p))
+		}
 	}
 }
