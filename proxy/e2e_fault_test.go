@@ -150,6 +150,40 @@ func faultConsumerClient(t *testing.T, q *proxytest.Qgate) *redis.Client {
 	})
 }
 
+// faultConsumers starts n consumers popping count items at a time (LPOP key [count]) through q into l,
+// each on its own connection; stop ends them and waits. errs counts the pops that failed.
+func faultConsumers(t *testing.T, q *proxytest.Qgate, n int, key string, count int, l *faultLedger) (stop func(), errs *atomic.Int64) {
+	errs = new(atomic.Int64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		c := faultConsumerClient(t, q)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				v, err := c.LPopCount(context.Background(), key, count).Result()
+				switch {
+				case err == nil:
+					for _, x := range v {
+						l.add(x)
+					}
+				case err == redis.Nil:
+					time.Sleep(2 * time.Millisecond) // an idle worker's poll interval
+				default:
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }, errs
+}
+
 // TestFreeze_PopsUnderLoadLoseNothing freezes Redis (SIGSTOP) while 8 consumers pop through qgate:
 // with no backend read timeout (the default) the consumers wait the stall out; with one, their pops
 // fail as of unknown outcome and the items those pops took are given back when Redis resumes.
@@ -244,41 +278,13 @@ func TestReset_BackendConnectionsKilledDuringPops(t *testing.T) {
 	items := faultItems("job", n)
 	faultPush(t, e.Direct, "jobs", items)
 	l := newFaultLedger()
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	var errs atomic.Int64
-	for i := 0; i < consumers; i++ {
-		c := faultConsumerClient(t, e.Qgate)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				v, err := c.LPopCount(context.Background(), "jobs", 3).Result()
-				switch {
-				case err == nil:
-					for _, x := range v {
-						l.add(x)
-					}
-				case err == redis.Nil:
-					time.Sleep(2 * time.Millisecond)
-				default:
-					errs.Add(1)
-				}
-			}
-		}()
-	}
+	stop, errs := faultConsumers(t, e.Qgate, consumers, "jobs", 3, l)
 	ctx := context.Background()
 	for i := 0; i < 30 && l.n.Load() < n; i++ {
 		e2eEventually(t, "progress", func() bool { return l.n.Load() >= int64(i*n/40) })
 		_ = e.Direct.Do(ctx, "client", "kill", "type", "normal", "skipme", "yes").Err()
 	}
-	close(done)
-	wg.Wait()
+	stop()
 	faultAccount(t, e.Direct, "jobs", items, l)
 	t.Logf("%d pops failed on killed connections", errs.Load())
 }
@@ -297,27 +303,7 @@ func TestOversizedPush_RefusedBeforeItCanResetOthersPops(t *testing.T) {
 	items := faultItems("job", n)
 	faultPush(t, direct, "jobs", items)
 	l := newFaultLedger()
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	for i := 0; i < consumers; i++ {
-		c := faultConsumerClient(t, q)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				if v, err := c.LPop(context.Background(), "jobs").Result(); err == nil {
-					l.add(v)
-				} else if err == redis.Nil {
-					time.Sleep(2 * time.Millisecond)
-				}
-			}
-		}()
-	}
+	stop, _ := faultConsumers(t, q, consumers, "jobs", 1, l)
 	producer := q.Client(t)
 	big := strings.Repeat("\xff", 900<<10) // 900 KiB: under the limit raw, 1.2 MB as base64 in its envelope
 	for i := 0; i < 20; i++ {
@@ -329,8 +315,7 @@ func TestOversizedPush_RefusedBeforeItCanResetOthersPops(t *testing.T) {
 	if got, err := producer.RPush(context.Background(), "jobs-small", strings.Repeat("x", 900<<10)).Result(); err != nil || got != 1 {
 		t.Fatalf("RPUSH of a 900 KiB value without envelope = %d, %v; want 1", got, err)
 	}
-	close(done)
-	wg.Wait()
+	stop()
 	faultAccount(t, direct, "jobs", items, l)
 }
 
