@@ -70,7 +70,7 @@ func (f Flags) Names() []string {
 	return out
 }
 
-// Verb is the right a command needs on the queue or channel it names (see DESIGN.md section 6).
+// Verb is the right a command needs on the queue or channel it names (README "Authentication and TLS").
 type Verb uint8
 
 const (

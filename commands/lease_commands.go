@@ -19,7 +19,7 @@ import (
 	"github.com/qgate/qgate/proxy/resp"
 )
 
-// Leases of at-least-once queues (DESIGN.md section 5): leased pops, QACK, QNACK and QEXTEND.
+// Leases of at-least-once queues (README "Retry rules", proxy/DESIGN.md "Lease receipts"): leased pops, QACK, QNACK and QEXTEND.
 //
 // Receipts. Every leased item gets a receipt (see rdb.InflightKey): a new one for every delivery,
 // made of a per-pop prefix (a ULID, so a connection's receipts sort in pop order, then 128 random

@@ -1,4 +1,4 @@
-// Command chaos is qgate's kill -9 test (issue 6): messages go through at-least-once queues while
+// Command chaos is qgate's kill -9 and SIGSTOP test: messages go through at-least-once queues while
 // a driver repeatedly kill -9s qgate and consumers and restarts Redis (appendonly yes, appendfsync
 // always). At the end every message acknowledged as pushed must have been consumed at least once
 // (lost = 0); duplicates are counted and each is attributed to the failure that caused it.

@@ -18,7 +18,7 @@ import (
 // Right is what a user may do with a queue or channel.
 type Right uint8
 
-// The rights of DESIGN.md section 6.
+// The rights of the README's "Authentication and TLS".
 const (
 	RightPush Right = iota + 1
 	RightPop        // LPOP, RPOP, BLPOP, BRPOP, LLEN, LRANGE (and acks, nacks and lease extensions)

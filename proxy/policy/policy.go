@@ -38,7 +38,7 @@ type Rule struct {
 	Deliver  string `yaml:"deliver"`   // payload (default) | envelope
 	Dedup    Dedup  `yaml:"dedup"`
 
-	// Delivery and retry (DESIGN.md section 5; queues only).
+	// Delivery and retry (README "Delivery rules" and "Retry rules"; queues only).
 	Delivery          string        `yaml:"delivery"`           // at-most-once (default) | at-least-once
 	Ack               string        `yaml:"ack"`                // explicit (default) | next-pop
 	VisibilityTimeout time.Duration `yaml:"visibility_timeout"` // lease length (default 30s)

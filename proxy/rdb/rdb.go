@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Keys of an at-least-once queue (DESIGN.md section 5). The ready list is the queue's own name.
+// Keys of an at-least-once queue (README "Retry rules"). The ready list is the queue's own name.
 
 // InflightKey is the ZSET of a queue's leases: receipt → deadline (ms since the epoch, Redis clock).
 //
