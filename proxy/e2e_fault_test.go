@@ -411,6 +411,11 @@ func TestShutdown_FrozenBackendIsBounded(t *testing.T) {
 		blocked = append(blocked, faultRaw(t, q.Addr, "BLPOP idle 0\r\n"))
 	}
 	e2eEventually(t, "20 blocked", func() bool { return q.Server.Stats().BlockedClients == 20 })
+	// One pop before the freeze registers the queue (a first pop of a queue writes to Redis first).
+	first, err := q.Client(t).LPop(context.Background(), "work").Result()
+	if err != nil || first != items[0] {
+		t.Fatalf("LPOP before the freeze = %q, %v", first, err)
+	}
 	r.Freeze()
 	defer r.Thaw()
 	var popping []net.Conn
@@ -434,7 +439,7 @@ func TestShutdown_FrozenBackendIsBounded(t *testing.T) {
 			t.Fatalf("blocked client %d got %q, %v; want EOF without a reply", i, got, err)
 		}
 	}
-	received := 0
+	received := 1
 	for _, nc := range popping {
 		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 		got, _ := io.ReadAll(nc)
@@ -444,11 +449,15 @@ func TestShutdown_FrozenBackendIsBounded(t *testing.T) {
 	}
 	r.Thaw()
 	// Another instance finds the stopped one's records and gives the items back.
-	cfg2 := cfg
-	q2 := proxytest.StartQgate(t, cfg2)
-	_ = q2
+	q2 := proxytest.StartQgate(t, cfg)
 	l := newFaultLedger()
 	faultAccountN(t, direct, "work", items, l, n-received)
+	// The stuck pops ran once Redis resumed; their items came back from the stopped instance's own late
+	// give-back (its abandoned connections got their replies) or from q2's recovery.
+	back := q.Server.Stats().ReturnedItems + q2.Server.Stats().RecoveredItems
+	if got, want := back, int64(n-received-79); got != want {
+		t.Fatalf("items given back or recovered = %d, want %d (the %d stuck pops)", got, want, want)
+	}
 }
 
 // faultAccountN waits until want items are back in key and checks that they are distinct items.
@@ -541,6 +550,10 @@ func TestTransit_DeadInstanceRecordIsGivenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := direct.ZAdd(ctx, rdb.LeasedQueuesKey, redis.Z{Score: float64(time.Now().UnixMilli()), Member: "q"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Its last heartbeat is a minute old (a live instance's record on another queue must stay).
+	if err := direct.ZAdd(ctx, rdb.InstancesKey, redis.Z{Score: float64(time.Now().Add(-time.Minute).UnixMilli()), Member: dead}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := direct.LLen(ctx, "q").Result(); got != 6 {
