@@ -598,3 +598,59 @@ func TestPush_UnknownOutcomeSaysSo(t *testing.T) {
 		t.Fatalf("RPUSH error %v is not an error reply", err)
 	}
 }
+
+// TestTransit_LiveInstanceRecordIsKept: an instance never gives back the record of another instance
+// that is alive (its items may be on their way to a client), and takes it over once that instance
+// stopped.
+func TestTransit_LiveInstanceRecordIsKept(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	direct := r.Client(t)
+	ctx := context.Background()
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = r.URL()
+	cfg.InstanceTTL = time.Second
+	a, err := proxytest.LaunchQgate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := proxytest.StartQgate(t, cfg)
+	items := faultItems("job", 4)
+	faultPush(t, direct, "q", items)
+	// Instance a has popped two items (as if their replies were being written).
+	inst := a.Server.Stats().Instance
+	if err := rdb.TransitPop.Run(ctx, direct, rdb.TransitKeys("q", inst), "LPOP", "2", "L1.", inst).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := direct.ZAdd(ctx, rdb.LeasedQueuesKey, redis.Z{Score: float64(time.Now().UnixMilli()), Member: "q"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Five instance TTLs of b's reaper passes: a beats, so its record stays.
+	passes := 0
+	deadline := time.Now().Add(5 * cfg.InstanceTTL)
+	for time.Now().Before(deadline) {
+		if _, err := b.Server.Reap(ctx); err != nil {
+			t.Fatal(err)
+		}
+		passes++
+		time.Sleep(50 * time.Millisecond) // between reaper passes, as the reaper itself does
+	}
+	if n, _ := direct.HLen(ctx, rdb.TransitKey("q", inst)).Result(); n != 2 {
+		t.Fatalf("a live instance's record holds %d items after %d reaper passes of another instance, want 2", n, passes)
+	}
+	if got := b.Server.Stats().RecoveredItems; got != 0 {
+		t.Fatalf("recovered_items = %d while the owner is alive, want 0", got)
+	}
+	// a stops: its record (not of its own pops, so its last sweep leaves it) goes back via b.
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e2eEventually(t, "a's items back", func() bool {
+		_, _ = b.Server.Reap(ctx)
+		n, _ := direct.LLen(ctx, "q").Result()
+		return n == 4
+	})
+	got, _ := direct.LRange(ctx, "q", 0, -1).Result()
+	if strings.Join(got, ",") != strings.Join(items, ",") {
+		t.Fatalf("queue = %v, want %v", got, items)
+	}
+}
