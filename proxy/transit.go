@@ -503,7 +503,7 @@ func (t *transit) beat(ctx context.Context) error {
 }
 
 // recoverQueue gives back the transit records of dead instances on queue; it reports whether any
-// instance still has a record there.
+// instance still has items in a record there (the queue then stays registered).
 func (t *transit) recoverQueue(ctx context.Context, queue string) (owned bool, err error) {
 	owners, err := t.srv.backend.Client.SMembers(ctx, rdb.TransitOwnersKey(queue)).Result()
 	if err != nil || len(owners) == 0 {
@@ -517,6 +517,10 @@ func (t *transit) recoverQueue(ctx context.Context, queue string) (owned bool, e
 	}
 	for _, o := range owners {
 		if alive[o] {
+			// A live instance stays an owner; the queue is idle when its record is empty.
+			if n, err := t.srv.backend.Client.HLen(ctx, rdb.TransitKey(queue, o)).Result(); err != nil || n > 0 {
+				owned = true
+			}
 			continue
 		}
 		for i := 0; i < 20; i++ { // bounded per pass; the next pass goes on
@@ -531,9 +535,10 @@ func (t *transit) recoverQueue(ctx context.Context, queue string) (owned bool, e
 			if n < transitChunk {
 				break
 			}
+			owned = i == 19 // more than this pass gives back: the next pass goes on
 		}
 	}
-	return true, nil
+	return owned, nil
 }
 
 // heartbeatLoop beats every InstanceTTL/5 until stop is closed.
