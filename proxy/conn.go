@@ -142,6 +142,13 @@ func (c *conn) runPending() {
 	// Backend calls use the server's context, not the client's: a command that reached Redis must
 	// have its result handled (a popped item returned) even when the client is already gone.
 	ctx := c.srv.bgctx
+	if ap := c.srv.pipeliner; ap != nil {
+		if ops := singlePops(p); ops != nil {
+			c.srv.transit.share(ap, ops) // the batch is a worker's LPOP(s): group with other clients'
+			c.finishPending(p)
+			return
+		}
+	}
 	cmds := c.batchCmds(p)
 	if ap := c.srv.pipeliner; ap != nil {
 		// Submit the whole batch without waiting; the auto-pipeliner merges it with other clients'
@@ -158,6 +165,11 @@ func (c *conn) runPending() {
 		}
 		_, _ = pipe.Exec(ctx)
 	}
+	c.finishPending(p)
+}
+
+// finishPending waits for each queued command's result and writes its reply, in order.
+func (c *conn) finishPending(p []queued) {
 	for i := range p {
 		if pc, ok := p[i].cmd.(*popCmd); ok && pc.op.group != nil {
 			pc.op.group.wait()
@@ -167,6 +179,24 @@ func (c *conn) runPending() {
 		p[i].done(&c.w)
 		p[i] = queued{}
 	}
+}
+
+// singlePops returns the batch's pops when it is made only of single pops (no COUNT) of one queue
+// from one end, else nil.
+func singlePops(p []queued) []*transitPop {
+	first, ok := p[0].cmd.(*popCmd)
+	if !ok || !first.op.single() {
+		return nil
+	}
+	ops := make([]*transitPop, 0, len(p))
+	for _, q := range p {
+		pc, ok := q.cmd.(*popCmd)
+		if !ok || !pc.op.single() || pc.op.key != first.op.key || pc.op.left != first.op.left {
+			return nil
+		}
+		ops = append(ops, pc.op)
+	}
+	return ops
 }
 
 // batchCmds returns the backend commands of a batch: adjacent single pops of one queue (a worker's

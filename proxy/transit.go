@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,9 @@ type transit struct {
 	instance string
 	seq      atomic.Uint64
 
+	gmu  sync.Mutex
+	open map[bkey]*popGroup // groups of single pops still open for other connections' pops (share)
+
 	mu      sync.Mutex
 	live    map[uint64]struct{}   // pops whose items may be in a record and are accounted for
 	dirty   map[string]*dirtyInfo // queues with a pop of unknown outcome, swept until clean
@@ -59,7 +63,7 @@ type transit struct {
 type dirtyInfo struct{ clean int }
 
 func newTransit(s *Server) *transit {
-	t := &transit{srv: s, instance: s.instance, live: map[uint64]struct{}{}, dirty: map[string]*dirtyInfo{},
+	t := &transit{srv: s, instance: s.instance, live: map[uint64]struct{}{}, dirty: map[string]*dirtyInfo{}, open: map[bkey]*popGroup{},
 		pending: map[string][]*transitPop{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	t.touched, _ = lru.New[string, struct{}](touchedQueues)
 	go t.deleteLoop()
@@ -98,6 +102,7 @@ type popGroup struct {
 	cmd  *redis.Cmd
 	keys []string
 	args []interface{}
+	sent chan struct{} // closed once cmd is built and submitted
 	once sync.Once
 	res  []interface{}
 	err  error
@@ -115,11 +120,54 @@ func (t *transit) mergePops(ops []*transitPop) redis.Cmder {
 		op.group, op.idx = g, i
 	}
 	g.cmd = rdb.TransitPopEach.Cmd(first.ctx, t.srv.cmds(), g.keys, g.args...)
+	g.sent = closedChan
 	return g.cmd
 }
 
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// share runs ops (a batch made only of single pops of one queue: a worker's LPOP) together with the
+// same pops of other connections arriving at the same moment, in one transit_pop_each call submitted
+// to the auto-pipeliner: the first connection opens the group, lets the others run once
+// (runtime.Gosched) and submits it; they only wait for its reply. A group holds at most transitChunk
+// pops.
+func (t *transit) share(ap *redis.AutoPipeliner, ops []*transitPop) {
+	k := bkey{ops[0].key, ops[0].left}
+	t.gmu.Lock()
+	g := t.open[k]
+	leader := g == nil
+	if leader {
+		g = &popGroup{t: t, ctx: ops[0].ctx, keys: ops[0].keys, sent: make(chan struct{})}
+		g.args = append(make([]interface{}, 0, 16), ops[0].args[0], t.instance)
+		t.open[k] = g
+	}
+	for _, op := range ops {
+		op.group, op.idx = g, len(g.args)-2
+		g.args = append(g.args, op.prefix())
+	}
+	if len(g.args)-2 >= transitChunk && t.open[k] == g {
+		delete(t.open, k) // full: the next pops open a new group
+	}
+	t.gmu.Unlock()
+	if !leader {
+		return
+	}
+	runtime.Gosched()
+	t.gmu.Lock()
+	if t.open[k] == g {
+		delete(t.open, k)
+	}
+	t.gmu.Unlock()
+	g.cmd = rdb.TransitPopEach.Cmd(g.ctx, ap, g.keys, g.args...)
+	_ = ap.Process(g.ctx, g.cmd)
+	close(g.sent)
+}
+
 // wait waits for the group's reply (the deferred face of the auto-pipeliner).
-func (g *popGroup) wait() { _ = g.cmd.Err() }
+func (g *popGroup) wait() {
+	<-g.sent
+	_ = g.cmd.Err()
+}
 
 // result returns pop i's entry of the group's reply.
 func (g *popGroup) result(i int) (interface{}, error) {
