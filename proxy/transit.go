@@ -55,9 +55,10 @@ type transit struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 
-	// Counters (INFO): items given back, and done-deletes that found their record gone because another
-	// instance took this one for dead (those items may be delivered twice).
-	givenBack, recovered, raced atomic.Int64
+	// Counters (INFO; items given back count in Server.stats.returned): items recovered from dead
+	// instances' records, and done-deletes that found their record gone because another instance took
+	// this one for dead (those items may be delivered twice).
+	recovered, raced atomic.Int64
 }
 
 type dirtyInfo struct{ clean int }
@@ -386,7 +387,6 @@ func (t *transit) giveBack(pops []*transitPop) {
 		for {
 			n, err := rdb.TransitReturn.Run(t.srv.bgctx, t.srv.backend.Client, p.keys, args...).Int64()
 			if err == nil {
-				t.givenBack.Add(n)
 				t.srv.stats.returned.Add(n)
 				break
 			}
@@ -487,7 +487,6 @@ func (t *transit) sweepQueue(ctx context.Context, q string) (int, error) {
 		total += int(got)
 		orphans = orphans[n:]
 	}
-	t.givenBack.Add(int64(total))
 	t.srv.stats.returned.Add(int64(total))
 	t.srv.log.Warn("gave back items of pops whose outcome was unknown", "queue", q, "items", total)
 	return total, nil
