@@ -355,7 +355,7 @@ func (b *bench) setup() error {
 // qgateConfig holds the rules of the qgate under test: queues under bench:env: keep qgate's default
 // (envelope on), bench:schema: add a JSON Schema, bench:als:explicit: and bench:als:nextpop: are
 // at-least-once (envelope on; ack explicit / next-pop; the at-least-once scenario), and everything
-// else — all other scenarios — is the plain path (envelope off), which issue 7's throughput targets
+// else — all other scenarios — is the plain path (envelope off), which the README's throughput targets
 // are about.
 const qgateConfig = `queues:
   - match: "bench:env:*"

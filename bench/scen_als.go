@@ -116,7 +116,7 @@ func (b *bench) runAtLeastOnce() {
 	for _, r := range qrows {
 		if th := r.Throughput(); th.OK && st.OK && st.Med > 0 {
 			v := th.Med / st.Med
-			r.note("×Streams %.2f (min–max %.2f–%.2f against Streams' median; issue 6 target ≥ %.1f×: %s)",
+			r.note("×Streams %.2f (min–max %.2f–%.2f against Streams' median; target ≥ %.1f×: %s)",
 				v, th.Min/st.Med, th.Max/st.Med, targetALSvsStreams, mark(v >= targetALSvsStreams))
 		}
 		if v := r.value("items_per_read"); v.OK {

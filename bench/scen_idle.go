@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Targets from issue 3 for idle blocked clients through qgate.
+// Targets for idle blocked clients through qgate (README "Benchmarks").
 const (
 	idleTargetKiB   = 16.0
 	idleTargetConns = 16

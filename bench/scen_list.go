@@ -20,7 +20,7 @@ type batchRec struct {
 }
 
 // runList measures RPUSH or LPOP (kind "rpush"/"lpop") for every depth × payload on every target.
-// qgate's queues here match its plain rule (envelope off: issue 7's plain path).
+// qgate's queues here match its plain rule (envelope off: the plain path the README's benchmark targets are about).
 func (b *bench) runList(kind string) {
 	for _, depth := range b.cfg.Depths {
 		for _, size := range b.cfg.Payloads {
