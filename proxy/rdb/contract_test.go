@@ -791,7 +791,7 @@ func TestContract_PushBack(t *testing.T) {
 			want: int64(3), after: map[string]any{q: list("w", "y", "x")},
 		},
 		{
-			// Not guarded: callers must pass at least one item.
+			// The header asks for at least one item; the script does not check.
 			name: "no items: Redis's arity error",
 			keys: keys, args: []any{"LPUSH"},
 			wantErr: "Wrong number of args",
