@@ -220,7 +220,7 @@ func (b *blocker) failKey(key string, left bool, err error) {
 
 func (b *blocker) group(key string) int {
 	if b.cluster {
-		return int(keySlot(key))
+		return int(rdb.Slot(key))
 	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
@@ -250,7 +250,7 @@ func (b *blocker) listenerFor(key string, left bool) *listener {
 		if id.key != "" {
 			wake = "qgate:wake:{" + id.key + "}:" + suffix
 		} else if b.cluster {
-			wake = "qgate:wake:{" + slotTag(uint16(id.group)) + "}:" + suffix
+			wake = "qgate:wake:{" + rdb.SlotTag(uint16(id.group)) + "}:" + suffix
 		}
 		l = &listener{b: b, id: id, wakeKey: wake, keys: map[string]struct{}{}, kick: make(chan struct{}, 1)}
 		b.listeners[id] = l

@@ -8,16 +8,40 @@
 // exactly: "json" holds it verbatim when it is valid UTF-8 JSON without surrounding whitespace, "text"
 // holds other valid UTF-8 as a JSON string, and "b64" holds anything else in standard base64.
 //
-// The Lua scripts read stored envelopes. proxy/rdb/scripts/retry.lua (attempts + 1 on a retry) and
-// redrive.lua (attempts reset to 0) find the attempts counter with the Lua pattern
+// # The layout the Lua scripts depend on
+//
+// The scripts in proxy/rdb/scripts treat items as opaque bytes (lease_pop, ack, the transit scripts
+// and the others never look inside one: leases are keyed by receipts, and equal items are leased
+// alike), except retry.lua and redrive.lua, which read and rewrite the attempts counter. Both match
+// an item against this Lua pattern (as written in their source, a single-quoted Lua string where \\
+// is one backslash), anchored at the item's first byte:
 //
 //	^{"qgate":1,"id":"[^"\\]+","queue":"[^"\\]*","enqueued_at":"[^"\\]*","attempts":(%d+),
 //
-// so AppendEnvelope must keep writing these members first, in this order and these forms (the id, the
-// queue name and the time never hold '"' or '\'), or the scripts handle envelopes as raw items: no
-// attempts counted, never dead-lettered. proxy/rdb/scripts_test.go runs the scripts on AppendEnvelope's
-// output and fails if they no longer find the counter. The scripts never parse anything else of an
-// envelope (leases are keyed by receipts, not by id).
+// ([^"\\] is any byte but '"' and '\'; %d+ is decimal digits). Where it matches they splice a new
+// number in place of the captured digits and keep every other byte: retry.lua (run by nack.lua and
+// requeue_expired.lua) writes attempts + 1, redrive.lua writes 0. An item that does not match is
+// handled as a raw item: retried straight to the ready list, never counted, never dead-lettered. A
+// dead item is kept as the "item" member, a JSON string, of a cjson-encoded record with members
+// "reason", "failed_at", "attempts" and "item" (in no fixed order); redrive.lua decodes the record
+// and applies the pattern to that string.
+//
+// So AppendEnvelope must begin every envelope with exactly these bytes, in this order:
+//
+//  1. prefix, {"qgate":1,"id":" (Is checks it too), then the id unescaped (a ULID: never '"' or '\');
+//  2. ","queue": and the queue name as a JSON string holding no '"' and no '\' (policy.ValidateName
+//     allows neither, so appendString writes it as it is);
+//  3. ,"enqueued_at":" then the time in TimeFormat (UTC, no escapes) and ";
+//  4. ,"attempts": then the count in plain decimal digits (no sign, exponent or leading zero; the
+//     scripts write Lua's tostring of the new count, digits below 1e14) and the ',' that starts the
+//     next member.
+//
+// No whitespace, no other member in between. What follows (,"producer": and one payload member, and
+// a delivered copy's last member "receipt") is never read by the scripts; fastPayload expects it
+// exactly as AppendEnvelope writes it. layout_test.go in this package reads the pattern out of both
+// scripts and checks AppendEnvelope's output against it; proxy/rdb/scripts_test.go and
+// proxy/rdb/envelope_contract_test.go run the scripts on envelopes built here and decode what they
+// write.
 //
 // A stored envelope never carries a lease receipt: WithReceipt adds one to the copy delivered to the
 // client that leased it.

@@ -5,7 +5,8 @@
 --
 -- KEYS[1]  the queue's ready list
 -- ARGV[1]  "LPUSH" or "RPUSH"
--- ARGV[2..n] the items, most recently popped first
+-- ARGV[2..n] the items, most recently popped first; at least one (with none, the push fails with
+--          Redis's arity error)
 --
 -- Returns the list's length.
 return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
