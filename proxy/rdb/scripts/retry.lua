@@ -65,8 +65,16 @@ local function retry(id, delay)
     return 4
   end
   if delay < 0 then
-    delay = tonumber(ARGV[3]) * tonumber(ARGV[5]) ^ (n - 1)
-    if delay > tonumber(ARGV[4]) then delay = tonumber(ARGV[4]) end
+    -- initial × multiplier^(n-1), capped at max. The power overflows to inf after enough attempts,
+    -- and 0 × inf is NaN, which ZADD refuses after the lease is gone: any result that is not a finite
+    -- number below the cap is the cap (0 when initial is 0).
+    local initial, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+    delay = initial * tonumber(ARGV[5]) ^ (n - 1)
+    if initial <= 0 then
+      delay = 0
+    elseif delay ~= delay or delay > cap then
+      delay = cap
+    end
     delay = math.floor(delay * (1 + tonumber(ARGV[6]) * (2 * tonumber(ARGV[7]) - 1)))
   end
   -- The delayed set holds each item once: an equal copy already there goes to the ready list.
