@@ -235,10 +235,16 @@ func (h *hub) pong(payload string) {
 	}
 }
 
-// AwaitOwnMessages implements commands.Server.
-func (s *Server) AwaitOwnMessages(c commands.Conn) {
-	s.hub.sync()
-	c.(*conn).spliceDeferred()
+// Subscribe implements commands.Conn.
+func (c *conn) Subscribe(pattern bool, name string) error { return c.srv.hub.Subscribe(c, pattern, name) }
+
+// Unsubscribe implements commands.Conn.
+func (c *conn) Unsubscribe(pattern bool, name string) { c.srv.hub.Unsubscribe(c, pattern, name) }
+
+// AwaitOwnMessages implements commands.Conn.
+func (c *conn) AwaitOwnMessages() {
+	c.srv.hub.sync()
+	c.spliceDeferred()
 }
 
 // spliceDeferred moves the pub/sub messages that arrived during the batch into the batch's replies at
