@@ -196,11 +196,6 @@ type Server interface {
 	BackendInfo() (kind, addr string)
 	// Stats returns counters for INFO.
 	Stats() Stats
-	// LocalSubscribers returns how many local clients a message on channel reaches, and how many of
-	// qgate's own backend subscriptions (channel and patterns) match it.
-	LocalSubscribers(channel string) (clients, backendSubs int)
-	// LocalNumSub returns the local subscriber count of a channel and whether qgate subscribes to it.
-	LocalNumSub(channel string) (clients int, subscribed bool)
 	// Users returns the configured users; nil or empty means qgate is open (no authentication).
 	Users() *auth.Store
 	// NoteDenied counts a NOPERM reply (on a channel or pattern when channel is set, else a queue).

@@ -77,7 +77,7 @@ func publish(c Conn, args [][]byte) {
 		if own {
 			c.AwaitOwnMessages()
 		}
-		local, subs := c.Server().LocalSubscribers(channel)
+		local, subs := c.Server().Queues().LocalSubscribers(channel)
 		n = n - int64(subs) + int64(local)
 		if n < 0 {
 			n = 0
@@ -228,7 +228,7 @@ func pubsubNumsub(c Conn, args [][]byte) {
 		w.Map(len(names))
 		for _, name := range names {
 			n := counts[name]
-			local, subscribed := c.Server().LocalNumSub(name)
+			local, subscribed := c.Server().Queues().LocalNumSub(name)
 			if subscribed && n > 0 {
 				n--
 			}

@@ -557,14 +557,6 @@ func (c *conn) waitReady(w *queue.Waiter, deadline time.Time) {
 	}
 }
 
-// deliverMode returns the connection's QDELIVERY mode ("" = each rule's).
-func (c *conn) deliverMode() string {
-	if m := c.deliver.Load(); m != nil {
-		return *m
-	}
-	return ""
-}
-
 // Wake implements queue.Parker: it interrupts the connection's blocked read so it notices a delivery.
 func (c *conn) Wake() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
 

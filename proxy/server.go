@@ -41,7 +41,6 @@ type Server struct {
 	// auto-pipelining face); nil falls back to one pipeline per client batch.
 	pipeliner *redis.AutoPipeliner
 	engine    *queue.Engine
-	hub       *hub
 	maxBulk   int64                      // the backend's proto-max-bulk-len
 	policies  atomic.Pointer[policy.Set] // swapped by Reload
 	auth      *auth.Authenticator        // users swapped by Reload
@@ -135,7 +134,6 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		_ = b.Close()
 		return nil, err
 	}
-	s.hub = newHub(s)
 	return s, nil
 }
 
@@ -287,7 +285,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// records (nothing is in flight any more), each bounded by hard.
 		clean = s.bounded(hctx, func() { s.engine.Stop(hctx, hard) })
 	}
-	s.hub.close()
+	s.engine.ClosePubSub()
 	stuck := 0
 	if !clean {
 		s.engine.Abandon()
@@ -373,7 +371,7 @@ func (s *Server) Stats() commands.Stats {
 	s.mu.Lock()
 	n := len(s.conns)
 	s.mu.Unlock()
-	ch, pat, subscribers := s.hub.counts()
+	ch, pat, subscribers := s.engine.PubSubCounts()
 	pubsub := 0 // all of qgate's backend subscriptions share one connection
 	if ch+pat > 0 {
 		pubsub = 1
@@ -415,8 +413,4 @@ func (s *Server) Stats() commands.Stats {
 	}
 }
 
-// LocalSubscribers implements commands.Server.
-func (s *Server) LocalSubscribers(channel string) (int, int) { return s.hub.localSubscribers(channel) }
 
-// LocalNumSub implements commands.Server.
-func (s *Server) LocalNumSub(channel string) (int, bool) { return s.hub.numSub(channel) }

@@ -60,6 +60,7 @@ type Engine struct {
 
 	transit *transit
 	blocker *blocker
+	hub     *hub
 
 	leasedQueues *lru.Cache[string, time.Time] // queue → when this process last registered it (reaper.go)
 	leasedTTL    time.Duration                 // leasedQueueTTL; shorter in tests
@@ -87,6 +88,7 @@ func New(o Options) (*Engine, error) {
 	e.leasedQueues, _ = lru.New[string, time.Time](leasedQueueCache)
 	e.blocker = newBlocker(e, o.Wait, o.Cluster, o.BlockingConns, o.Instance)
 	e.transit = newTransit(e)
+	e.hub = newHub(e)
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
 	if err := e.transit.beat(ctx); err != nil {
