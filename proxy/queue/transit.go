@@ -54,7 +54,7 @@ type transit struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 
-	// Counters (INFO; items given back count in Server.stats.returned): items recovered from dead
+	// Counters (INFO; items given back count in Engine.returned): items recovered from dead
 	// instances' records, and done-deletes that found their record gone because another instance took
 	// this one for dead (those items may be delivered twice).
 	recovered, raced atomic.Int64
