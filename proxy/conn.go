@@ -61,13 +61,13 @@ type conn struct {
 	rpos, rend int
 	filled     bool // the last read filled all free space in rbuf
 
-	w       resp.Writer     // replies of the current batch
-	replies outBuf          // parts of the batch's replies that w handed over (w.Spill)
-	spilled bool            // the batch's replies passed the output limit: further parts are dropped
-	pending []queued      // engine operations of the current batch
+	w       resp.Writer    // replies of the current batch
+	replies outBuf         // parts of the batch's replies that w handed over (w.Spill)
+	spilled bool           // the batch's replies passed the output limit: further parts are dropped
+	pending []queued       // engine operations of the current batch
 	ops     []queue.Queued // pending's operations, handed to the engine (kept for the next batch)
-	popped  []*queue.Pop  // items in replies not yet written
-	dead    bool            // the client is gone; nothing more will be written
+	popped  []*queue.Pop   // items in replies not yet written
+	dead    bool           // the client is gone; nothing more will be written
 
 	proto   atomic.Int32           // the session's protocol, read by pub/sub delivery
 	deliver atomic.Pointer[string] // the session's QDELIVERY mode, read by pub/sub delivery

@@ -65,7 +65,7 @@ type Server struct {
 
 	stats struct {
 		commands, connections, rejected atomic.Int64
-		deniedQueue, deniedChannel       atomic.Int64
+		deniedQueue, deniedChannel      atomic.Int64
 	}
 }
 
@@ -412,5 +412,3 @@ func (s *Server) Stats() commands.Stats {
 		Redriven:           es.Leases.Redriven,
 	}
 }
-
-

@@ -44,7 +44,9 @@ func (s *Server) login(c *conn, user, password []byte) (*auth.User, auth.Result)
 }
 
 // Login implements commands.Conn (Server.login).
-func (c *conn) Login(user, password []byte) (*auth.User, auth.Result) { return c.srv.login(c, user, password) }
+func (c *conn) Login(user, password []byte) (*auth.User, auth.Result) {
+	return c.srv.login(c, user, password)
+}
 
 // loginCtx is the context of one login: it ends with the connection's (at shutdown) and, once
 // something waits on it, when the client disconnects. The socket is watched only from the first

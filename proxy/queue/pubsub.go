@@ -421,7 +421,9 @@ func (e *Engine) Subscribe(s Subscriber, pattern bool, name string) error {
 // Unsubscribe removes s from a channel or pattern; the backend subscription ends with its last local
 // subscriber. A live client returns once no message can reach it any more, with the messages that
 // did spliced into its replies (Subscriber.Splice), so they come before its reply.
-func (e *Engine) Unsubscribe(s Subscriber, pattern bool, name string) { e.hub.unsubscribe(s, pattern, name) }
+func (e *Engine) Unsubscribe(s Subscriber, pattern bool, name string) {
+	e.hub.unsubscribe(s, pattern, name)
+}
 
 // SyncMessages waits until every message the backend published before the call has reached the
 // local subscribers, then splices s's into its replies: a client publishing to a channel it is
@@ -438,7 +440,9 @@ func (e *Engine) LocalSubscribers(channel string) (clients, backendSubs int) {
 }
 
 // LocalNumSub returns the local subscriber count of a channel and whether qgate subscribes to it.
-func (e *Engine) LocalNumSub(channel string) (clients int, subscribed bool) { return e.hub.numSub(channel) }
+func (e *Engine) LocalNumSub(channel string) (clients int, subscribed bool) {
+	return e.hub.numSub(channel)
+}
 
 // PubSubCounts returns the channels and patterns qgate subscribes to on the backend and the distinct
 // local clients subscribed to any of them.
