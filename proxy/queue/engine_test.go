@@ -430,3 +430,40 @@ func TestEngine_BlockLeasePop(t *testing.T) {
 		t.Fatalf("held %d, want %d", got, want)
 	}
 }
+
+// TestEngine_LeasePopChunked: a COUNT above rdb.Chunk leases in several calls (a Sync operation), and
+// the next pop of a next-pop queue acks them all, even with COUNT 0.
+func TestEngine_LeasePopChunked(t *testing.T) {
+	e := newTestEngine(t, []policy.Rule{{Match: "np", Delivery: "at-least-once", Ack: "next-pop"}}, 0)
+	vals := make([]string, rdb.Chunk+500)
+	for i := range vals {
+		vals[i] = strconv.Itoa(i)
+	}
+	e.push(t, "np", vals...)
+	c := &Consumer{LeaseOwner: "test:1"}
+	want := len(vals) - 100
+	op := e.LeasePop(c, "np", true, int64(want))
+	if !op.Sync() {
+		t.Fatal("a pop over rdb.Chunk items is not a Sync operation")
+	}
+	p, err := run(e, op)
+	if err != nil || p == nil {
+		t.Fatalf("lease pop: %v, %v", p, err)
+	}
+	if got := len(p.Items); got != want {
+		t.Fatalf("items %d, want %d", got, want)
+	}
+	p, err = run(e, e.LeasePop(c, "np", true, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p != nil && len(p.Items) != 0 {
+		t.Fatalf("COUNT 0 leased %d items", len(p.Items))
+	}
+	if got := e.Stats().Leases.Acked; got != int64(want) {
+		t.Fatalf("acked %d, want %d", got, want)
+	}
+	if got, want := e.llen(t, "np"), int64(100); got != want {
+		t.Fatalf("llen %d, want %d", got, want)
+	}
+}

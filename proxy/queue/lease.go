@@ -219,7 +219,10 @@ func (e *Engine) leasePopChunks(c *Consumer, key string, left bool, count int64,
 		return nil, err
 	}
 	var out *Pop
-	n := max(count, 1)
+	n := count
+	if count < 0 {
+		n = 1 // no COUNT: one item
+	}
 	for remaining := n; ; {
 		want := min(remaining, rdb.Chunk)
 		countArg := strconv.FormatInt(want, 10)

@@ -53,7 +53,7 @@ func (e *Engine) Pop(key string, left bool, count int64) *Result[*Pop] {
 			}
 			_ = e.cmds().Process(e.ctx, next.cmd)
 			more, err := next.result()
-			if err != nil || more == nil {
+			if err != nil || len(more) == 0 {
 				break // what was popped so far is the reply; the rest stays in the list
 			}
 			p.Items = append(p.Items, more...)
@@ -78,6 +78,9 @@ func (e *Engine) Settle(pops []*Pop, delivered bool) {
 		case p.leased:
 		case p.parts != nil:
 			for _, tp := range p.parts {
+				if len(tp.items) == 0 {
+					continue // nothing in the record: settled when its reply was read
+				}
 				if delivered {
 					e.transit.done(tp)
 				} else {
