@@ -137,7 +137,7 @@ func IsAdmin(c Conn) bool {
 // login verifies credentials for AUTH and HELLO and makes the user the connection's on success. It
 // returns the error reply for a refused login, or "".
 func login(c Conn, user, password []byte) string {
-	u, res := c.Server().Login(c, user, password)
+	u, res := c.Login(user, password)
 	switch {
 	case res == auth.OK && u != nil:
 	case res == auth.Busy:

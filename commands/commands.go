@@ -6,16 +6,12 @@ package commands
 import (
 	"bytes"
 	"context"
-	"errors"
-	"net"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/qgate/qgate/proxy/auth"
 	"github.com/qgate/qgate/proxy/policy"
+	"github.com/qgate/qgate/proxy/queue"
 	"github.com/qgate/qgate/proxy/resp"
 )
 
@@ -42,7 +38,7 @@ const (
 	SubscribedOK
 	// DenyOOM commands may grow memory.
 	DenyOOM
-	// Pipelined handlers do nothing but queue backend commands (Conn.Queue) and write replies (errors
+	// Pipelined handlers do nothing but queue engine operations (Conn.Queue) and write replies (errors
 	// at once, results from the queued commands' done functions); they read no state that an earlier
 	// command's done function changes. Exec runs them without first running the batch's queued
 	// commands, so a pipeline of them costs one backend round trip. Every other handler runs after the
@@ -137,86 +133,12 @@ type Session struct {
 	Authed     bool
 	CloseAfter bool // QUIT: close once the reply is written
 
-	// Leases (at-least-once queues). LeaseOwner is set by the connection: it marks the leases this
-	// connection holds, so only they are acked by its next pop or requeued when it closes.
-	LeaseOwner string
-	Held       map[string]map[string]struct{} // queue → lease ids this connection holds
-	LastPop    map[string][]string            // queue → lease ids of its last pop (ack: next-pop)
+	// The connection's leases of at-least-once queues (LeaseOwner is set by the connection).
+	queue.Consumer
 }
 
-// MaxHeldLeases bounds the lease ids a connection remembers per queue for its requeue on close (ids
-// acked elsewhere or expired stay until then). Leases past the bound are not lost: the reaper
-// requeues them when they expire.
-const MaxHeldLeases = 65536
-
-// AddLeases records lease ids this connection got from queue. With nextPop they are also acked by
-// the connection's next pop from queue (together with any not acked yet, for pipelined pops).
-func (s *Session) AddLeases(queue string, ids []string, nextPop bool) {
-	if len(ids) == 0 {
-		return
-	}
-	if s.Held == nil {
-		s.Held = map[string]map[string]struct{}{}
-	}
-	h := s.Held[queue]
-	if h == nil {
-		h = map[string]struct{}{}
-		s.Held[queue] = h
-	}
-	for _, id := range ids {
-		if len(h) < MaxHeldLeases {
-			h[id] = struct{}{}
-		}
-	}
-	if nextPop {
-		if s.LastPop == nil {
-			s.LastPop = map[string][]string{}
-		}
-		s.LastPop[queue] = append(s.LastPop[queue], ids...)
-	}
-}
-
-// DropLeases forgets lease ids of queue (acked, nacked or requeued).
-func (s *Session) DropLeases(queue string, ids []string) {
-	if h := s.Held[queue]; h != nil {
-		for _, id := range ids {
-			delete(h, id)
-		}
-		if len(h) == 0 {
-			delete(s.Held, queue)
-		}
-	}
-	if last := s.LastPop[queue]; len(last) > 0 {
-		dropped := func(id string) bool { return contains(ids, id) }
-		if len(ids) > 16 { // a set: a large pop's receipts against a large last pop is quadratic
-			set := make(map[string]struct{}, len(ids))
-			for _, id := range ids {
-				set[id] = struct{}{}
-			}
-			dropped = func(id string) bool { _, ok := set[id]; return ok }
-		}
-		kept := last[:0:0]
-		for _, id := range last {
-			if !dropped(id) {
-				kept = append(kept, id)
-			}
-		}
-		if len(kept) == 0 {
-			delete(s.LastPop, queue)
-		} else {
-			s.LastPop[queue] = kept
-		}
-	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+// MaxHeldLeases bounds the lease ids a connection remembers per queue (queue.MaxHeldLeases).
+const MaxHeldLeases = queue.MaxHeldLeases
 
 // Subscriptions returns the number of channels and patterns the connection is subscribed to.
 func (s *Session) Subscriptions() int { return len(s.Channels) + len(s.Patterns) }
@@ -224,105 +146,60 @@ func (s *Session) Subscriptions() int { return len(s.Channels) + len(s.Patterns)
 // Subscribed reports whether the connection is in subscribed state.
 func (s *Session) Subscribed() bool { return s.Subscriptions() > 0 }
 
-// Conn is what a handler may do with the client and the backend.
+// Conn is what a handler may do with the client, its batch and its subscriptions.
 type Conn interface {
 	// Session returns the connection's state.
 	Session() *Session
-	// Reply returns the writer for the current command's reply; replies of queued backend commands come first.
+	// Reply returns the writer for the current command's reply; replies of queued operations come first.
 	Reply() *resp.Writer
-	// Queue adds cmd to the backend pipeline of the current batch; done writes its reply once it ran.
-	Queue(cmd redis.Cmder, done func(w *resp.Writer))
-	// RunQueued runs the batch's queued backend commands now and writes their replies (Exec does so
-	// before every handler that is not Pipelined).
+	// Queue adds an engine operation to the current batch (one backend round trip for the whole
+	// batch); done writes its reply once it ran. A Sync operation runs at once, after the batch's
+	// operations queued before it.
+	Queue(op queue.Queued, done func(w *resp.Writer))
+	// RunQueued runs the batch's queued operations now and writes their replies (Exec does so before
+	// every handler that is not Pipelined).
 	RunQueued()
 	// Popped records items in the reply being written: once it is written they are delivered; if it
-	// cannot be, they return to the end of the list they came from, in their original order.
-	Popped(p *Pop)
-	// BlockPop pops one item from the first non-empty key, waiting up to timeout (0 = forever) for one;
-	// nil when the wait ended without an item.
-	BlockPop(keys []string, left bool, timeout time.Duration) (*Pop, error)
-	// BlockWait waits up to timeout (0 = forever) until the blocker moved an item of an at-least-once
-	// queue to its handoff list for this client; ok is false on timeout or when the client left.
-	BlockWait(keys []string, left bool, timeout time.Duration) (key string, ok bool, err error)
+	// cannot be, they go back where they came from (queue.Engine.Settle).
+	Popped(p *queue.Pop)
+	// BlockPop and BlockLeasePop write the replies so far, then pop one item from the first non-empty
+	// key of at-most-once (queue.Engine.BlockPop) or at-least-once queues (BlockLeasePop), waiting up
+	// to timeout (0 = forever) for one while the client's socket is watched; nil when the wait ended
+	// without an item.
+	BlockPop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error)
+	BlockLeasePop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error)
+	// Subscribe and Unsubscribe change the connection's shared backend subscriptions; Subscribe returns
+	// once the backend confirmed, so a PUBLISH sent after the reply is delivered.
+	Subscribe(pattern bool, name string) error
+	Unsubscribe(pattern bool, name string)
+	// AwaitOwnMessages waits until every message the backend published before the call has reached
+	// the connection and moves them into its reply stream now: a client publishing to a channel it is
+	// subscribed to gets the message before PUBLISH's reply, as from Redis.
+	AwaitOwnMessages()
+	// Login verifies a password for the client (bounding the bcrypt comparisons, delaying the replies
+	// of failures, counting and logging failures without the secret). It returns the user with
+	// auth.OK, else nil and why.
+	Login(user, password []byte) (*auth.User, auth.Result)
 	// Context is cancelled when the client goes away or the server shuts down.
 	Context() context.Context
 	// Server returns the server-wide view.
 	Server() Server
 }
 
-// Pop is items taken from a queue for a reply that is not written yet. Token is the server's record of
-// where the items are meanwhile (see Server.TransitPop).
-type Pop struct {
-	Key   string
-	Left  bool
-	Items []string
-	Token any
-}
-
-// TransitPop is a pop of an at-most-once queue that moves its items into the server's transit record,
-// so that no item is ever only in qgate's memory: queue Cmd, then call Result from the reply callback.
-type TransitPop interface {
-	Cmd() redis.Cmder
-	// Result is the popped items (nil when the list was empty) or the backend error. Pass a non-nil Pop
-	// to Conn.Popped with the reply that carries its items.
-	Result() (*Pop, error)
-}
-
 // Server is the part of the proxy that commands see beyond their own connection.
 type Server interface {
-	// TransitPop prepares a pop of count items from key ("" = one item, no COUNT; the caller checked
-	// 0 <= count <= MaxPopChunk).
-	TransitPop(key string, left bool, count string) (TransitPop, error)
-	// BackendMaxBulk is the largest value the backend accepts (its proto-max-bulk-len).
-	BackendMaxBulk() int64
-	// Backend is the Redis qgate forwards to.
-	Backend() redis.UniversalClient
+	// Queues is the queue engine: every backend operation goes through it.
+	Queues() *queue.Engine
 	// Policies resolves the rule of a queue or channel.
 	Policies() *policy.Set
 	// BackendInfo describes the backend for INFO (kind and address, never a password).
 	BackendInfo() (kind, addr string)
 	// Stats returns counters for INFO.
 	Stats() Stats
-	// Subscribe and Unsubscribe change the connection's shared backend subscriptions; Subscribe returns
-	// once the backend confirmed, so a PUBLISH sent after the reply is delivered.
-	Subscribe(c Conn, pattern bool, name string) error
-	Unsubscribe(c Conn, pattern bool, name string)
-	// LocalSubscribers returns how many local clients a message on channel reaches, and how many of
-	// qgate's own backend subscriptions (channel and patterns) match it.
-	LocalSubscribers(channel string) (clients, backendSubs int)
-	// LocalNumSub returns the local subscriber count of a channel and whether qgate subscribes to it.
-	LocalNumSub(channel string) (clients int, subscribed bool)
-	// AwaitOwnMessages waits until every message the backend published before the call has reached c
-	// and moves the ones for c into its reply stream now: a client publishing to a channel it is
-	// subscribed to gets the message before PUBLISH's reply, as from Redis.
-	AwaitOwnMessages(c Conn)
 	// Users returns the configured users; nil or empty means qgate is open (no authentication).
 	Users() *auth.Store
-	// Login verifies a password for c's client (bounding the bcrypt comparisons, delaying the replies
-	// of failures, counting and logging failures without the secret). It returns the user with
-	// auth.OK, else nil and why.
-	Login(c Conn, user, password []byte) (*auth.User, auth.Result)
 	// NoteDenied counts a NOPERM reply (on a channel or pattern when channel is set, else a queue).
 	NoteDenied(channel bool)
-	// RegisterLeasedQueue makes sure queue is in rdb.LeasedQueuesKey, where every instance's reaper
-	// finds it; call it before leasing from queue (it reaches the backend only now and then).
-	RegisterLeasedQueue(ctx context.Context, queue string) error
-	// Leases returns the server's lease counters (INFO).
-	Leases() *LeaseCounters
-	// KickReaper makes the reaper run now and sleep until the earliest item it finds due (call it
-	// after items were delayed, so sub-second delays are kept).
-	KickReaper()
-	// HasWaiters reports whether clients are blocked popping key from that end (left: BLPOP).
-	HasWaiters(key string, left bool) bool
-}
-
-// LeaseCounters count at-least-once transitions made through this qgate process (INFO Qgate).
-type LeaseCounters struct {
-	Leased   atomic.Int64 // items leased by pops
-	Acked    atomic.Int64 // leases ended by QACK or next-pop
-	Retried  atomic.Int64 // leases given back for another attempt (nack, expiry, disconnect)
-	Dead     atomic.Int64 // items past max_attempts (dead-lettered or dropped)
-	Redriven atomic.Int64 // dead items moved back by QREDRIVE
 }
 
 // Stats are server counters reported by INFO.
@@ -526,9 +403,8 @@ func equalFold(arg []byte, lower string) bool {
 // backendError turns a backend failure into an error reply: Redis errors pass through verbatim,
 // transport failures are reported without detail that could leak configuration.
 func backendError(err error) string {
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		return sanitize(rerr.Error()) // the backend's own reply, without any wrapping
+	if msg, ok := queue.RedisError(err); ok {
+		return sanitize(msg) // the backend's own reply, without any wrapping
 	}
 	return sanitize("ERR backend unavailable: " + err.Error())
 }
@@ -536,25 +412,8 @@ func backendError(err error) string {
 // writeError is backendError for a command that adds items: when the command may have run (its reply
 // was lost), the client is told that the push may have been applied, never that it failed.
 func writeError(err error) string {
-	if OutcomeUnknown(err) {
+	if queue.OutcomeUnknown(err) {
 		return sanitize("ERR backend unavailable, the push may have been applied (its outcome is unknown): " + err.Error())
 	}
 	return backendError(err)
-}
-
-// OutcomeUnknown reports whether a failed backend command may have run: anything but a Redis error
-// reply, or a failure to get a connection or to dial (then the command was never sent).
-func OutcomeUnknown(err error) bool {
-	if err == nil || err == redis.Nil {
-		return false
-	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		return false
-	}
-	if errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolExhausted) {
-		return false
-	}
-	var op *net.OpError
-	return !(errors.As(err, &op) && op.Op == "dial")
 }

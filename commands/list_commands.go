@@ -2,15 +2,10 @@ package commands
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/qgate/qgate/proxy/envelope"
-	"github.com/qgate/qgate/proxy/policy"
-	"github.com/qgate/qgate/proxy/rdb"
+	"github.com/qgate/qgate/proxy/queue"
 	"github.com/qgate/qgate/proxy/resp"
 )
 
@@ -22,10 +17,10 @@ func init() {
 	register(
 		&Spec{Name: "rpush", Arity: -3, Flags: Write | DenyOOM | Fast | Pipelined, Verb: VerbPush, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "list", Since: "1.0.0", Summary: "Appends one or more elements to a list.", Args: elemArgs,
-			Run: func(c Conn, args [][]byte) { push(c, "rpush", args) }},
+			Run: func(c Conn, args [][]byte) { push(c, false, args) }},
 		&Spec{Name: "lpush", Arity: -3, Flags: Write | DenyOOM | Fast | Pipelined, Verb: VerbPush, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "list", Since: "1.0.0", Summary: "Prepends one or more elements to a list.", Args: elemArgs,
-			Run: func(c Conn, args [][]byte) { push(c, "lpush", args) }},
+			Run: func(c Conn, args [][]byte) { push(c, true, args) }},
 		&Spec{Name: "lpop", Arity: -2, Flags: Write | Fast | Pipelined, Verb: VerbPop, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "list", Since: "1.0.0", Summary: "Returns the first elements in a list after removing it.", Args: popArgs,
 			Run: func(c Conn, args [][]byte) { pop(c, "lpop", true, args) }},
@@ -48,93 +43,38 @@ func init() {
 	)
 }
 
-// push validates every value against the queue's rule (all or nothing), wraps them in envelopes when
-// the rule says so, and pushes them in one backend command (one script when deduplicating).
-func push(c Conn, name string, args [][]byte) {
+// push validates every value against the queue's rule and pushes them all or nothing (queue.Engine.Push).
+func push(c Conn, left bool, args [][]byte) {
 	queue := string(args[1])
-	p, ok := queuePolicy(c, queue)
-	if !ok {
+	if _, ok := queuePolicy(c, queue); !ok {
 		return
 	}
-	vals := args[2:]
-	for i, v := range vals {
-		if err := p.Check(v); err != nil {
-			c.Reply().Error(sanitize(fmt.Sprintf("ERR value %d of %d rejected by %s: %v", i+1, len(vals), p.Name(), err)))
-			return
-		}
-	}
-	stored := make([]interface{}, len(vals))
-	for i, v := range vals {
-		if p.Envelope {
-			stored[i] = envelope.Append(nil, queue, producer(c), v)
-		} else {
-			stored[i] = v
-		}
-	}
-	// A value over the backend's proto-max-bulk-len would make Redis drop the connection, and with it
-	// the replies of every other client's commands pipelined on it: refuse it here instead.
-	limit := c.Server().BackendMaxBulk()
-	for i, v := range stored {
-		if n := storedLen(v); n > limit {
-			c.Reply().Error(fmt.Sprintf("ERR value %d of %d is too large for the backend: %d bytes stored (envelope included), over its proto-max-bulk-len of %d",
-				i+1, len(vals), n, limit))
-			return
-		}
-	}
-	if p.Dedup() {
-		dedupPush(c, name, queue, p, vals, stored)
+	op, err := c.Server().Queues().Push(queue, left, producer(c), args[2:])
+	if err != nil {
+		c.Reply().Error(refused(err))
 		return
 	}
-	cmd := redis.NewIntCmd(c.Context(), append([]interface{}{name, queue}, stored...)...)
-	c.Queue(cmd, func(w *resp.Writer) {
-		if err := cmd.Err(); err != nil {
-			w.Error(writeError(err))
-			return
-		}
-		w.Int(cmd.Val())
-	})
-}
-
-// storedLen is the length of a value as sent to the backend.
-func storedLen(v interface{}) int64 {
-	switch x := v.(type) {
-	case []byte:
-		return int64(len(x))
-	case string:
-		return int64(len(x))
-	}
-	return 0
-}
-
-// dedupPush pushes the values whose dedup key was not seen within the window, atomically; the reply
-// is the list length, as for a plain push (duplicates are acknowledged, not enqueued).
-func dedupPush(c Conn, name, queue string, p *policy.Policy, vals [][]byte, stored []interface{}) {
-	keys := make([]string, 1, 1+len(vals))
-	keys[0] = queue
-	for i, v := range vals {
-		k, err := p.DedupKey(v)
-		if err != nil {
-			c.Reply().Error(sanitize(fmt.Sprintf("ERR value %d of %d rejected by %s: %v", i+1, len(vals), p.Name(), err)))
-			return
-		}
-		keys = append(keys, rdb.DedupKey(queue, k))
-	}
-	args := append([]interface{}{strings.ToUpper(name), p.DedupWindow.Milliseconds()}, stored...)
-	cmd := rdb.DedupPush.Cmd(c.Context(), c.Server().Backend(), keys, args...)
-	c.Queue(cmd, func(w *resp.Writer) {
-		res, err := cmd.Int64Slice()
-		if rdb.IsNoScript(err) {
-			res, err = rdb.DedupPush.Eval(c.Context(), c.Server().Backend(), keys, args...).Int64Slice()
-		}
-		if err == nil && len(res) != 2 {
-			err = errors.New("unexpected dedup_push reply")
-		}
+	c.Queue(op, func(w *resp.Writer) {
+		n, err := op.Result()
 		if err != nil {
 			w.Error(writeError(err))
 			return
 		}
-		w.Int(res[0])
+		w.Int(n)
 	})
+}
+
+// refused is the error reply for a value the engine refused before sending anything.
+func refused(err error) string {
+	var rej *queue.RejectedError
+	var big *queue.TooLargeError
+	switch {
+	case errors.As(err, &rej):
+		return sanitize("ERR " + rej.Error())
+	case errors.As(err, &big):
+		return "ERR " + big.Error()
+	}
+	return backendError(err)
 }
 
 func pop(c Conn, name string, left bool, args [][]byte) {
@@ -148,20 +88,12 @@ func pop(c Conn, name string, left bool, args [][]byte) {
 		return
 	}
 	if p.AtLeastOnce {
-		var countArg []byte
-		if len(args) == 3 {
-			countArg = args[2]
-		}
-		leasePop(c, name, key, countArg, p)
+		leasePop(c, key, left, args)
 		return
 	}
 	if len(args) == 2 {
-		op, err := c.Server().TransitPop(key, left, "")
-		if err != nil {
-			c.Reply().Error(backendError(err))
-			return
-		}
-		c.Queue(op.Cmd(), func(w *resp.Writer) {
+		op := c.Server().Queues().Pop(key, left, -1)
+		c.Queue(op, func(w *resp.Writer) {
 			p, err := op.Result()
 			switch {
 			case err != nil:
@@ -180,14 +112,8 @@ func pop(c Conn, name string, left bool, args [][]byte) {
 		c.Reply().Error(ErrNotPositive)
 		return
 	}
-	// A large COUNT runs as several scripts of at most MaxPopChunk items each (never one long script
-	// that blocks Redis for everyone); the first is pipelined with the batch, the rest follow it.
-	op, err := c.Server().TransitPop(key, left, strconv.FormatInt(min(count, MaxPopChunk), 10))
-	if err != nil {
-		c.Reply().Error(backendError(err))
-		return
-	}
-	c.Queue(op.Cmd(), func(w *resp.Writer) {
+	op := c.Server().Queues().Pop(key, left, count)
+	c.Queue(op, func(w *resp.Writer) {
 		p, err := op.Result()
 		switch {
 		case err != nil:
@@ -197,33 +123,13 @@ func pop(c Conn, name string, left bool, args [][]byte) {
 			w.NullArray()
 			return
 		}
-		pops := []*Pop{p}
-		got := int64(len(p.Items))
-		for got < count && len(pops[len(pops)-1].Items) == MaxPopChunk {
-			next, err := c.Server().TransitPop(key, left, strconv.FormatInt(min(count-got, MaxPopChunk), 10))
-			if err != nil {
-				break
-			}
-			_ = c.Server().Backend().Process(c.Context(), next.Cmd())
-			np, err := next.Result()
-			if err != nil || np == nil {
-				break // what was popped so far is the reply; the rest stays in the list
-			}
-			pops = append(pops, np)
-			got += int64(len(np.Items))
+		w.Array(len(p.Items))
+		for _, v := range p.Items {
+			w.BulkString(deliver(c, key, v))
 		}
-		w.Array(int(got))
-		for _, p := range pops {
-			for _, v := range p.Items {
-				w.BulkString(deliver(c, key, v))
-			}
-			c.Popped(p)
-		}
+		c.Popped(p)
 	})
 }
-
-// MaxPopChunk bounds the items one backend script pops (a larger COUNT takes several steps).
-const MaxPopChunk = 1000
 
 // ParseLong parses an integer argument exactly as Redis's string2ll does: optional '-', no '+', no
 // spaces, no leading zeros, within int64.
@@ -269,22 +175,27 @@ func blockPop(c Conn, left bool, args [][]byte) {
 			alo++
 		}
 	}
-	switch alo {
-	case 0:
-	case len(keys):
-		blockLeasePop(c, left, keys, timeout)
-		return
-	default:
+	if alo > 0 && alo < len(keys) {
 		c.Reply().Error("ERR " + strings.ToUpper(string(args[0])) + " cannot wait on at-least-once and at-most-once queues at once")
 		return
 	}
-	p, err := c.BlockPop(keys, left, timeout)
+	var p *queue.Pop
+	var err error
+	if alo > 0 {
+		p, err = c.BlockLeasePop(keys, left, timeout)
+	} else {
+		p, err = c.BlockPop(keys, left, timeout)
+	}
 	w := c.Reply()
 	switch {
 	case err != nil:
 		w.Error(backendError(err))
 	case p == nil:
 		w.NullArray()
+	case alo > 0:
+		w.Array(2)
+		w.BulkString(p.Key)
+		w.BulkString(deliverLeased(c, p.Key, p.Items[0], p.Receipts[0]))
 	default:
 		w.Array(2)
 		w.BulkString(p.Key)
@@ -297,13 +208,14 @@ func llen(c Conn, args [][]byte) {
 	if _, ok := queuePolicy(c, string(args[1])); !ok {
 		return
 	}
-	cmd := redis.NewIntCmd(c.Context(), "llen", args[1])
-	c.Queue(cmd, func(w *resp.Writer) {
-		if err := cmd.Err(); err != nil {
+	op := c.Server().Queues().Len(string(args[1]))
+	c.Queue(op, func(w *resp.Writer) {
+		n, err := op.Result()
+		if err != nil {
 			w.Error(backendError(err))
 			return
 		}
-		w.Int(cmd.Val())
+		w.Int(n)
 	})
 }
 
@@ -313,9 +225,9 @@ func lrange(c Conn, args [][]byte) {
 	if _, ok := queuePolicy(c, key); !ok {
 		return
 	}
-	cmd := redis.NewStringSliceCmd(c.Context(), "lrange", args[1], args[2], args[3])
-	c.Queue(cmd, func(w *resp.Writer) {
-		vals, err := cmd.Result()
+	op := c.Server().Queues().Range(key, args[2], args[3])
+	c.Queue(op, func(w *resp.Writer) {
+		vals, err := op.Result()
 		if err != nil {
 			w.Error(backendError(err))
 			return

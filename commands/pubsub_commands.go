@@ -1,13 +1,12 @@
 package commands
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/qgate/qgate/proxy/envelope"
 	"github.com/qgate/qgate/proxy/glob"
+	"github.com/qgate/qgate/proxy/queue"
 	"github.com/qgate/qgate/proxy/resp"
 )
 
@@ -52,33 +51,33 @@ func init() {
 // subscriber count.
 func publish(c Conn, args [][]byte) {
 	channel := string(args[1])
-	p, ok := channelPolicy(c, channel, false)
-	if !ok {
+	if _, ok := channelPolicy(c, channel, false); !ok {
 		return
-	}
-	if err := p.Check(args[2]); err != nil {
-		c.Reply().Error(sanitize(fmt.Sprintf("ERR message rejected by %s: %v", p.Name(), err)))
-		return
-	}
-	var msg interface{} = args[2]
-	if p.Envelope {
-		msg = envelope.Append(nil, channel, producer(c), args[2])
 	}
 	// A RESP3 client subscribed to the channel gets its own message before the reply, as from Redis,
 	// which delivers it while running PUBLISH. Its PUBLISH runs at once, not at the end of the batch,
 	// so that each message also comes before the replies of the commands after it.
 	own := receives(c.Session(), channel)
-	cmd := redis.NewIntCmd(c.Context(), "publish", channel, msg)
-	c.Queue(cmd, func(w *resp.Writer) {
-		n, err := cmd.Result()
+	op, err := c.Server().Queues().Publish(channel, producer(c), args[2])
+	if err != nil {
+		var rej *queue.RejectedError
+		if errors.As(err, &rej) {
+			c.Reply().Error(sanitize(fmt.Sprintf("ERR message rejected by %s: %v", rej.Rule, rej.Err)))
+		} else {
+			c.Reply().Error(backendError(err))
+		}
+		return
+	}
+	c.Queue(op, func(w *resp.Writer) {
+		n, err := op.Result()
 		if err != nil {
 			w.Error(backendError(err))
 			return
 		}
 		if own {
-			c.Server().AwaitOwnMessages(c)
+			c.AwaitOwnMessages()
 		}
-		local, subs := c.Server().LocalSubscribers(channel)
+		local, subs := c.Server().Queues().LocalSubscribers(channel)
 		n = n - int64(subs) + int64(local)
 		if n < 0 {
 			n = 0
@@ -119,7 +118,7 @@ func subscribe(c Conn, pattern bool, names [][]byte) {
 	for _, nb := range names {
 		name := string(nb)
 		if _, ok := (*set)[name]; !ok {
-			if err := c.Server().Subscribe(c, pattern, name); err != nil {
+			if err := c.Subscribe(pattern, name); err != nil {
 				c.Reply().Error(backendError(err))
 				continue
 			}
@@ -167,7 +166,7 @@ func unsubscribe(c Conn, pattern bool, names [][]byte) {
 	for _, name := range list {
 		if _, ok := set[name]; ok {
 			delete(set, name)
-			c.Server().Unsubscribe(c, pattern, name)
+			c.Unsubscribe(pattern, name)
 		}
 		w := c.Reply()
 		w.Push(3)
@@ -181,10 +180,10 @@ func unsubscribe(c Conn, pattern bool, names [][]byte) {
 func UnsubscribeAll(c Conn) {
 	s := c.Session()
 	for name := range s.Channels {
-		c.Server().Unsubscribe(c, false, name)
+		c.Unsubscribe(false, name)
 	}
 	for name := range s.Patterns {
-		c.Server().Unsubscribe(c, true, name)
+		c.Unsubscribe(true, name)
 	}
 	s.Channels, s.Patterns = nil, nil
 }
@@ -194,13 +193,13 @@ func pubsubChannels(c Conn, args [][]byte) {
 		c.Reply().Error(WrongArgs("pubsub|channels"))
 		return
 	}
-	pargs := []interface{}{"pubsub", "channels"}
+	var pattern []byte
 	if len(args) == 3 {
-		pargs = append(pargs, args[2])
+		pattern = args[2]
 	}
-	cmd := redis.NewStringSliceCmd(c.Context(), pargs...)
-	c.Queue(cmd, func(w *resp.Writer) {
-		vals, err := cmd.Result()
+	op := c.Server().Queues().PubSubChannels(pattern)
+	c.Queue(op, func(w *resp.Writer) {
+		vals, err := op.Result()
 		if err != nil {
 			w.Error(backendError(err))
 			return
@@ -215,17 +214,13 @@ func pubsubChannels(c Conn, args [][]byte) {
 // pubsubNumsub corrects the backend's counts, which see each of qgate's shared subscriptions as one
 // subscriber, with qgate's local subscriber counts.
 func pubsubNumsub(c Conn, args [][]byte) {
-	pargs := []interface{}{"pubsub", "numsub"}
-	for _, a := range args[2:] {
-		pargs = append(pargs, a)
-	}
-	cmd := redis.NewMapStringIntCmd(c.Context(), pargs...)
+	op := c.Server().Queues().PubSubNumSub(args[2:])
 	names := make([]string, len(args)-2)
 	for i, a := range args[2:] {
 		names[i] = string(a)
 	}
-	c.Queue(cmd, func(w *resp.Writer) {
-		counts, err := cmd.Result()
+	c.Queue(op, func(w *resp.Writer) {
+		counts, err := op.Result()
 		if err != nil {
 			w.Error(backendError(err))
 			return
@@ -233,7 +228,7 @@ func pubsubNumsub(c Conn, args [][]byte) {
 		w.Map(len(names))
 		for _, name := range names {
 			n := counts[name]
-			local, subscribed := c.Server().LocalNumSub(name)
+			local, subscribed := c.Server().Queues().LocalNumSub(name)
 			if subscribed && n > 0 {
 				n--
 			}
@@ -246,14 +241,7 @@ func pubsubNumsub(c Conn, args [][]byte) {
 // pubsubNumpat passes the backend's count through: Redis counts unique patterns, and qgate's shared
 // pattern subscriptions keep that count exact.
 func pubsubNumpat(c Conn, _ [][]byte) {
-	cmd := redis.NewIntCmd(c.Context(), "pubsub", "numpat")
-	c.Queue(cmd, func(w *resp.Writer) {
-		if err := cmd.Err(); err != nil {
-			w.Error(backendError(err))
-			return
-		}
-		w.Int(cmd.Val())
-	})
+	writeInt(c, c.Server().Queues().PubSubNumPat())
 }
 
 func pubsubHelp(c Conn, _ [][]byte) {

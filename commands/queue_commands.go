@@ -3,6 +3,7 @@ package commands
 import (
 	"github.com/qgate/qgate/proxy/envelope"
 	"github.com/qgate/qgate/proxy/policy"
+	"github.com/qgate/qgate/proxy/queue"
 )
 
 // qgate's own commands and the helpers that apply queue and channel rules to the Redis commands.
@@ -68,12 +69,7 @@ func channelPolicy(c Conn, channel string, pattern bool) (*policy.Policy, bool) 
 
 // WantsEnvelope reports whether a client in delivery mode mode ("" = the rule's) receives envelopes
 // from a queue or channel whose rule is p.
-func WantsEnvelope(mode string, p *policy.Policy) bool {
-	if mode == "" {
-		return p.DeliverEnvelope
-	}
-	return mode == "envelope"
-}
+func WantsEnvelope(mode string, p *policy.Policy) bool { return queue.WantsEnvelope(mode, p) }
 
 // deliver returns what the client receives for an item stored on queue: the item itself when it is not
 // an envelope or the client wants envelopes, otherwise the payload.

@@ -12,9 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/qgate/qgate/commands"
+	"github.com/qgate/qgate/proxy/queue"
 	"github.com/qgate/qgate/proxy/resp"
 )
 
@@ -41,9 +40,9 @@ var (
 	aLongTimeAgo = time.Unix(1, 0)
 )
 
-// queued is a backend command of the current batch and the function that writes its reply.
+// queued is an engine operation of the current batch and the function that writes its reply.
 type queued struct {
-	cmd  redis.Cmder
+	op   queue.Queued
 	done func(w *resp.Writer)
 }
 
@@ -62,12 +61,13 @@ type conn struct {
 	rpos, rend int
 	filled     bool // the last read filled all free space in rbuf
 
-	w       resp.Writer     // replies of the current batch
-	replies outBuf          // parts of the batch's replies that w handed over (w.Spill)
-	spilled bool            // the batch's replies passed the output limit: further parts are dropped
-	pending []queued        // backend commands of the current batch
-	popped  []*commands.Pop // items in replies not yet written
-	dead    bool            // the client is gone; nothing more will be written
+	w       resp.Writer    // replies of the current batch
+	replies outBuf         // parts of the batch's replies that w handed over (w.Spill)
+	spilled bool           // the batch's replies passed the output limit: further parts are dropped
+	pending []queued       // engine operations of the current batch
+	ops     []queue.Queued // pending's operations, handed to the engine (kept for the next batch)
+	popped  []*queue.Pop   // items in replies not yet written
+	dead    bool           // the client is gone; nothing more will be written
 
 	proto   atomic.Int32           // the session's protocol, read by pub/sub delivery
 	deliver atomic.Pointer[string] // the session's QDELIVERY mode, read by pub/sub delivery
@@ -94,7 +94,7 @@ func newConn(srv *Server, nc net.Conn, id int64) *conn {
 	c.ocond = sync.NewCond(&c.omu)
 	c.ctx, c.cancel = context.WithCancel(srv.ctx)
 	c.sess = commands.Session{ID: id, Addr: nc.RemoteAddr().String(), LocalAddr: nc.LocalAddr().String(),
-		Created: time.Now(), Proto: 2, LeaseOwner: srv.instance + ":" + strconv.FormatInt(id, 10)}
+		Created: time.Now(), Proto: 2, Consumer: queue.Consumer{LeaseOwner: srv.instance + ":" + strconv.FormatInt(id, 10)}}
 	c.proto.Store(2)
 	c.w.Proto = 2
 	c.w.Spill = c.spill
@@ -124,108 +124,38 @@ func (c *conn) RunQueued() {
 }
 
 // Queue implements commands.Conn.
-func (c *conn) Queue(cmd redis.Cmder, done func(w *resp.Writer)) {
-	c.pending = append(c.pending, queued{cmd: cmd, done: done})
+func (c *conn) Queue(op queue.Queued, done func(w *resp.Writer)) {
+	if op.Sync() {
+		c.RunQueued()
+		done(&c.w)
+		return
+	}
+	c.pending = append(c.pending, queued{op: op, done: done})
 }
 
 // Popped implements commands.Conn.
-func (c *conn) Popped(p *commands.Pop) {
+func (c *conn) Popped(p *queue.Pop) {
 	if len(p.Items) > 0 {
 		c.popped = append(c.popped, p)
 	}
 }
 
-// runPending sends the batch's queued backend commands in one round trip and writes their replies.
+// runPending has the engine run the batch's queued operations in one round trip (queue.Engine.Run)
+// and writes their replies, in order.
 func (c *conn) runPending() {
 	p := c.pending
 	c.pending = c.pending[:0]
-	// Backend calls use the server's context, not the client's: a command that reached Redis must
-	// have its result handled (a popped item returned) even when the client is already gone.
-	ctx := c.srv.bgctx
-	if ap := c.srv.pipeliner; ap != nil {
-		if ops := singlePops(p); ops != nil {
-			c.srv.transit.share(ap, ops) // the batch is a worker's LPOP(s): group with other clients'
-			c.finishPending(p)
-			return
-		}
+	ops := c.ops[:0]
+	for _, q := range p {
+		ops = append(ops, q.op)
 	}
-	cmds := c.batchCmds(p)
-	if ap := c.srv.pipeliner; ap != nil {
-		// Submit the whole batch without waiting; the auto-pipeliner merges it with other clients'
-		// batches into deep pipelines on a few connections, in submission order.
-		for _, cmd := range cmds {
-			_ = ap.Process(ctx, cmd)
-		}
-	} else if len(cmds) == 1 {
-		_ = c.srv.backend.Client.Process(ctx, cmds[0])
-	} else {
-		pipe := c.srv.backend.Client.Pipeline()
-		for _, cmd := range cmds {
-			_ = pipe.Process(ctx, cmd)
-		}
-		_, _ = pipe.Exec(ctx)
-	}
-	c.finishPending(p)
-}
-
-// finishPending waits for each queued command's result and writes its reply, in order.
-func (c *conn) finishPending(p []queued) {
+	c.srv.engine.Run(ops)
+	clear(ops)
+	c.ops = ops[:0]
 	for i := range p {
-		if pc, ok := p[i].cmd.(*popCmd); ok && pc.op.group != nil {
-			pc.op.group.wait()
-		} else {
-			_ = p[i].cmd.Err() // waits for the result on the deferred face
-		}
 		p[i].done(&c.w)
 		p[i] = queued{}
 	}
-}
-
-// singlePops returns the batch's pops when it is made only of single pops (no COUNT) of one queue
-// from one end, else nil.
-func singlePops(p []queued) []*transitPop {
-	first, ok := p[0].cmd.(*popCmd)
-	if !ok || !first.op.single() {
-		return nil
-	}
-	ops := make([]*transitPop, 0, len(p))
-	for _, q := range p {
-		pc, ok := q.cmd.(*popCmd)
-		if !ok || !pc.op.single() || pc.op.key != first.op.key || pc.op.left != first.op.left {
-			return nil
-		}
-		ops = append(ops, pc.op)
-	}
-	return ops
-}
-
-// batchCmds returns the backend commands of a batch: adjacent single pops of one queue (a worker's
-// pipelined LPOPs) become one script call, the rest go as they are.
-func (c *conn) batchCmds(p []queued) []redis.Cmder {
-	cmds := make([]redis.Cmder, 0, len(p))
-	for i := 0; i < len(p); {
-		if pc, ok := p[i].cmd.(*popCmd); ok && pc.op.single() {
-			j := i + 1
-			for ; j < len(p); j++ {
-				next, ok := p[j].cmd.(*popCmd)
-				if !ok || !next.op.single() || next.op.key != pc.op.key || next.op.left != pc.op.left {
-					break
-				}
-			}
-			if j-i > 1 {
-				ops := make([]*transitPop, 0, j-i)
-				for _, q := range p[i:j] {
-					ops = append(ops, q.cmd.(*popCmd).op)
-				}
-				cmds = append(cmds, c.srv.transit.mergePops(ops))
-				i = j
-				continue
-			}
-		}
-		cmds = append(cmds, p[i].cmd)
-		i++
-	}
-	return cmds
 }
 
 // serve is the connection's goroutine.
@@ -386,7 +316,7 @@ func (c *conn) endBatch() {
 		c.w.B = c.w.B[:0]
 	}
 	if len(c.popped) > 0 {
-		c.srv.settlePops(c.popped, err == nil)
+		c.srv.engine.Settle(c.popped, err == nil)
 		clear(c.popped)
 		c.popped = c.popped[:0]
 	}
@@ -531,77 +461,62 @@ func (c *conn) asyncFlush() {
 	c.ocond.Broadcast()
 }
 
-// BlockPop implements commands.Conn: replies so far are written, then a non-blocking pop is tried, then
-// the client waits in qgate's blocker while its socket is watched for a disconnect.
-func (c *conn) BlockPop(keys []string, left bool, timeout time.Duration) (*commands.Pop, error) {
-	return c.block(keys, left, timeout, true)
-}
-
-// BlockWait implements commands.Conn: like BlockPop without the first pop, for at-least-once queues,
-// whose listener hands over a place in the handoff list rather than an item (see blockLeasePop).
-func (c *conn) BlockWait(keys []string, left bool, timeout time.Duration) (string, bool, error) {
-	p, err := c.block(keys, left, timeout, false)
-	if p == nil {
-		return "", false, err
-	}
-	return p.Key, true, err
-}
-
-// block waits for an item of keys (try: after a non-blocking pop). At shutdown the client is
-// disconnected without a reply, as Redis does when it shuts down: a nil reply would be a timeout,
-// which a client blocked with timeout 0 never expects.
-func (c *conn) block(keys []string, left bool, timeout time.Duration, try bool) (*commands.Pop, error) {
-	c.endBatch()
-	defer func() { // the handler goes on writing this batch's reply
-		c.omu.Lock()
-		c.inBatch = true
-		c.omu.Unlock()
-	}()
-	if c.dead {
+// BlockPop implements commands.Conn (queue.Engine.BlockPop), with the connection as the Parker.
+func (c *conn) BlockPop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error) {
+	if !c.beginBlock() {
 		return nil, nil
 	}
-	b := c.srv.blocker
-	if try {
-		p, err := b.tryPop(keys, left)
-		if err != nil || p != nil {
-			return p, err
-		}
+	defer c.endBlock()
+	return c.srv.engine.BlockPop(keys, left, timeout, c)
+}
+
+// BlockLeasePop implements commands.Conn (queue.Engine.BlockLeasePop).
+func (c *conn) BlockLeasePop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error) {
+	if !c.beginBlock() {
+		return nil, nil
 	}
+	defer c.endBlock()
+	return c.srv.engine.BlockLeasePop(&c.sess.Consumer, keys, left, timeout, c)
+}
+
+// beginBlock writes the batch's replies so far before a blocking pop; false if the client is gone.
+func (c *conn) beginBlock() bool {
+	c.endBatch()
+	return !c.dead
+}
+
+// endBlock lets the handler go on writing this batch's reply.
+func (c *conn) endBlock() {
+	c.omu.Lock()
+	c.inBatch = true
+	c.omu.Unlock()
+}
+
+// Park implements queue.Parker: it waits for w by reading the socket with the deadline, so a
+// disconnect is noticed at once. At shutdown the client is disconnected without a reply, as Redis
+// does when it shuts down: a nil reply would be a timeout, which a client blocked with timeout 0
+// never expects.
+func (c *conn) Park(w *queue.Waiter, deadline time.Time) bool {
 	if c.rpos == c.rend && len(c.rbuf) > minReadBuf {
 		c.rbuf, c.rpos, c.rend = make([]byte, minReadBuf), 0, 0 // a blocked client is idle: keep it small
 	}
-	wt := b.wait(c, keys, left)
-	c.srv.stats.blocked.Add(1)
-	counted := true
-	defer func() {
-		if counted {
-			c.srv.stats.blocked.Add(-1)
-		}
-	}()
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
 	reading := true
-	for !wt.isDone() {
+	for !w.Done() {
 		expired := !deadline.IsZero() && !time.Now().Before(deadline)
 		closing := c.srv.closing.Load()
 		if c.dead || expired || closing {
-			if b.cancel(wt) {
-				_ = c.nc.SetReadDeadline(time.Time{})
-				if closing {
-					c.dead = true // disconnected without a reply
-				}
-				return nil, nil
+			_ = c.nc.SetReadDeadline(time.Time{})
+			if closing {
+				c.dead = true // disconnected without a reply
 			}
-			break // delivered at the same instant: the item is ours to reply with or to return
+			return false
 		}
 		if !reading {
-			c.waitReady(wt, deadline)
+			c.waitReady(w, deadline)
 			continue
 		}
 		_ = c.nc.SetReadDeadline(deadline)
-		if wt.isDone() || c.srv.closing.Load() {
+		if w.Done() || c.srv.closing.Load() {
 			continue // checked after setting the deadline, so a wake-up in between is not lost
 		}
 		if c.rend == len(c.rbuf) {
@@ -618,50 +533,17 @@ func (c *conn) block(keys []string, left bool, timeout time.Duration, try bool) 
 		}
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
-	if wt.err != nil {
-		return nil, wt.err
-	}
 	if c.srv.closing.Load() {
 		c.dead = true // no reply is written during shutdown: the item goes back to its list
 	}
-	got := &commands.Pop{Key: wt.key, Left: left, Items: []string{wt.val}}
-	// A rule changed on reload while this client waited, so the listener that served it works the
-	// other way: hand the item back and let the caller (or the wait) go on.
-	if !try && !wt.handoff {
-		// An at-least-once waiter got a popped item: back to the head; the handler leases it.
-		c.srv.settlePops([]*commands.Pop{got}, false)
-	}
-	if try && wt.handoff {
-		// An at-most-once waiter was woken for an item in the handoff list: back to the ready list,
-		// and wait again for the rest of the timeout.
-		b.unhandoff(wt.key, left)
-		c.srv.stats.blocked.Add(-1)
-		counted = false
-		if c.dead {
-			return nil, nil
-		}
-		if !deadline.IsZero() {
-			if timeout = time.Until(deadline); timeout <= 0 {
-				return nil, nil
-			}
-		}
-		return c.block(keys, left, timeout, try)
-	}
-	if !try {
-		if c.dead {
-			return nil, nil // the item stays in the handoff list for the next pop
-		}
-		return &commands.Pop{Key: wt.key, Left: left}, nil
-	}
-	if c.dead {
-		c.srv.settlePops([]*commands.Pop{got}, false)
-		return nil, nil
-	}
-	return got, nil
+	return true
 }
 
+// Gone implements queue.Parker.
+func (c *conn) Gone() bool { return c.dead }
+
 // waitReady waits for a delivery, the deadline or shutdown without reading the socket.
-func (c *conn) waitReady(wt *waiter, deadline time.Time) {
+func (c *conn) waitReady(w *queue.Waiter, deadline time.Time) {
 	var timer <-chan time.Time
 	if !deadline.IsZero() {
 		t := time.NewTimer(time.Until(deadline))
@@ -669,22 +551,14 @@ func (c *conn) waitReady(wt *waiter, deadline time.Time) {
 		timer = t.C
 	}
 	select {
-	case <-wt.ready:
+	case <-w.Ready():
 	case <-timer:
 	case <-c.srv.ctx.Done():
 	}
 }
 
-// deliverMode returns the connection's QDELIVERY mode ("" = each rule's).
-func (c *conn) deliverMode() string {
-	if m := c.deliver.Load(); m != nil {
-		return *m
-	}
-	return ""
-}
-
-// wake interrupts the connection's blocked read so it notices a delivery.
-func (c *conn) wake() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
+// Wake implements queue.Parker: it interrupts the connection's blocked read so it notices a delivery.
+func (c *conn) Wake() { _ = c.nc.SetReadDeadline(aLongTimeAgo) }
 
 func (c *conn) close() {
 	c.cancel()
@@ -695,7 +569,7 @@ func (c *conn) close() {
 	}
 	c.omu.Unlock()
 	_ = c.nc.Close()
-	c.srv.requeueLeases(&c.sess)
+	c.srv.engine.Requeue(&c.sess.Consumer)
 	c.srv.removeConn(c)
 }
 

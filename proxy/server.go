@@ -15,19 +15,21 @@ import (
 	"syscall"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/auth"
 	"github.com/qgate/qgate/proxy/policy"
-	"github.com/qgate/qgate/proxy/rdb"
+	"github.com/qgate/qgate/proxy/queue"
 )
 
 // Version is qgate's version, reported by INFO and `qgate version`.
 var Version = "0.1.0-dev"
 
-var errUnsupportedClient = errors.New("unsupported backend client type")
+func init() {
+	// The blocked-pop listeners group keys by Cluster slot (see proxy/queue/slot.go).
+	queue.KeySlot, queue.SlotTag = keySlot, slotTag
+}
 
 // Server is a qgate proxy: a RESP listener in front of a backend Redis.
 type Server struct {
@@ -38,9 +40,7 @@ type Server struct {
 	// pipeliner merges the commands of all clients into deep pipelines (go-redis's deferred
 	// auto-pipelining face); nil falls back to one pipeline per client batch.
 	pipeliner *redis.AutoPipeliner
-	blocker   *blocker
-	transit   *transit
-	hub       *hub
+	engine    *queue.Engine
 	maxBulk   int64                      // the backend's proto-max-bulk-len
 	policies  atomic.Pointer[policy.Set] // swapped by Reload
 	auth      *auth.Authenticator        // users swapped by Reload
@@ -56,14 +56,7 @@ type Server struct {
 	bgcancel context.CancelFunc
 	closing  atomic.Bool
 
-	instance     string                        // random id of this process, in lease owner tokens and wake keys
-	leasedQueues *lru.Cache[string, time.Time] // queue → when this process last registered it (leases.go)
-	leasedTTL    time.Duration                 // leasedQueueTTL; shorter in tests
-	leases       commands.LeaseCounters
-	reaped       atomic.Int64 // items the reaper moved
-	reaperStop   chan struct{}
-	reaperDone   chan struct{}
-	reaperKick   chan struct{}
+	instance string // random id of this process, in lease owner tokens and wake keys
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -71,9 +64,8 @@ type Server struct {
 	connWG sync.WaitGroup
 
 	stats struct {
-		commands, connections, rejected, returned, lost atomic.Int64
-		blocked                                         atomic.Int64
-		deniedQueue, deniedChannel                      atomic.Int64
+		commands, connections, rejected atomic.Int64
+		deniedQueue, deniedChannel      atomic.Int64
 	}
 }
 
@@ -85,8 +77,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, conns: map[*conn]struct{}{}, started: time.Now(), leasedTTL: leasedQueueTTL}
-	s.leasedQueues, _ = lru.New[string, time.Time](leasedQueueCache)
+	s := &Server{cfg: cfg, log: log, conns: map[*conn]struct{}{}, started: time.Now()}
 	policies, err := policy.NewSet(cfg.Queues, cfg.Channels, cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("load policies: %w", err)
@@ -135,17 +126,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	_, _ = rand.Read(id[:])
 	s.instance = hex.EncodeToString(id[:])
 	s.maxBulk = backendMaxBulk(ctx, b)
-	s.blocker = newBlocker(s, s.wait, b.Cluster, cfg.BlockingConns, s.instance)
-	s.transit = newTransit(s)
-	// Alive before the first pop: a record of an instance that never beat would be taken for a dead one's.
-	if err := s.transit.beat(ctx); err != nil {
+	s.engine, err = queue.New(queue.Options{Ctx: s.bgctx, Client: b.Client, Pipeliner: s.pipeliner, Wait: s.wait,
+		Cluster: b.Cluster, BlockingConns: cfg.BlockingConns, Policies: s.Policies, Log: log,
+		Instance: s.instance, InstanceTTL: cfg.InstanceTTL, MaxBulk: s.maxBulk})
+	if err != nil {
 		_ = s.wait.Close()
 		_ = b.Close()
-		return nil, fmt.Errorf("register instance: %w", err)
+		return nil, err
 	}
-	go s.transit.heartbeatLoop()
-	s.hub = newHub(s)
-	s.startReaper()
 	return s, nil
 }
 
@@ -295,19 +283,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if clean {
 		// Listeners, reaper, the last deletes of delivered records and a sweep of this instance's
 		// records (nothing is in flight any more), each bounded by hard.
-		clean = s.bounded(hctx, func() {
-			s.blocker.stop(time.Until(hard))
-			s.stopReaper()
-			s.transit.close()
-			if err := s.transit.sweep(hctx, true); err == nil {
-				_ = s.transit.unregister(hctx)
-			}
-		})
+		clean = s.bounded(hctx, func() { s.engine.Stop(hctx, hard) })
 	}
-	s.hub.close()
+	s.engine.ClosePubSub()
 	stuck := 0
 	if !clean {
-		go s.transit.close()
+		s.engine.Abandon()
 		s.mu.Lock()
 		stuck = len(s.conns)
 		for c := range s.conns {
@@ -321,8 +302,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.wait.Close()
 		_ = s.backend.Close()
 	}, deadline)
-	lost := s.stats.lost.Load()
-	args := []any{"returned_items", s.stats.returned.Load(), "lost_items", lost, "took", time.Since(start).Round(time.Millisecond).String()}
+	es := s.engine.Stats()
+	lost := es.Lost
+	args := []any{"returned_items", es.Returned, "lost_items", lost, "took", time.Since(start).Round(time.Millisecond).String()}
 	if !clean {
 		s.log.Warn("shutdown timed out waiting for the backend; undelivered items stay in this instance's transit records in Redis and are given back by another instance or the next start",
 			append(args, "connections_waiting", stuck, "instance", s.instance)...)
@@ -356,34 +338,6 @@ func (s *Server) bounded(ctx context.Context, f func(), deadline ...time.Time) b
 	}
 }
 
-// settlePops ends the pops of a reply: delivered (the reply was written) or not. Items of transit
-// pops are forgotten or given back from their record; items a blocked-pop listener popped, which are
-// only in memory, are pushed back where they came from.
-func (s *Server) settlePops(pops []*commands.Pop, delivered bool) {
-	var back []*transitPop
-	var mem []*commands.Pop
-	for _, p := range pops {
-		if tp, ok := p.Token.(*transitPop); ok {
-			if delivered {
-				s.transit.done(tp)
-			} else {
-				back = append(back, tp)
-			}
-		} else if !delivered {
-			mem = append(mem, p)
-		}
-	}
-	if len(back) > 0 {
-		s.transit.giveBack(back)
-	}
-	if len(mem) > 0 {
-		s.returnItems(mem)
-	}
-}
-
-// BackendMaxBulk implements commands.Server.
-func (s *Server) BackendMaxBulk() int64 { return s.maxBulk }
-
 // backendMaxBulk reads the backend's proto-max-bulk-len, or assumes Redis's default when CONFIG is
 // not allowed (managed Redis) or not known (the embedded backend).
 func backendMaxBulk(ctx context.Context, b *Backend) int64 {
@@ -399,71 +353,12 @@ func backendMaxBulk(ctx context.Context, b *Backend) int64 {
 	return n
 }
 
-// TransitPop implements commands.Server.
-func (s *Server) TransitPop(key string, left bool, count string) (commands.TransitPop, error) {
-	p, err := s.transit.newPop(s.bgctx, key, left, count)
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
-}
+// Queues implements commands.Server.
+func (s *Server) Queues() *queue.Engine { return s.engine }
 
-// returnItems puts items that only qgate's memory holds (popped by a blocked-pop listener) and that
-// could not be delivered back where they were popped from, most recent pop first, so the list ends up
-// as it was before the pops. Each record is one atomic push that is allowed even when Redis is out of
-// memory; transport errors are retried until the backend closes. Only then is an item lost, and
-// counted and logged as such.
-func (s *Server) returnItems(pops []*commands.Pop) {
-	for i := len(pops) - 1; i >= 0; i-- {
-		p := pops[i]
-		verb := "RPUSH"
-		if p.Left {
-			verb = "LPUSH"
-		}
-		var err error
-		var b backoff
-		for len(p.Items) > 0 {
-			n := min(len(p.Items), transitChunk)
-			chunk := p.Items[len(p.Items)-n:] // the most recently popped first
-			args := make([]interface{}, 0, n+1)
-			args = append(args, verb)
-			for j := len(chunk) - 1; j >= 0; j-- {
-				args = append(args, chunk[j])
-			}
-			err = rdb.PushBack.Run(s.bgctx, s.backend.Client, []string{p.Key}, args...).Err()
-			if err == nil {
-				s.stats.returned.Add(int64(n))
-				p.Items = p.Items[:len(p.Items)-n]
-				continue
-			}
-			if isRedisError(err) || !b.wait(s.bgctx.Done()) {
-				break
-			}
-		}
-		if len(p.Items) > 0 {
-			s.stats.lost.Add(int64(len(p.Items)))
-			s.log.Error("LOST items: could not give undelivered items back to their list", "queue", p.Key, "items", len(p.Items), "err", err)
-		}
-	}
-}
-
-func isRedisError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
-}
-
-// Backend implements commands.Server.
-func (s *Server) Backend() redis.UniversalClient { return s.cmds() }
-
-// cmds is the client for handlers' own backend calls: the auto-pipeliner when there is one, so a
-// burst of synchronous calls from many connections shares a few connections instead of dialling
-// (the main pool keeps few idle connections); never for blocking commands or pub/sub.
-func (s *Server) cmds() redis.UniversalClient {
-	if s.pipeliner != nil {
-		return s.pipeliner
-	}
-	return s.backend.Client
-}
+// Reap runs one reaper pass over every registered queue (queue.Engine.Reap); it returns how many
+// items it moved.
+func (s *Server) Reap(ctx context.Context) (int, error) { return s.engine.Reap(ctx) }
 
 // Policies implements commands.Server.
 func (s *Server) Policies() *policy.Set { return s.policies.Load() }
@@ -476,7 +371,7 @@ func (s *Server) Stats() commands.Stats {
 	s.mu.Lock()
 	n := len(s.conns)
 	s.mu.Unlock()
-	ch, pat, subscribers := s.hub.counts()
+	ch, pat, subscribers := s.engine.PubSubCounts()
 	pubsub := 0 // all of qgate's backend subscriptions share one connection
 	if ch+pat > 0 {
 		pubsub = 1
@@ -485,20 +380,21 @@ func (s *Server) Stats() commands.Stats {
 	if a, ok := s.Addr().(*net.TCPAddr); ok {
 		port = a.Port
 	}
+	es := s.engine.Stats()
 	return commands.Stats{
 		Started:            s.started,
 		ConnectedClients:   n,
-		BlockedClients:     int(s.stats.blocked.Load()),
+		BlockedClients:     es.Blocked,
 		TotalConnections:   s.stats.connections.Load(),
 		TotalCommands:      s.stats.commands.Load(),
 		RejectedConns:      s.stats.rejected.Load(),
-		ReturnedItems:      s.stats.returned.Load(),
-		LostItems:          s.stats.lost.Load(),
-		RecoveredItems:     s.transit.recovered.Load(),
-		RedeliveryRisk:     s.transit.raced.Load(),
+		ReturnedItems:      es.Returned,
+		LostItems:          es.Lost,
+		RecoveredItems:     es.Recovered,
+		RedeliveryRisk:     es.RedeliveryRisk,
 		Instance:           s.instance,
 		BackendConns:       int(s.backend.Client.PoolStats().TotalConns),
-		BackendWaitConns:   int(s.blocker.conns.Load()),
+		BackendWaitConns:   es.WaitConns,
 		BackendPubSubConns: pubsub,
 		PubSubClients:      subscribers,
 		MaxClients:         s.cfg.MaxClients,
@@ -509,26 +405,10 @@ func (s *Server) Stats() commands.Stats {
 		DeniedQueue:        s.stats.deniedQueue.Load(),
 		DeniedChannel:      s.stats.deniedChannel.Load(),
 		BcryptChecks:       s.auth.BcryptVerifications(),
-		Leased:             s.leases.Leased.Load(),
-		Acked:              s.leases.Acked.Load(),
-		Retried:            s.leases.Retried.Load(),
-		Dead:               s.leases.Dead.Load(),
-		Redriven:           s.leases.Redriven.Load(),
+		Leased:             es.Leases.Leased,
+		Acked:              es.Leases.Acked,
+		Retried:            es.Leases.Retried,
+		Dead:               es.Leases.Dead,
+		Redriven:           es.Leases.Redriven,
 	}
 }
-
-// Subscribe implements commands.Server.
-func (s *Server) Subscribe(c commands.Conn, pattern bool, name string) error {
-	return s.hub.Subscribe(c.(*conn), pattern, name)
-}
-
-// Unsubscribe implements commands.Server.
-func (s *Server) Unsubscribe(c commands.Conn, pattern bool, name string) {
-	s.hub.Unsubscribe(c.(*conn), pattern, name)
-}
-
-// LocalSubscribers implements commands.Server.
-func (s *Server) LocalSubscribers(channel string) (int, int) { return s.hub.localSubscribers(channel) }
-
-// LocalNumSub implements commands.Server.
-func (s *Server) LocalNumSub(channel string) (int, bool) { return s.hub.numSub(channel) }

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/auth"
 	"github.com/qgate/qgate/proxy/policy"
 )
@@ -15,12 +14,11 @@ import (
 // Users implements commands.Server.
 func (s *Server) Users() *auth.Store { return s.auth.Store() }
 
-// Login implements commands.Server. A failure is logged with the user name (only when such a user
+// Login implements commands.Conn (through conn.Login). A failure is logged with the user name (only when such a user
 // exists: a password typed into the user field must not reach the log) and the client address,
 // never with the password. The login's waits (for a bcrypt slot, the delay of a failure) end at
 // shutdown and when the client disconnects.
-func (s *Server) Login(cc commands.Conn, user, password []byte) (*auth.User, auth.Result) {
-	c := cc.(*conn)
+func (s *Server) login(c *conn, user, password []byte) (*auth.User, auth.Result) {
 	name := string(user)
 	ctx := c.loginContext()
 	defer ctx.end()
@@ -43,6 +41,11 @@ func (s *Server) Login(cc commands.Conn, user, password []byte) (*auth.User, aut
 		s.log.Debug("login interrupted", "addr", c.sess.Addr, "client", c.sess.ID, "err", context.Cause(ctx))
 	}
 	return u, res
+}
+
+// Login implements commands.Conn (Server.login).
+func (c *conn) Login(user, password []byte) (*auth.User, auth.Result) {
+	return c.srv.login(c, user, password)
 }
 
 // loginCtx is the context of one login: it ends with the connection's (at shutdown) and, once

@@ -40,7 +40,7 @@ func DeadKey(queue string) string { return "{" + queue + "}:qgate:dead" }
 // LeasedQueuesKey is the ZSET of queues that leased items (queue → when an instance last noted it,
 // ms): the reapers of every qgate instance walk it. It is the only key outside the queues' slots. A
 // pop registers its queue before leasing and again every so often while it goes on (see
-// proxy/leases.go); a reaper drops a queue that has been idle since long before that (ForgetQueue).
+// proxy/queue/reaper.go); a reaper drops a queue that has been idle since long before that (ForgetQueue).
 const LeasedQueuesKey = "qgate:leased-queues"
 
 // LeasePopKeys returns KEYS[1..4] of lease_pop.lua.

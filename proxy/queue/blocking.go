@@ -1,4 +1,4 @@
-package proxy
+package queue
 
 import (
 	"container/list"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
@@ -44,9 +43,11 @@ type lkey struct {
 // interrupt: it is how long such a listener may go on after its last waiter left, or delay shutdown.
 const aloListenerTimeout = 250 * time.Millisecond
 
-// waiter is one blocked client. Its state changes under blocker.mu; done is set once it was served.
-type waiter struct {
-	c        *conn
+var errUnsupportedClient = errors.New("unsupported backend client type")
+
+// Waiter is one blocked client. Its state changes under blocker.mu; done is set once it was served.
+type Waiter struct {
+	wake     func() // interrupts the client's wait (called once it is done)
 	keys     []string
 	left     bool
 	elems    []*list.Element
@@ -58,7 +59,11 @@ type waiter struct {
 	ready    chan struct{}
 }
 
-func (w *waiter) isDone() bool { return w.done.Load() }
+// Done reports whether the wait ended (served, or failed).
+func (w *Waiter) Done() bool { return w.done.Load() }
+
+// Ready is closed once the wait ended.
+func (w *Waiter) Ready() <-chan struct{} { return w.ready }
 
 type listener struct {
 	b        *blocker
@@ -73,7 +78,7 @@ type listener struct {
 }
 
 type blocker struct {
-	srv       *Server
+	e         *Engine
 	client    redis.UniversalClient // dedicated to listener connections
 	cluster   bool
 	groups    int
@@ -90,32 +95,29 @@ type blocker struct {
 	wakes     sync.WaitGroup // wake-token pushes in flight
 }
 
-func newBlocker(srv *Server, client redis.UniversalClient, cluster bool, groups int, instance string) *blocker {
+func newBlocker(e *Engine, client redis.UniversalClient, cluster bool, groups int, instance string) *blocker {
 	if groups <= 0 {
 		groups = 1
 	}
-	return &blocker{srv: srv, client: client, cluster: cluster, groups: groups, instance: instance,
+	return &blocker{e: e, client: client, cluster: cluster, groups: groups, instance: instance,
 		queues: map[bkey]*list.List{}, alo: map[bkey]bool{}, listeners: map[lkey]*listener{}, stopCh: make(chan struct{})}
 }
 
 // tryPop pops from the first non-empty key without blocking (into the transit record). Keys that
 // already have waiters count as empty: an item arriving there belongs to the clients blocked first
 // (Redis's FIFO rule).
-func (b *blocker) tryPop(keys []string, left bool) (*commands.Pop, error) {
+func (b *blocker) tryPop(keys []string, left bool) (*Pop, error) {
 	for _, key := range keys {
 		if b.hasWaiters(key, left) {
 			continue
 		}
-		p, err := b.srv.transit.popOne(b.srv.bgctx, key, left)
+		p, err := b.e.transit.popOne(b.e.ctx, key, left)
 		if err != nil || p != nil {
 			return p, err
 		}
 	}
 	return nil, nil
 }
-
-// HasWaiters implements commands.Server.
-func (s *Server) HasWaiters(key string, left bool) bool { return s.blocker.hasWaiters(key, left) }
 
 // hasWaiters reports whether clients are blocked popping key from that end.
 func (b *blocker) hasWaiters(key string, left bool) bool {
@@ -125,9 +127,9 @@ func (b *blocker) hasWaiters(key string, left bool) bool {
 	return q != nil && q.Len() > 0
 }
 
-// wait registers c as blocked on keys.
-func (b *blocker) wait(c *conn, keys []string, left bool) *waiter {
-	w := &waiter{c: c, keys: keys, left: left, ready: make(chan struct{})}
+// wait registers a client blocked on keys; wake interrupts its wait once it is served.
+func (b *blocker) wait(wake func(), keys []string, left bool) *Waiter {
+	w := &Waiter{wake: wake, keys: keys, left: left, ready: make(chan struct{})}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, key := range keys {
@@ -146,7 +148,7 @@ func (b *blocker) wait(c *conn, keys []string, left bool) *waiter {
 }
 
 // cancel removes a waiter that timed out or whose client left; false if it was served already.
-func (b *blocker) cancel(w *waiter) bool {
+func (b *blocker) cancel(w *Waiter) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if w.finished {
@@ -156,7 +158,7 @@ func (b *blocker) cancel(w *waiter) bool {
 	return true
 }
 
-func (b *blocker) removeLocked(w *waiter) {
+func (b *blocker) removeLocked(w *Waiter) {
 	w.finished = true
 	for i, key := range w.keys {
 		k := bkey{key, w.left}
@@ -186,7 +188,7 @@ func (b *blocker) give(key string, left bool, val string, handoff bool) (served 
 		b.mu.Unlock()
 		return false, 0
 	}
-	w := q.Front().Value.(*waiter)
+	w := q.Front().Value.(*Waiter)
 	b.removeLocked(w)
 	w.key, w.val, w.handoff = key, val, handoff
 	w.done.Store(true)
@@ -195,7 +197,7 @@ func (b *blocker) give(key string, left bool, val string, handoff bool) (served 
 		more = q.Len()
 	}
 	b.mu.Unlock()
-	w.c.wake()
+	w.wake()
 	return true, more
 }
 
@@ -203,9 +205,9 @@ func (b *blocker) give(key string, left bool, val string, handoff bool) (served 
 // listener's BLPOP would fail on every attempt and starve the other keys it waits on).
 func (b *blocker) failKey(key string, left bool, err error) {
 	b.mu.Lock()
-	var woken []*waiter
+	var woken []*Waiter
 	for q := b.queues[bkey{key, left}]; q != nil && q.Len() > 0; q = b.queues[bkey{key, left}] {
-		w := q.Front().Value.(*waiter)
+		w := q.Front().Value.(*Waiter)
 		b.removeLocked(w)
 		w.err = err
 		w.done.Store(true)
@@ -214,7 +216,7 @@ func (b *blocker) failKey(key string, left bool, err error) {
 	}
 	b.mu.Unlock()
 	for _, w := range woken {
-		w.c.wake()
+		w.wake()
 	}
 }
 
@@ -260,7 +262,7 @@ func (b *blocker) listenerFor(key string, left bool) *listener {
 
 // keyAdded is called under mu when key gets its first waiter.
 func (b *blocker) keyAdded(key string, left bool) {
-	if b.srv.Policies().Queue(key).AtLeastOnce {
+	if b.e.policies().Queue(key).AtLeastOnce {
 		b.alo[bkey{key, left}] = true
 	}
 	l := b.listenerFor(key, left)
@@ -306,8 +308,8 @@ func (l *listener) wakeLocked() {
 	l.b.wakes.Add(1)
 	go func() {
 		defer l.b.wakes.Done()
-		if err := l.b.srv.backend.Client.RPush(l.b.srv.bgctx, l.wakeKey, "1").Err(); err != nil {
-			l.b.srv.log.Warn("wake blocked-pop listener", "err", err)
+		if err := l.b.e.client.RPush(l.b.e.ctx, l.wakeKey, "1").Err(); err != nil {
+			l.b.e.log.Warn("wake blocked-pop listener", "err", err)
 		}
 	}()
 }
@@ -345,7 +347,7 @@ func (l *listener) run() {
 				l.running = false
 				delete(b.listeners, l.id)
 				b.mu.Unlock()
-				_ = b.srv.backend.Client.Del(b.srv.bgctx, l.wakeKey).Err() // a token nobody consumed
+				_ = b.e.client.Del(b.e.ctx, l.wakeKey).Err() // a token nobody consumed
 				return
 			}
 			b.mu.Unlock()
@@ -380,7 +382,7 @@ func (l *listener) run() {
 				src = "LEFT"
 			}
 			// Do, not BLMove: go-redis rounds timeouts below 1s up to 1s.
-			err = cn.Do(b.srv.bgctx, "blmove", l.id.key, rdb.HandoffKey(l.id.key), src, "RIGHT",
+			err = cn.Do(b.e.ctx, "blmove", l.id.key, rdb.HandoffKey(l.id.key), src, "RIGHT",
 				strconv.FormatFloat(aloListenerTimeout.Seconds(), 'f', -1, 64)).Err()
 			res = []string{l.id.key, ""}
 		} else {
@@ -395,7 +397,7 @@ func (l *listener) run() {
 				args = append(args, k)
 			}
 			args = append(args, int(listenerTimeout/time.Second))
-			res, err = cn.Do(b.srv.bgctx, args...).StringSlice()
+			res, err = cn.Do(b.e.ctx, args...).StringSlice()
 		}
 		b.mu.Lock()
 		l.blocking = false
@@ -429,9 +431,9 @@ func isWrongType(err error) bool {
 // failWrongType finds the keys of the failed BLPOP that hold another type and fails their waiters.
 func (l *listener) failWrongType(cn *redis.Conn, keys []string, err error) {
 	b := l.b
-	cmds, _ := cn.Pipelined(b.srv.bgctx, func(p redis.Pipeliner) error {
+	cmds, _ := cn.Pipelined(b.e.ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
-			p.Type(b.srv.bgctx, k)
+			p.Type(b.e.ctx, k)
 		}
 		return nil
 	})
@@ -446,10 +448,10 @@ func (l *listener) failWrongType(cn *redis.Conn, keys []string, err error) {
 func (l *listener) fail(failures *int, err error) {
 	*failures++
 	if cc, ok := l.b.client.(*redis.ClusterClient); ok {
-		cc.ReloadState(l.b.srv.bgctx)
+		cc.ReloadState(l.b.e.ctx)
 	}
 	if *failures == 1 || *failures%50 == 0 {
-		l.b.srv.log.Warn("blocked-pop listener: backend error, retrying", "err", err, "failures", *failures)
+		l.b.e.log.Warn("blocked-pop listener: backend error, retrying", "err", err, "failures", *failures)
 	}
 	d := time.Duration(1<<min(*failures, 7)) * 10 * time.Millisecond
 	select {
@@ -467,7 +469,7 @@ func (l *listener) deliver(cn *redis.Conn, key, val string) {
 	}
 	served, more := b.take(key, l.id.left, val)
 	if !served {
-		b.srv.returnItems([]*commands.Pop{{Key: key, Left: l.id.left, Items: []string{val}}})
+		b.e.returnItems([]*Pop{{Key: key, Left: l.id.left, Items: []string{val}}})
 		return
 	}
 	for more > 0 {
@@ -475,16 +477,16 @@ func (l *listener) deliver(cn *redis.Conn, key, val string) {
 		var vals []string
 		var err error
 		if l.id.left {
-			vals, err = cn.LPopCount(b.srv.bgctx, key, more).Result()
+			vals, err = cn.LPopCount(b.e.ctx, key, more).Result()
 		} else {
-			vals, err = cn.RPopCount(b.srv.bgctx, key, more).Result()
+			vals, err = cn.RPopCount(b.e.ctx, key, more).Result()
 		}
 		if err != nil || len(vals) == 0 {
 			return
 		}
 		for i, v := range vals {
 			if served, more = b.take(key, l.id.left, v); !served {
-				b.srv.returnItems([]*commands.Pop{{Key: key, Left: l.id.left, Items: vals[i:]}})
+				b.e.returnItems([]*Pop{{Key: key, Left: l.id.left, Items: vals[i:]}})
 				return
 			}
 		}
@@ -505,15 +507,15 @@ func (l *listener) deliverHandoff(cn *redis.Conn, key string) {
 	}
 	served, more := b.give(key, l.id.left, "", true)
 	for served && more > 0 {
-		if err := cn.LMove(b.srv.bgctx, key, rdb.HandoffKey(key), src, "RIGHT").Err(); err != nil {
+		if err := cn.LMove(b.e.ctx, key, rdb.HandoffKey(key), src, "RIGHT").Err(); err != nil {
 			return // redis.Nil: the ready list is empty; the remaining waiters go on waiting
 		}
 		served, more = b.give(key, l.id.left, "", true)
 	}
 	if !served {
-		if err := cn.LMove(b.srv.bgctx, rdb.HandoffKey(key), key, "RIGHT", src).Err(); err != nil && err != redis.Nil {
+		if err := cn.LMove(b.e.ctx, rdb.HandoffKey(key), key, "RIGHT", src).Err(); err != nil && err != redis.Nil {
 			// Not lost: the next pop of the queue or the reaper takes it from the handoff list.
-			b.srv.log.Warn("return an item from the handoff list", "queue", key, "err", err)
+			b.e.log.Warn("return an item from the handoff list", "queue", key, "err", err)
 		}
 	}
 }
@@ -525,8 +527,8 @@ func (b *blocker) unhandoff(key string, left bool) {
 	if left {
 		end = "LEFT"
 	}
-	if err := b.srv.backend.Client.LMove(b.srv.bgctx, rdb.HandoffKey(key), key, "RIGHT", end).Err(); err != nil && err != redis.Nil {
-		b.srv.log.Warn("return an item from the handoff list", "queue", key, "err", err) // still in Redis
+	if err := b.e.client.LMove(b.e.ctx, rdb.HandoffKey(key), key, "RIGHT", end).Err(); err != nil && err != redis.Nil {
+		b.e.log.Warn("return an item from the handoff list", "queue", key, "err", err) // still in Redis
 	}
 }
 
@@ -534,7 +536,7 @@ func (b *blocker) unhandoff(key string, left bool) {
 func (b *blocker) conn(key string) (*redis.Conn, error) {
 	switch c := b.client.(type) {
 	case *redis.ClusterClient:
-		node, err := c.MasterForKey(b.srv.bgctx, key)
+		node, err := c.MasterForKey(b.e.ctx, key)
 		if err != nil {
 			return nil, err
 		}
@@ -562,17 +564,158 @@ func (b *blocker) stop(timeout time.Duration) {
 	}
 	b.mu.Unlock()
 	for _, k := range wakes {
-		_ = b.srv.backend.Client.RPush(b.srv.bgctx, k, "1").Err()
+		_ = b.e.client.RPush(b.e.ctx, k, "1").Err()
 	}
 	done := make(chan struct{})
 	go func() { b.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(timeout):
-		b.srv.log.Warn("blocked-pop listeners did not stop in time")
+		b.e.log.Warn("blocked-pop listeners did not stop in time")
 	}
 	b.wakes.Wait()          // wake tokens still on their way (from waiters cancelled during the drain)
 	for _, k := range all { // tokens nobody consumed
-		_ = b.srv.backend.Client.Del(b.srv.bgctx, k).Err()
+		_ = b.e.client.Del(b.e.ctx, k).Err()
 	}
+}
+
+// Parker is a blocked client's side of a wait: its connection watches the socket meanwhile, so a
+// disconnect is noticed at once and no goroutine or timer is needed per blocked client.
+type Parker interface {
+	// Park returns true once w is Done, false when the deadline (zero: none) passed, the client left
+	// or the server is shutting down (the wait is then cancelled, unless it was served at that instant).
+	Park(w *Waiter, deadline time.Time) bool
+	// Wake interrupts Park from another goroutine; called once the wait it parks for is done.
+	Wake()
+	// Gone reports whether the client left, or is disconnected without a reply at shutdown: what was
+	// popped for it goes back.
+	Gone() bool
+}
+
+// BlockPop is BLPOP/BRPOP on at-most-once queues: a pop through the transit record from the first
+// non-empty key (keys other clients wait on count as empty: Redis's FIFO rule), else the client waits
+// until a listener pops an item for it (only in memory until Settle). nil when the wait ended without
+// an item (timeout, client gone, shutdown). Pass a non-nil Pop to Settle with its reply.
+func (e *Engine) BlockPop(keys []string, left bool, timeout time.Duration, p Parker) (*Pop, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		if got, err := e.blocker.tryPop(keys, left); err != nil || got != nil {
+			return got, err
+		}
+		w, err := e.park(keys, left, deadline, p)
+		if w == nil {
+			return nil, err
+		}
+		if !w.handoff {
+			got := &Pop{Key: w.key, Left: left, Items: []string{w.val}}
+			if p.Gone() {
+				e.Settle([]*Pop{got}, false)
+				return nil, nil
+			}
+			return got, nil
+		}
+		// Woken for an item in the handoff list (the key's rule changed on reload while this client
+		// waited, so its listener works the at-least-once way): back to the ready list, and wait again
+		// for the rest of the timeout.
+		e.blocker.unhandoff(w.key, left)
+		if p.Gone() || !deadline.IsZero() && !time.Now().Before(deadline) {
+			return nil, nil
+		}
+	}
+}
+
+// BlockLeasePop is BLPOP/BRPOP on at-least-once queues. It tries to lease from each key in order,
+// skipping keys other clients are blocked on (an item there is theirs first: Redis's FIFO rule); if
+// none has an item it waits in the blocker, whose listener for such a key moves one item per waiter
+// with BLMOVE from the ready list to the queue's handoff list (never out of Redis) and wakes the
+// waiter, which then leases with lease_pop (handoff list first). If another client leased that item
+// first, the waiter waits again. An item is in the ready list, the handoff list or leased at every
+// instant, so no crash can lose it; items left in a handoff list are served first by the next pop
+// and moved back to the ready list by the reaper. The result holds one item, or is nil when the wait
+// ended without one.
+func (e *Engine) BlockLeasePop(c *Consumer, keys []string, left bool, timeout time.Duration, p Parker) (*Pop, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	woken := "" // the key the blocker woke us for: its handoff list holds an item for us
+	for {
+		for _, key := range keys {
+			pol := e.Policy(key)
+			if key != woken && e.blocker.hasWaiters(key, left) {
+				// Not our turn on this key, but this pop still acks the previous one (ack: next-pop).
+				if err := e.ackPrevious(c, key, pol); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if err := e.registerQueue(e.ctx, key); err != nil {
+				return nil, err
+			}
+			acks, err := e.nextPopAcks(c, key, pol)
+			if err != nil {
+				return nil, err
+			}
+			k, args := leasePopArgs(c, key, left, "", pol, acks)
+			res, err := rdb.LeasePop.Run(e.ctx, e.cmds(), k, args...).Slice()
+			if err == nil && len(res) != 2 {
+				err = errUnexpectedReply
+			}
+			if err != nil {
+				return nil, err
+			}
+			if got := e.leasePopResult(c, key, left, pol, acks, res); got != nil && len(got.Items) == 1 {
+				return got, nil
+			}
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return nil, nil
+		}
+		w, err := e.park(keys, left, deadline, p)
+		if w == nil {
+			return nil, err
+		}
+		if !w.handoff {
+			// The key's rule changed on reload while this client waited, so its listener popped the
+			// item the at-most-once way: back to the head; this client leases it.
+			e.Settle([]*Pop{{Key: w.key, Left: left, Items: []string{w.val}}}, false)
+		}
+		if p.Gone() {
+			return nil, nil // the item stays in the handoff list for the next pop
+		}
+		// Try the key that has an item for us first.
+		woken = w.key
+		ordered := make([]string, 0, len(keys))
+		ordered = append(ordered, w.key)
+		for _, k := range keys {
+			if k != w.key {
+				ordered = append(ordered, k)
+			}
+		}
+		keys = ordered
+	}
+}
+
+// park registers the client as blocked on keys and waits (Parker.Park) until it is served: nil when
+// the wait ended without (timeout, client gone, shutdown), or with the wait's error (a key it waited
+// on holds another type).
+func (e *Engine) park(keys []string, left bool, deadline time.Time, p Parker) (*Waiter, error) {
+	w := e.blocker.wait(p.Wake, keys, left)
+	e.blocked.Add(1)
+	defer e.blocked.Add(-1)
+	for !w.Done() {
+		if !p.Park(w, deadline) {
+			if e.blocker.cancel(w) {
+				return nil, nil
+			}
+			break // served at the same instant: the item is ours to reply with or to give back
+		}
+	}
+	if w.err != nil {
+		return nil, w.err
+	}
+	return w, nil
 }

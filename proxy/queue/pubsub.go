@@ -1,4 +1,4 @@
-package proxy
+package queue
 
 import (
 	"errors"
@@ -8,17 +8,35 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/envelope"
 	"github.com/qgate/qgate/proxy/glob"
 	"github.com/qgate/qgate/proxy/policy"
 	"github.com/qgate/qgate/proxy/resp"
 )
 
-// hub fans pub/sub messages out to local subscribers: one backend subscription per channel or pattern,
-// shared by every client subscribed to it, on one backend connection.
+// Pub/sub (README "How it works"): the hub fans messages out to local subscribers, with one backend
+// subscription per channel or pattern shared by every client subscribed to it, on one backend
+// connection. Publishing is in push.go.
+
+// Subscriber is a client subscribed to channels or patterns (a connection).
+type Subscriber interface {
+	// Push queues a message frame on the client's output without blocking; the frame may be shared
+	// by every subscriber and must not be changed.
+	Push(frame []byte)
+	// Proto is the client's RESP version (2 or 3) and DeliverMode its QDELIVERY mode ("" = each
+	// rule's); both are read from the hub's goroutine.
+	Proto() int
+	DeliverMode() string
+	// Live reports whether the client is still connected (not closing).
+	Live() bool
+	// Splice moves the messages that arrived during the client's current batch into its replies at
+	// this point; called on the client's own goroutine (from Subscribe, Unsubscribe, SyncMessages).
+	Splice()
+}
+
+// hub is the engine's pub/sub fan-out.
 type hub struct {
-	srv      *Server
+	e        *Engine
 	mu       sync.RWMutex
 	ps       *redis.PubSub
 	channels map[string]*topic
@@ -35,7 +53,7 @@ type hub struct {
 // backend's count still includes qgate's subscription: for it, a count and the deliveries agree.
 // Whoever subscribes meanwhile waits until the topic is gone and starts a new one.
 type topic struct {
-	subs      map[*conn]struct{}
+	subs      map[Subscriber]struct{}
 	confirmed chan struct{} // closed when the backend confirmed the subscription
 	ok        bool
 	leaving   bool          // the backend UNSUBSCRIBE was sent
@@ -46,8 +64,8 @@ const subscribeTimeout = 5 * time.Second
 
 var errSubscribeTimeout = errors.New("backend did not confirm the subscription in time")
 
-func newHub(srv *Server) *hub {
-	return &hub{srv: srv, channels: map[string]*topic{}, patterns: map[string]*topic{}, pings: map[string]chan struct{}{}}
+func newHub(e *Engine) *hub {
+	return &hub{e: e, channels: map[string]*topic{}, patterns: map[string]*topic{}, pings: map[string]chan struct{}{}}
 }
 
 // topics returns the channel or the pattern map; the caller holds mu.
@@ -59,7 +77,7 @@ func (h *hub) topics(pattern bool) map[string]*topic {
 }
 
 // Subscribe adds c to a channel or pattern and returns once the backend subscription is active.
-func (h *hub) Subscribe(c *conn, pattern bool, name string) error {
+func (h *hub) subscribe(c Subscriber, pattern bool, name string) error {
 	h.mu.Lock()
 	m := h.topics(pattern)
 	t := m[name]
@@ -70,17 +88,17 @@ func (h *hub) Subscribe(c *conn, pattern bool, name string) error {
 		t = m[name]
 	}
 	if t == nil {
-		t = &topic{subs: map[*conn]struct{}{}, confirmed: make(chan struct{})}
+		t = &topic{subs: map[Subscriber]struct{}{}, confirmed: make(chan struct{})}
 		m[name] = t
 		if h.ps == nil {
-			h.ps = h.srv.backend.Client.Subscribe(h.srv.bgctx)
+			h.ps = h.e.client.Subscribe(h.e.ctx)
 			go h.receive(h.ps)
 		}
 		var err error
 		if pattern {
-			err = h.ps.PSubscribe(h.srv.bgctx, name)
+			err = h.ps.PSubscribe(h.e.ctx, name)
 		} else {
-			err = h.ps.Subscribe(h.srv.bgctx, name)
+			err = h.ps.Subscribe(h.e.ctx, name)
 		}
 		if err != nil {
 			delete(m, name)
@@ -94,7 +112,7 @@ func (h *hub) Subscribe(c *conn, pattern bool, name string) error {
 	case <-t.confirmed:
 		return nil
 	case <-time.After(subscribeTimeout):
-		h.Unsubscribe(c, pattern, name)
+		h.unsubscribe(c, pattern, name)
 		return errSubscribeTimeout
 	}
 }
@@ -102,8 +120,8 @@ func (h *hub) Subscribe(c *conn, pattern bool, name string) error {
 // Unsubscribe removes c; the backend subscription ends with its last local subscriber. A live client
 // (UNSUBSCRIBE, RESET) returns once no message can reach it any more, with the messages that did moved
 // into its reply stream, so they come before its reply.
-func (h *hub) Unsubscribe(c *conn, pattern bool, name string) {
-	live := c.ctx.Err() == nil
+func (h *hub) unsubscribe(c Subscriber, pattern bool, name string) {
+	live := c.Live()
 	h.mu.Lock()
 	m := h.topics(pattern)
 	t := m[name]
@@ -122,18 +140,18 @@ func (h *hub) Unsubscribe(c *conn, pattern bool, name string) {
 		}
 		h.mu.Unlock()
 		if live {
-			c.spliceDeferred()
+			c.Splice()
 		}
 		return
 	}
 	var err error
 	if pattern {
-		err = h.ps.PUnsubscribe(h.srv.bgctx, name)
+		err = h.ps.PUnsubscribe(h.e.ctx, name)
 	} else {
-		err = h.ps.Unsubscribe(h.srv.bgctx, name)
+		err = h.ps.Unsubscribe(h.e.ctx, name)
 	}
 	if err != nil {
-		h.srv.log.Warn("backend unsubscribe", "err", err)
+		h.e.log.Warn("backend unsubscribe", "err", err)
 		delete(t.subs, c)
 		delete(m, name)
 		h.mu.Unlock()
@@ -146,7 +164,7 @@ func (h *hub) Unsubscribe(c *conn, pattern bool, name string) {
 	h.mu.Unlock()
 	if live {
 		h.awaitGone(pattern, name, t)
-		c.spliceDeferred()
+		c.Splice()
 	}
 }
 
@@ -210,7 +228,7 @@ func (h *hub) sync() {
 	token := "qgate-sync-" + strconv.FormatUint(h.pingSeq, 10)
 	done := make(chan struct{})
 	h.pings[token] = done
-	if err := h.ps.Ping(h.srv.bgctx, token); err != nil {
+	if err := h.ps.Ping(h.e.ctx, token); err != nil {
 		delete(h.pings, token)
 		h.mu.Unlock()
 		return
@@ -235,42 +253,23 @@ func (h *hub) pong(payload string) {
 	}
 }
 
-// AwaitOwnMessages implements commands.Server.
-func (s *Server) AwaitOwnMessages(c commands.Conn) {
-	s.hub.sync()
-	c.(*conn).spliceDeferred()
-}
-
-// spliceDeferred moves the pub/sub messages that arrived during the batch into the batch's replies at
-// this point, so that they come before the replies written next; on the connection's goroutine.
-func (c *conn) spliceDeferred() {
-	c.omu.Lock()
-	if c.deferred.len() > 0 {
-		for _, b := range c.deferred.bufs[c.deferred.head:] {
-			c.w.B = append(c.w.B, b...)
-		}
-		c.deferred.reset()
-	}
-	c.omu.Unlock()
-}
-
 // receive reads the shared backend subscription until it is closed.
 func (h *hub) receive(ps *redis.PubSub) {
 	var failures int
 	for {
-		msg, err := ps.Receive(h.srv.bgctx)
+		msg, err := ps.Receive(h.e.ctx)
 		if err != nil {
-			if errors.Is(err, redis.ErrClosed) || h.srv.bgctx.Err() != nil {
+			if errors.Is(err, redis.ErrClosed) || h.e.ctx.Err() != nil {
 				return
 			}
 			failures++
 			h.connLost()
 			if failures == 1 || failures%50 == 0 {
-				h.srv.log.Warn("pub/sub backend connection error, resubscribing", "err", err, "failures", failures)
+				h.e.log.Warn("pub/sub backend connection error, resubscribing", "err", err, "failures", failures)
 			}
 			select {
 			case <-time.After(time.Duration(1<<min(failures, 7)) * 10 * time.Millisecond):
-			case <-h.srv.bgctx.Done():
+			case <-h.e.ctx.Done():
 				return
 			}
 			continue
@@ -307,7 +306,7 @@ func (h *hub) deliver(m *redis.Message) {
 	isEnv := envelope.Is([]byte(m.Payload))
 	var rule *policy.Policy
 	if isEnv {
-		rule = h.srv.Policies().Channel(m.Channel)
+		rule = h.e.policies().Channel(m.Channel)
 	}
 	var frames [4][2][]byte
 	frame := func(proto int, wantEnv bool) []byte {
@@ -345,8 +344,8 @@ func (h *hub) deliver(m *redis.Message) {
 		return
 	}
 	for c := range t.subs {
-		wantEnv := !isEnv || commands.WantsEnvelope(c.deliverMode(), rule)
-		c.push(frame(int(c.proto.Load()), wantEnv))
+		wantEnv := !isEnv || WantsEnvelope(c.DeliverMode(), rule)
+		c.Push(frame(c.Proto(), wantEnv))
 	}
 }
 
@@ -382,7 +381,7 @@ func (h *hub) numSub(channel string) (int, bool) {
 func (h *hub) counts() (channels, patterns, clients int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	seen := map[*conn]struct{}{}
+	seen := map[Subscriber]struct{}{}
 	for _, m := range []map[string]*topic{h.channels, h.patterns} {
 		for _, t := range m {
 			for c := range t.subs {
@@ -403,3 +402,52 @@ func (h *hub) close() {
 	}
 	h.connLost() // release clients waiting for an unsubscribe or a sync
 }
+
+// WantsEnvelope reports whether a client in delivery mode mode ("" = the rule's) receives envelopes
+// from a queue or channel whose rule is p.
+func WantsEnvelope(mode string, p *policy.Policy) bool {
+	if mode == "" {
+		return p.DeliverEnvelope
+	}
+	return mode == "envelope"
+}
+
+// Subscribe adds s to a channel or pattern and returns once the backend subscription is active, so a
+// message published after it is delivered.
+func (e *Engine) Subscribe(s Subscriber, pattern bool, name string) error {
+	return e.hub.subscribe(s, pattern, name)
+}
+
+// Unsubscribe removes s from a channel or pattern; the backend subscription ends with its last local
+// subscriber. A live client returns once no message can reach it any more, with the messages that
+// did spliced into its replies (Subscriber.Splice), so they come before its reply.
+func (e *Engine) Unsubscribe(s Subscriber, pattern bool, name string) {
+	e.hub.unsubscribe(s, pattern, name)
+}
+
+// SyncMessages waits until every message the backend published before the call has reached the
+// local subscribers, then splices s's into its replies: a client publishing to a channel it is
+// subscribed to gets the message before PUBLISH's reply, as from Redis.
+func (e *Engine) SyncMessages(s Subscriber) {
+	e.hub.sync()
+	s.Splice()
+}
+
+// LocalSubscribers returns how many local clients a message on channel reaches, and how many of
+// qgate's own backend subscriptions (channel and patterns) match it.
+func (e *Engine) LocalSubscribers(channel string) (clients, backendSubs int) {
+	return e.hub.localSubscribers(channel)
+}
+
+// LocalNumSub returns the local subscriber count of a channel and whether qgate subscribes to it.
+func (e *Engine) LocalNumSub(channel string) (clients int, subscribed bool) {
+	return e.hub.numSub(channel)
+}
+
+// PubSubCounts returns the channels and patterns qgate subscribes to on the backend and the distinct
+// local clients subscribed to any of them.
+func (e *Engine) PubSubCounts() (channels, patterns, clients int) { return e.hub.counts() }
+
+// ClosePubSub ends the backend subscription and releases clients waiting for an unsubscribe or a
+// sync (at shutdown).
+func (e *Engine) ClosePubSub() { e.hub.close() }

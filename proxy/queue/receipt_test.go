@@ -1,4 +1,4 @@
-package commands
+package queue
 
 import (
 	"reflect"
@@ -21,7 +21,7 @@ func TestReceipts_SortInPopOrder(t *testing.T) {
 	for i, j := 0, len(got)-1; i < j; i, j = i+1, j-1 {
 		got[i], got[j] = got[j], got[i]
 	}
-	SortReceipts(got)
+	sortReceipts(got)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("sorted\n%q\nwant\n%q", got, want)
 	}

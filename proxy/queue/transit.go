@@ -1,4 +1,4 @@
-package proxy
+package queue
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
@@ -35,7 +34,7 @@ const (
 
 // transit is this instance's book of at-most-once pops whose items are in its transit records.
 type transit struct {
-	srv      *Server
+	e        *Engine
 	instance string
 	seq      atomic.Uint64
 
@@ -55,7 +54,7 @@ type transit struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 
-	// Counters (INFO; items given back count in Server.stats.returned): items recovered from dead
+	// Counters (INFO; items given back count in Engine.returned): items recovered from dead
 	// instances' records, and done-deletes that found their record gone because another instance took
 	// this one for dead (those items may be delivered twice).
 	recovered, raced atomic.Int64
@@ -63,8 +62,8 @@ type transit struct {
 
 type dirtyInfo struct{ clean int }
 
-func newTransit(s *Server) *transit {
-	t := &transit{srv: s, instance: s.instance, live: map[uint64]struct{}{}, dirty: map[string]*dirtyInfo{}, open: map[bkey]*popGroup{},
+func newTransit(e *Engine) *transit {
+	t := &transit{e: e, instance: e.instance, live: map[uint64]struct{}{}, dirty: map[string]*dirtyInfo{}, open: map[bkey]*popGroup{},
 		pending: map[string][]*transitPop{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	t.touched, _ = lru.New[string, struct{}](touchedQueues)
 	go t.deleteLoop()
@@ -79,18 +78,12 @@ type transitPop struct {
 	left  bool
 	seq   uint64
 	count string
-	cmd   *popCmd
+	cmd   *redis.Cmd
 	keys  []string
 	args  []interface{}
 	items []string
-	group *popGroup // set when the batch merged this pop with its neighbours (conn.runPending)
+	group *popGroup // set when the batch merged this pop with its neighbours (Engine.Run)
 	idx   int       // this pop's entry in group
-}
-
-// popCmd is a transitPop's backend command, recognisable in a client's batch.
-type popCmd struct {
-	*redis.Cmd
-	op *transitPop
 }
 
 // single reports whether the pop is a plain LPOP/RPOP without COUNT.
@@ -120,7 +113,7 @@ func (t *transit) mergePops(ops []*transitPop) redis.Cmder {
 		g.args = append(g.args, op.prefix())
 		op.group, op.idx = g, i
 	}
-	g.cmd = rdb.TransitPopEach.Cmd(first.ctx, t.srv.cmds(), g.keys, g.args...)
+	g.cmd = rdb.TransitPopEach.Cmd(first.ctx, t.e.cmds(), g.keys, g.args...)
 	g.sent = closedChan
 	return g.cmd
 }
@@ -175,7 +168,7 @@ func (g *popGroup) result(i int) (interface{}, error) {
 	g.once.Do(func() {
 		g.res, g.err = g.cmd.Slice()
 		if rdb.IsNoScript(g.err) {
-			g.res, g.err = rdb.TransitPopEach.Eval(g.ctx, g.t.srv.cmds(), g.keys, g.args...).Slice()
+			g.res, g.err = rdb.TransitPopEach.Eval(g.ctx, g.t.e.cmds(), g.keys, g.args...).Slice()
 		}
 		if g.err == nil && len(g.res) != len(g.args)-2 {
 			g.err = errors.New("unexpected transit_pop_each reply")
@@ -212,7 +205,7 @@ func (p *transitPop) fields() []string {
 // newPop prepares a pop of count items ("" = one, without COUNT) from key. The caller validated count
 // (0 <= count <= transitChunk). The queue is registered first, so every reaper finds its records.
 func (t *transit) newPop(ctx context.Context, key string, left bool, count string) (*transitPop, error) {
-	if err := t.srv.RegisterLeasedQueue(ctx, key); err != nil {
+	if err := t.e.registerQueue(ctx, key); err != nil {
 		return nil, err
 	}
 	p := &transitPop{t: t, ctx: ctx, key: key, left: left, count: count, seq: t.seq.Add(1)}
@@ -222,7 +215,7 @@ func (t *transit) newPop(ctx context.Context, key string, left bool, count strin
 	}
 	p.keys = rdb.TransitKeys(key, t.instance)
 	p.args = []interface{}{name, count, p.prefix(), t.instance}
-	p.cmd = &popCmd{Cmd: rdb.TransitPop.Cmd(ctx, t.srv.cmds(), p.keys, p.args...), op: p}
+	p.cmd = rdb.TransitPop.Cmd(ctx, t.e.cmds(), p.keys, p.args...)
 	t.mu.Lock()
 	t.live[p.seq] = struct{}{}
 	t.mu.Unlock()
@@ -230,11 +223,9 @@ func (t *transit) newPop(ctx context.Context, key string, left bool, count strin
 	return p, nil
 }
 
-// Cmd implements commands.TransitPop.
-func (p *transitPop) Cmd() redis.Cmder { return p.cmd }
-
-// Result implements commands.TransitPop: call it once the command ran.
-func (p *transitPop) Result() (*commands.Pop, error) {
+// result reads the pop's reply once its command ran: the items, or none (nil) when the list was
+// empty. A pop without items has no record any more and is settled here.
+func (p *transitPop) result() ([]string, error) {
 	var res interface{}
 	var err error
 	if p.group != nil {
@@ -242,7 +233,7 @@ func (p *transitPop) Result() (*commands.Pop, error) {
 	} else {
 		res, err = p.cmd.Result()
 		if rdb.IsNoScript(err) {
-			res, err = rdb.TransitPop.Eval(p.ctx, p.t.srv.cmds(), p.keys, p.args...).Result()
+			res, err = rdb.TransitPop.Eval(p.ctx, p.t.e.cmds(), p.keys, p.args...).Result()
 		}
 	}
 	switch {
@@ -250,7 +241,7 @@ func (p *transitPop) Result() (*commands.Pop, error) {
 		p.t.settle(p, false)
 		return nil, nil
 	case err != nil:
-		p.t.settle(p, commands.OutcomeUnknown(err))
+		p.t.settle(p, OutcomeUnknown(err))
 		return nil, err
 	}
 	switch v := res.(type) {
@@ -262,10 +253,13 @@ func (p *transitPop) Result() (*commands.Pop, error) {
 			p.items[i], _ = x.(string)
 		}
 	}
+	if p.items == nil {
+		p.items = []string{}
+	}
 	if len(p.items) == 0 {
 		p.t.settle(p, false)
 	}
-	return &commands.Pop{Key: p.key, Left: p.left, Items: p.items, Token: p}, nil
+	return p.items, nil
 }
 
 // settle ends the book-keeping of a pop that has no record any more (or whose outcome is unknown).
@@ -279,13 +273,17 @@ func (t *transit) settle(p *transitPop, unknown bool) {
 }
 
 // popOne pops one item from key into the transit record synchronously (a blocking pop's first try).
-func (t *transit) popOne(ctx context.Context, key string, left bool) (*commands.Pop, error) {
+func (t *transit) popOne(ctx context.Context, key string, left bool) (*Pop, error) {
 	p, err := t.newPop(ctx, key, left, "")
 	if err != nil {
 		return nil, err
 	}
-	_ = t.srv.cmds().Process(ctx, p.cmd)
-	return p.Result()
+	_ = t.e.cmds().Process(ctx, p.cmd)
+	items, err := p.result()
+	if err != nil || items == nil {
+		return nil, err
+	}
+	return &Pop{Key: key, Left: left, Items: items, parts: []*transitPop{p}}, nil
 }
 
 // done forgets the records of delivered pops (batched: one script per queue per round trip).
@@ -328,7 +326,7 @@ func (t *transit) flushDone() bool {
 	if len(batch) == 0 {
 		return true
 	}
-	ctx := t.srv.bgctx
+	ctx := t.e.ctx
 	type sent struct {
 		pops []*transitPop
 		cmd  *redis.IntCmd
@@ -348,7 +346,7 @@ func (t *transit) flushDone() bool {
 			}
 			// A plain HDEL (allowed under OOM): the instance stays in the owners set while it lives.
 			cmd := redis.NewIntCmd(ctx, args...)
-			_ = t.srv.cmds().Process(ctx, cmd)
+			_ = t.e.cmds().Process(ctx, cmd)
 			cmds = append(cmds, sent{chunk, cmd, len(args) - 2})
 		}
 	}
@@ -363,10 +361,10 @@ func (t *transit) flushDone() bool {
 			continue
 		}
 		if err != nil {
-			t.srv.log.Error("forget delivered items' transit record", "queue", s.pops[0].key, "err", err)
+			t.e.log.Error("forget delivered items' transit record", "queue", s.pops[0].key, "err", err)
 		} else if lost := int64(s.n) - n; lost > 0 {
 			t.raced.Add(lost)
-			t.srv.log.Warn("delivered items were given back by another instance meanwhile (it took this one for dead); they may be delivered twice",
+			t.e.log.Warn("delivered items were given back by another instance meanwhile (it took this one for dead); they may be delivered twice",
 				"queue", s.pops[0].key, "items", lost)
 		}
 		for _, p := range s.pops {
@@ -385,20 +383,20 @@ func (t *transit) giveBack(pops []*transitPop) {
 		p := pops[i]
 		args := append([]interface{}{t.instance}, stringsToArgs(p.fields())...)
 		for {
-			n, err := rdb.TransitReturn.Run(t.srv.bgctx, t.srv.backend.Client, p.keys, args...).Int64()
+			n, err := rdb.TransitReturn.Run(t.e.ctx, t.e.client, p.keys, args...).Int64()
 			if err == nil {
-				t.srv.stats.returned.Add(n)
+				t.e.returned.Add(n)
 				break
 			}
 			if isRedisError(err) {
 				// Still in the record: the sweep gives it back later.
-				t.srv.log.Error("give undelivered items back", "queue", p.key, "items", len(p.items), "err", err)
+				t.e.log.Error("give undelivered items back", "queue", p.key, "items", len(p.items), "err", err)
 				t.mu.Lock()
 				t.dirty[p.key] = &dirtyInfo{}
 				t.mu.Unlock()
 				break
 			}
-			if !b.wait(t.srv.bgctx.Done()) {
+			if !b.wait(t.e.ctx.Done()) {
 				break // shutting down: the record stays in Redis, another instance or the next start takes it
 			}
 		}
@@ -457,7 +455,7 @@ func (t *transit) sweep(ctx context.Context, all bool) error {
 
 // sweepQueue gives back the items of this instance's record on q that no pop in progress accounts for.
 func (t *transit) sweepQueue(ctx context.Context, q string) (int, error) {
-	fields, err := t.srv.backend.Client.HKeys(ctx, rdb.TransitKey(q, t.instance)).Result()
+	fields, err := t.e.client.HKeys(ctx, rdb.TransitKey(q, t.instance)).Result()
 	if err != nil {
 		return 0, err
 	}
@@ -480,15 +478,15 @@ func (t *transit) sweepQueue(ctx context.Context, q string) (int, error) {
 	for len(orphans) > 0 {
 		n := min(len(orphans), transitChunk)
 		args := append([]interface{}{t.instance}, stringsToArgs(orphans[:n])...)
-		got, err := rdb.TransitReturn.Run(ctx, t.srv.backend.Client, rdb.TransitKeys(q, t.instance), args...).Int64()
+		got, err := rdb.TransitReturn.Run(ctx, t.e.client, rdb.TransitKeys(q, t.instance), args...).Int64()
 		if err != nil {
 			return total, err
 		}
 		total += int(got)
 		orphans = orphans[n:]
 	}
-	t.srv.stats.returned.Add(int64(total))
-	t.srv.log.Warn("gave back items of pops whose outcome was unknown", "queue", q, "items", total)
+	t.e.returned.Add(int64(total))
+	t.e.log.Warn("gave back items of pops whose outcome was unknown", "queue", q, "items", total)
 	return total, nil
 }
 
@@ -528,8 +526,8 @@ func sortFieldsNewestFirst(fields []string) {
 // beat records this instance's heartbeat and learns which instances are alive (nil after a gap in
 // this instance's own heartbeats: then nobody is taken for dead until the next beat).
 func (t *transit) beat(ctx context.Context) error {
-	ttl := t.srv.cfg.InstanceTTL
-	res, err := rdb.Heartbeat.Run(ctx, t.srv.backend.Client, []string{rdb.InstancesKey},
+	ttl := t.e.instanceTTL
+	res, err := rdb.Heartbeat.Run(ctx, t.e.client, []string{rdb.InstancesKey},
 		t.instance, ttl.Milliseconds(), leasedQueueTTL.Milliseconds()).Slice()
 	if err != nil {
 		return err
@@ -552,7 +550,7 @@ func (t *transit) beat(ctx context.Context) error {
 // recoverQueue gives back the transit records of dead instances on queue; it reports whether any
 // instance still has items in a record there (the queue then stays registered).
 func (t *transit) recoverQueue(ctx context.Context, queue string) (owned bool, err error) {
-	owners, err := t.srv.backend.Client.SMembers(ctx, rdb.TransitOwnersKey(queue)).Result()
+	owners, err := t.e.client.SMembers(ctx, rdb.TransitOwnersKey(queue)).Result()
 	if err != nil || len(owners) == 0 {
 		return false, err
 	}
@@ -565,19 +563,19 @@ func (t *transit) recoverQueue(ctx context.Context, queue string) (owned bool, e
 	for _, o := range owners {
 		if alive[o] {
 			// A live instance stays an owner; the queue is idle when its record is empty.
-			if n, err := t.srv.backend.Client.HLen(ctx, rdb.TransitKey(queue, o)).Result(); err != nil || n > 0 {
+			if n, err := t.e.client.HLen(ctx, rdb.TransitKey(queue, o)).Result(); err != nil || n > 0 {
 				owned = true
 			}
 			continue
 		}
 		for i := 0; i < 20; i++ { // bounded per pass; the next pass goes on
-			n, err := rdb.TransitRecover.Run(ctx, t.srv.backend.Client, rdb.TransitKeys(queue, o), o, transitChunk).Int64()
+			n, err := rdb.TransitRecover.Run(ctx, t.e.client, rdb.TransitKeys(queue, o), o, transitChunk).Int64()
 			if err != nil {
 				return true, err
 			}
 			if n > 0 {
 				t.recovered.Add(n)
-				t.srv.log.Warn("gave back items a dead qgate instance had popped but not delivered", "queue", queue, "instance", o, "items", n)
+				t.e.log.Warn("gave back items a dead qgate instance had popped but not delivered", "queue", queue, "instance", o, "items", n)
 			}
 			if n < transitChunk {
 				break
@@ -590,15 +588,15 @@ func (t *transit) recoverQueue(ctx context.Context, queue string) (owned bool, e
 
 // heartbeatLoop beats every InstanceTTL/5 until stop is closed.
 func (t *transit) heartbeatLoop() {
-	tick := time.NewTicker(t.srv.cfg.InstanceTTL / 5)
+	tick := time.NewTicker(t.e.instanceTTL / 5)
 	defer tick.Stop()
 	for {
 		select {
 		case <-t.stop:
 			return
 		case <-tick.C:
-			if err := t.beat(t.srv.bgctx); err != nil && t.srv.bgctx.Err() == nil {
-				t.srv.log.Warn("instance heartbeat", "err", err)
+			if err := t.beat(t.e.ctx); err != nil && t.e.ctx.Err() == nil {
+				t.e.log.Warn("instance heartbeat", "err", err)
 			}
 		}
 	}
@@ -607,7 +605,7 @@ func (t *transit) heartbeatLoop() {
 // unregister removes this instance from the instances set at the end of a clean shutdown: any record
 // it still has is then given back by the next reaper pass of any instance.
 func (t *transit) unregister(ctx context.Context) error {
-	return t.srv.backend.Client.ZRem(ctx, rdb.InstancesKey, t.instance).Err()
+	return t.e.client.ZRem(ctx, rdb.InstancesKey, t.instance).Err()
 }
 
 // close stops the heartbeat and, after its last try, the delete loop.

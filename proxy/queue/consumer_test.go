@@ -1,4 +1,4 @@
-package commands
+package queue
 
 import (
 	"reflect"
@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-func TestSession_Leases(t *testing.T) {
-	var s Session
+func TestConsumer_Leases(t *testing.T) {
+	var s Consumer
 	s.AddLeases("q", []string{"a", "b"}, true)
 	s.AddLeases("q", []string{"c"}, true) // pipelined: the next pop acks all three
 	s.AddLeases("r", []string{"x"}, false)

@@ -1,0 +1,207 @@
+// Package queue is qgate's queue engine: everything a queue does between a parsed command and the
+// backend's keys and scripts (proxy/rdb). Pushes (validation, envelopes, dedup), at-most-once pops
+// through the transit record, at-least-once pops through leases and receipts, acks, nacks, the
+// reaper, blocked pops and their listeners, and the counters INFO reports. It knows nothing of
+// sockets or RESP: the commands package turns its results into replies, the proxy package runs the
+// connections (proxy/DESIGN.md, "Layers").
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/proxy/policy"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Ctx is the backend's lifetime: cancelled only once the backend closes, so that items taken from
+	// Redis can still be given back while the server drains.
+	Ctx context.Context
+	// Client is the backend's main client; Pipeliner, when not nil, its auto-pipeliner (the batches of
+	// all connections are merged into deep pipelines there).
+	Client    redis.UniversalClient
+	Pipeliner *redis.AutoPipeliner
+	// Wait is the client of the blocked-pop listeners' dedicated connections; Cluster says whether the
+	// backend is a Redis Cluster (one listener per slot); BlockingConns bounds the listeners per
+	// direction otherwise.
+	Wait          redis.UniversalClient
+	Cluster       bool
+	BlockingConns int
+	// Policies returns the current rules (they change on reload).
+	Policies func() *policy.Set
+	Log      *slog.Logger
+	// Instance is this process's random id (transit records, lease owners, wake keys); InstanceTTL is
+	// how old its heartbeat may get before other instances take it for dead.
+	Instance    string
+	InstanceTTL time.Duration
+	// MaxBulk is the backend's proto-max-bulk-len: a larger stored value is refused before it is sent.
+	MaxBulk int64
+}
+
+// Engine runs the queues of one qgate process.
+type Engine struct {
+	ctx         context.Context
+	log         *slog.Logger
+	client      redis.UniversalClient
+	pipeliner   *redis.AutoPipeliner
+	policies    func() *policy.Set
+	instance    string
+	instanceTTL time.Duration
+	maxBulk     int64
+
+	transit *transit
+	blocker *blocker
+	hub     *hub
+
+	leasedQueues *lru.Cache[string, time.Time] // queue → when this process last registered it (reaper.go)
+	leasedTTL    time.Duration                 // leasedQueueTTL; shorter in tests
+	leases       LeaseCounters
+	reaped       atomic.Int64 // items the reaper moved
+	reaperStop   chan struct{}
+	reaperDone   chan struct{}
+	reaperKick   chan struct{}
+
+	returned, lost, blocked atomic.Int64
+}
+
+// New starts the engine: it records the instance's first heartbeat (before any pop: a record of an
+// instance that never beat would be taken for a dead one's), then the heartbeat, the delete loop of
+// delivered transit records and the reaper.
+func New(o Options) (*Engine, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Ctx == nil {
+		o.Ctx = context.Background()
+	}
+	e := &Engine{ctx: o.Ctx, log: o.Log, client: o.Client, pipeliner: o.Pipeliner, policies: o.Policies,
+		instance: o.Instance, instanceTTL: o.InstanceTTL, maxBulk: o.MaxBulk, leasedTTL: leasedQueueTTL}
+	e.leasedQueues, _ = lru.New[string, time.Time](leasedQueueCache)
+	e.blocker = newBlocker(e, o.Wait, o.Cluster, o.BlockingConns, o.Instance)
+	e.transit = newTransit(e)
+	e.hub = newHub(e)
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	if err := e.transit.beat(ctx); err != nil {
+		e.transit.close()
+		return nil, fmt.Errorf("register instance: %w", err)
+	}
+	go e.transit.heartbeatLoop()
+	e.startReaper()
+	return e, nil
+}
+
+// Instance returns this process's id.
+func (e *Engine) Instance() string { return e.instance }
+
+// Policy returns the rule of a queue.
+func (e *Engine) Policy(queue string) *policy.Policy { return e.policies().Queue(queue) }
+
+// SetLeasedQueueTTL changes how long idle queues stay in the reapers' set (tests).
+func (e *Engine) SetLeasedQueueTTL(d time.Duration) { e.leasedTTL = d }
+
+// Stop ends the engine's background work at a clean shutdown, once no connection is left: the
+// blocked-pop listeners (waited for until hard), the reaper, the last deletes of delivered records,
+// then a sweep of this instance's transit records (nothing is in flight any more) and, if it
+// succeeded, the removal of its heartbeat. ctx bounds the backend calls.
+func (e *Engine) Stop(ctx context.Context, hard time.Time) {
+	e.blocker.stop(time.Until(hard))
+	e.stopReaper()
+	e.transit.close()
+	if err := e.transit.sweep(ctx, true); err == nil {
+		_ = e.transit.unregister(ctx)
+	}
+}
+
+// Abandon ends the engine's background work when the backend did not answer in time at shutdown:
+// the records stay in Redis, for another instance or the next start.
+func (e *Engine) Abandon() { go e.transit.close() }
+
+// Stats are the engine's counters (INFO).
+type Stats struct {
+	Returned       int64 // popped items put back because their reply could not be written
+	Lost           int64 // popped items that could not be put back (must stay 0)
+	Recovered      int64 // items of dead instances' transit records given back
+	RedeliveryRisk int64 // delivered items another instance gave back meanwhile
+	Blocked        int   // clients waiting in a blocked pop
+	WaitConns      int   // the listeners' backend connections
+	Leases         LeaseSnapshot
+}
+
+// LeaseCounters count at-least-once transitions made through this process (INFO Qgate).
+type LeaseCounters struct {
+	Leased   atomic.Int64 // items leased by pops
+	Acked    atomic.Int64 // leases ended by QACK or next-pop
+	Retried  atomic.Int64 // leases given back for another attempt (nack, expiry, disconnect)
+	Dead     atomic.Int64 // items past max_attempts (dead-lettered or dropped)
+	Redriven atomic.Int64 // dead items moved back by QREDRIVE
+}
+
+// LeaseSnapshot is a reading of LeaseCounters.
+type LeaseSnapshot struct{ Leased, Acked, Retried, Dead, Redriven int64 }
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Returned:       e.returned.Load(),
+		Lost:           e.lost.Load(),
+		Recovered:      e.transit.recovered.Load(),
+		RedeliveryRisk: e.transit.raced.Load(),
+		Blocked:        int(e.blocked.Load()),
+		WaitConns:      int(e.blocker.conns.Load()),
+		Leases: LeaseSnapshot{Leased: e.leases.Leased.Load(), Acked: e.leases.Acked.Load(), Retried: e.leases.Retried.Load(),
+			Dead: e.leases.Dead.Load(), Redriven: e.leases.Redriven.Load()},
+	}
+}
+
+// cmds is the client for the engine's own backend calls: the auto-pipeliner when there is one, so a
+// burst of synchronous calls from many connections shares a few connections instead of dialling
+// (the main pool keeps few idle connections); never for blocking commands.
+func (e *Engine) cmds() redis.UniversalClient {
+	if e.pipeliner != nil {
+		return e.pipeliner
+	}
+	return e.client
+}
+
+// errUnexpectedReply reports a script reply of the wrong shape.
+var errUnexpectedReply = errors.New("unexpected reply from a lease script")
+
+// RedisError returns the backend's own error reply in err, if it is one (not a transport failure).
+func RedisError(err error) (string, bool) {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return rerr.Error(), true
+	}
+	return "", false
+}
+
+func isRedisError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
+// OutcomeUnknown reports whether a failed backend command may have run: anything but a Redis error
+// reply, or a failure to get a connection or to dial (then the command was never sent).
+func OutcomeUnknown(err error) bool {
+	if err == nil || err == redis.Nil {
+		return false
+	}
+	if isRedisError(err) {
+		return false
+	}
+	if errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolExhausted) {
+		return false
+	}
+	var op *net.OpError
+	return !(errors.As(err, &op) && op.Op == "dial")
+}

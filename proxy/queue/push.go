@@ -1,0 +1,164 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/proxy/envelope"
+	"github.com/qgate/qgate/proxy/rdb"
+)
+
+// Pushes, peeks and publishes: the rule's checks, envelopes and dedup (README "Queue and channel
+// rules", "Envelope").
+
+// RejectedError is a value refused by its queue's or channel's rule (Index counts from 1).
+type RejectedError struct {
+	Index, Count int
+	Rule         string // the rule's name, as policy.Policy.Name
+	Err          error
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("value %d of %d rejected by %s: %v", e.Index, e.Count, e.Rule, e.Err)
+}
+
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// TooLargeError is a value whose stored form (envelope included) is over the backend's
+// proto-max-bulk-len: Redis would drop the connection, and with it the replies of every other
+// client's commands pipelined on it, so it is refused before it is sent.
+type TooLargeError struct {
+	Index, Count int
+	Size, Limit  int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("value %d of %d is too large for the backend: %d bytes stored (envelope included), over its proto-max-bulk-len of %d",
+		e.Index, e.Count, e.Size, e.Limit)
+}
+
+// Push validates every value against the queue's rule (all or nothing), wraps them in envelopes
+// naming producer when the rule says so, and pushes them in one backend command (one script when
+// deduplicating); the result is the list length. A refused value is a *RejectedError or a
+// *TooLargeError, and nothing is sent. A backend failure whose OutcomeUnknown may have pushed.
+func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (*Result[int64], error) {
+	p := e.Policy(queue)
+	for i, v := range vals {
+		if err := p.Check(v); err != nil {
+			return nil, &RejectedError{Index: i + 1, Count: len(vals), Rule: p.Name(), Err: err}
+		}
+	}
+	stored := make([]interface{}, len(vals))
+	for i, v := range vals {
+		if p.Envelope {
+			stored[i] = envelope.Append(nil, queue, producer, v)
+		} else {
+			stored[i] = v
+		}
+	}
+	for i, v := range stored {
+		if n := storedLen(v); n > e.maxBulk {
+			return nil, &TooLargeError{Index: i + 1, Count: len(vals), Size: n, Limit: e.maxBulk}
+		}
+	}
+	name := "rpush"
+	if left {
+		name = "lpush"
+	}
+	if !p.Dedup() {
+		cmd := redis.NewIntCmd(e.ctx, append([]interface{}{name, queue}, stored...)...)
+		return newResult([]redis.Cmder{cmd}, cmd.Result), nil
+	}
+	// The values whose dedup key was not seen within the window are pushed, atomically; the reply is
+	// the list length, as for a plain push (duplicates are acknowledged, not enqueued).
+	keys := make([]string, 1, 1+len(vals))
+	keys[0] = queue
+	for i, v := range vals {
+		k, err := p.DedupKey(v)
+		if err != nil {
+			return nil, &RejectedError{Index: i + 1, Count: len(vals), Rule: p.Name(), Err: err}
+		}
+		keys = append(keys, rdb.DedupKey(queue, k))
+	}
+	args := append([]interface{}{strings.ToUpper(name), p.DedupWindow.Milliseconds()}, stored...)
+	cmd := rdb.DedupPush.Cmd(e.ctx, e.cmds(), keys, args...)
+	return newResult([]redis.Cmder{cmd}, func() (int64, error) {
+		res, err := e.evalFallback(rdb.DedupPush, cmd, keys, args).Int64Slice()
+		if err == nil && len(res) != 2 {
+			err = errors.New("unexpected dedup_push reply")
+		}
+		if err != nil {
+			return 0, err
+		}
+		return res[0], nil
+	}), nil
+}
+
+// storedLen is the length of a value as sent to the backend.
+func storedLen(v interface{}) int64 {
+	switch x := v.(type) {
+	case []byte:
+		return int64(len(x))
+	case string:
+		return int64(len(x))
+	}
+	return 0
+}
+
+// Len is LLEN of a queue's ready list.
+func (e *Engine) Len(queue string) *Result[int64] {
+	cmd := redis.NewIntCmd(e.ctx, "llen", queue)
+	return newResult([]redis.Cmder{cmd}, cmd.Result)
+}
+
+// Range is LRANGE of a queue's ready list; start and stop go to Redis as they are (it parses them).
+// The items are as stored (envelopes included).
+func (e *Engine) Range(queue string, start, stop []byte) *Result[[]string] {
+	cmd := redis.NewStringSliceCmd(e.ctx, "lrange", queue, start, stop)
+	return newResult([]redis.Cmder{cmd}, cmd.Result)
+}
+
+// Publish checks a message against its channel's rule, wraps it in an envelope naming producer when
+// the rule says so, and publishes it; the result is the backend's receiver count. A refused message is
+// a *RejectedError.
+func (e *Engine) Publish(channel, producer string, msg []byte) (*Result[int64], error) {
+	p := e.policies().Channel(channel)
+	if err := p.Check(msg); err != nil {
+		return nil, &RejectedError{Index: 1, Count: 1, Rule: p.Name(), Err: err}
+	}
+	var m interface{} = msg
+	if p.Envelope {
+		m = envelope.Append(nil, channel, producer, msg)
+	}
+	cmd := redis.NewIntCmd(e.ctx, "publish", channel, m)
+	return newResult([]redis.Cmder{cmd}, cmd.Result), nil
+}
+
+// PubSubChannels is PUBSUB CHANNELS [pattern] on the backend (pattern nil: none).
+func (e *Engine) PubSubChannels(pattern []byte) *Result[[]string] {
+	args := []interface{}{"pubsub", "channels"}
+	if pattern != nil {
+		args = append(args, pattern)
+	}
+	cmd := redis.NewStringSliceCmd(e.ctx, args...)
+	return newResult([]redis.Cmder{cmd}, cmd.Result)
+}
+
+// PubSubNumSub is PUBSUB NUMSUB on the backend: each channel's subscriber count there.
+func (e *Engine) PubSubNumSub(channels [][]byte) *Result[map[string]int64] {
+	args := []interface{}{"pubsub", "numsub"}
+	for _, c := range channels {
+		args = append(args, c)
+	}
+	cmd := redis.NewMapStringIntCmd(e.ctx, args...)
+	return newResult([]redis.Cmder{cmd}, cmd.Result)
+}
+
+// PubSubNumPat is PUBSUB NUMPAT on the backend.
+func (e *Engine) PubSubNumPat() *Result[int64] {
+	cmd := redis.NewIntCmd(e.ctx, "pubsub", "numpat")
+	return newResult([]redis.Cmder{cmd}, cmd.Result)
+}
