@@ -26,11 +26,6 @@ import (
 // Version is qgate's version, reported by INFO and `qgate version`.
 var Version = "0.1.0-dev"
 
-func init() {
-	// The blocked-pop listeners group keys by Cluster slot (see proxy/queue/slot.go).
-	queue.KeySlot, queue.SlotTag = keySlot, slotTag
-}
-
 // Server is a qgate proxy: a RESP listener in front of a backend Redis.
 type Server struct {
 	cfg     Config
