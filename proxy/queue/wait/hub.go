@@ -52,7 +52,9 @@ type Request struct {
 	// is served by whichever key gets an item first after that)
 	Take     TakeFunc     // required
 	GiveBack GiveBackFunc // required unless results never need giving back
-	Notify   func()       // optional: called once when Done closes; must not block (conn.wake)
+	// Notify is optional: called once when Done closes, with the Hub's lock held, so it must neither
+	// block nor call the Hub (conn.wake: SetReadDeadline in the past).
+	Notify func()
 }
 
 // Result is what a served wait got: the key the take succeeded on and the take's result.
@@ -132,7 +134,7 @@ type Hub struct {
 	busy    int // workers serving a key
 	waiters int
 
-	wg      sync.WaitGroup // workers, poller, node goroutines
+	wg       sync.WaitGroup // workers, poller, node goroutines
 	pollKick chan struct{}
 
 	stats counters
@@ -603,10 +605,10 @@ func isTimeout(err error) bool {
 }
 
 type counters struct {
-	waiters, keys                         atomic.Int64
-	wakes, takes, emptyTakes, takeErrors  atomic.Int64
-	givenBack, notifications, polled      atomic.Int64
-	reconnects, subscribeConfirms         atomic.Int64
+	waiters, keys                        atomic.Int64
+	wakes, takes, emptyTakes, takeErrors atomic.Int64
+	givenBack, notifications, polled     atomic.Int64
+	reconnects, subscribeConfirms        atomic.Int64
 }
 
 // Stats are plain counters for INFO.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -613,5 +614,99 @@ func TestHub_Cluster(t *testing.T) {
 	c.RPush(context.Background(), "ck3", "z")
 	if o := recv(t, ch); !o.ok || o.res != (wait.Result{Key: "ck3", Value: "z"}) {
 		t.Fatalf("Wait = %+v %v %v", o.res, o.ok, o.err)
+	}
+}
+
+// A waiter on two keys whose take on one is in flight is not taken for on the other at the same time;
+// the other key's item goes to the next waiter once the first take succeeded (never two results for one
+// waiter, FIFO kept).
+func TestHub_BusyWaiterDefersOtherKey(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	c := hubClient(t, r.Addr)
+	h := newHub(t, wait.Config{Client: c})
+	popped, release := make(chan struct{}), make(chan struct{})
+	var takesB atomic.Int64
+	block := blockingTake(c, popped, release)
+	plain := popTake(c, true)
+	w1, _ := h.Add(wait.Request{Keys: []string{"a", "b"}, Take: func(ctx context.Context, key string) (any, bool, error) {
+		if key == "b" {
+			takesB.Add(1)
+			return plain(ctx, key)
+		}
+		return block(ctx, key)
+	}})
+	w2, _ := h.Add(wait.Request{Keys: []string{"b"}, Take: plain})
+	eventually(t, "subscriptions confirmed", func() bool { return h.Stats().SubscribeConfirms >= 2 })
+	before := takesB.Load()
+	c.RPush(context.Background(), "a", "fromA")
+	<-popped // w1's take on a is in flight
+	wakes := h.Stats().Wakes
+	c.RPush(context.Background(), "b", "fromB")
+	eventually(t, "b woken", func() bool { return h.Stats().Wakes > wakes })
+	close(release)
+	res1, ok1, _ := w1.Result()
+	res2, ok2, _ := w2.Result()
+	if got, want := res1, (wait.Result{Key: "a", Value: "fromA"}); !ok1 || got != want {
+		t.Errorf("w1 = %+v, want %+v", got, want)
+	}
+	if got, want := res2, (wait.Result{Key: "b", Value: "fromB"}); !ok2 || got != want {
+		t.Errorf("w2 = %+v, want %+v", got, want)
+	}
+	if got := takesB.Load() - before; got != 0 {
+		t.Errorf("takes on b for the busy waiter: %d, want 0", got)
+	}
+}
+
+// BenchmarkHub_WakeLatency measures push (by another client) → item taken, once the waiter's first
+// (empty) take is done. Modes: keyspace notifications; poll only (100 ms); poll only plus Wake after
+// the push (what the engine does for its own pushes). Reported: p50 and p99 in µs.
+func BenchmarkHub_WakeLatency(b *testing.B) {
+	for _, mode := range []string{"keyspace", "poll", "wake"} {
+		b.Run(mode, func(b *testing.B) {
+			r := proxytest.StartRedis(b)
+			c := hubClient(b, r.Addr)
+			cfg := wait.Config{Client: c}
+			if mode != "keyspace" {
+				cfg.PollOnly = true
+			}
+			h := newHub(b, cfg)
+			pusher := r.Client(b)
+			ctx := context.Background()
+			var lat []time.Duration
+			take := popTake(c, true)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				var got atomic.Int64
+				key := "q" + strconv.Itoa(i)
+				takes := h.Stats().Takes
+				w, err := h.Add(wait.Request{Keys: []string{key}, Take: func(ctx context.Context, key string) (any, bool, error) {
+					v, ok, err := take(ctx, key)
+					if ok {
+						got.Store(time.Now().UnixNano())
+					}
+					return v, ok, err
+				}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				// The first (empty) take: after the confirmation (keyspace) or at once (poll).
+				eventually(b, "first take", func() bool { return h.Stats().Takes > takes })
+				b.StartTimer()
+				t0 := time.Now()
+				pusher.RPush(ctx, key, "x")
+				if mode == "wake" {
+					h.Wake(key)
+				}
+				<-w.Done()
+				b.StopTimer()
+				lat = append(lat, time.Duration(got.Load()-t0.UnixNano()))
+				b.StartTimer()
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
 	}
 }
