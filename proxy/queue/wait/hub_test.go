@@ -710,3 +710,43 @@ func BenchmarkHub_WakeLatency(b *testing.B) {
 		})
 	}
 }
+
+// An item that arrived after the caller's non-blocking try and before Add is served without waiting
+// for a poll: by the SUBSCRIBE confirmation (keyspace mode) or at once (poll mode). Polls are off.
+func TestHub_ItemBeforeAddServed(t *testing.T) {
+	for _, pollOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pollOnly=%v", pollOnly), func(t *testing.T) {
+			r := proxytest.StartRedis(t)
+			c := hubClient(t, r.Addr)
+			h := newHub(t, wait.Config{Client: c, PollOnly: pollOnly, PollInterval: time.Hour, SafetyInterval: -1})
+			c.RPush(context.Background(), "q", "early")
+			o := recv(t, goWait(h, context.Background(), 0, wait.Request{Keys: []string{"q"}, Take: popTake(c, true)}))
+			if got, want := o.res, (wait.Result{Key: "q", Value: "early"}); !o.ok || got != want {
+				t.Fatalf("Wait = %+v %v %v, want %+v", got, o.ok, o.err, want)
+			}
+		})
+	}
+}
+
+// Abandon after the wait was served but before the result was collected gives the result back.
+func TestHub_AbandonServedGivesBack(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	c := hubClient(t, r.Addr)
+	h := newHub(t, wait.Config{Client: c})
+	var given []any
+	w, _ := h.Add(wait.Request{Keys: []string{"q"}, Take: popTake(c, true),
+		GiveBack: func(key string, v any) { given = append(given, v) }})
+	c.RPush(context.Background(), "q", "x")
+	select {
+	case <-w.Done():
+	case <-time.After(bound):
+		t.Fatal("not served")
+	}
+	w.Abandon()
+	if got, want := fmt.Sprint(given), "[x]"; got != want {
+		t.Errorf("given back %s, want %s", got, want)
+	}
+	if got, want := h.Stats().GivenBack, int64(1); got != want {
+		t.Errorf("GivenBack = %d, want %d", got, want)
+	}
+}
