@@ -46,4 +46,3 @@ func newServer(t *testing.T, o commandstest.Options) *commandstest.Server {
 	t.Helper()
 	return commandstest.NewServer(t, o)
 }
-
