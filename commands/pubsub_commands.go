@@ -225,7 +225,7 @@ func pubsubNumsub(c Conn, args [][]byte) {
 			w.Error(backendError(err))
 			return
 		}
-		w.Map(len(names))
+		w.Array(2 * len(names)) // a flat array in RESP3 too, as Redis 7.0 replies (not a map)
 		for _, name := range names {
 			n := counts[name]
 			local, subscribed := c.Server().Queues().LocalNumSub(name)
@@ -259,7 +259,7 @@ func pubsubHelp(c Conn, _ [][]byte) {
 // help writes a Redis-style HELP reply.
 func help(w *resp.Writer, cmd string, lines []string) {
 	lines = append([]string{cmd + " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"}, lines...)
-	lines = append(lines, "HELP", "    Print this help.")
+	lines = append(lines, "HELP", "    Prints this help.")
 	w.Array(len(lines))
 	for _, l := range lines {
 		w.Simple(l)
