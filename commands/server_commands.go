@@ -98,8 +98,14 @@ func writeInfo(w *resp.Writer, s *Spec) {
 	for _, cat := range cats {
 		w.Simple(cat)
 	}
-	w.Array(0) // tips
-	w.Array(0) // key specifications
+	// Redis 7.0 answers no tips, no key specifications and no subcommands with empty sets (~0 in
+	// RESP3), subcommands with an array.
+	w.Set(0) // tips
+	w.Set(0) // key specifications
+	if len(s.Subs) == 0 {
+		w.Set(0)
+		return
+	}
 	w.Array(len(s.Subs))
 	for _, sub := range s.Subs {
 		writeInfo(w, sub)
