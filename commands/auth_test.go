@@ -77,7 +77,7 @@ func TestAuth_LoginAndRights(t *testing.T) {
 		{[]string{"AUTH", "worker", "pw2"}, "+OK\r\n"},
 		{[]string{"LLEN", "rawq"}, ":0\r\n"},
 		{[]string{"LPOP", "rawq"}, "$-1\r\n"},
-		{[]string{"LRANGE", "rawq", "0", "-1"}, "*0\r\n"},        // peeking is part of pop
+		{[]string{"LRANGE", "rawq", "0", "-1"}, "*0\r\n"}, // peeking is part of pop
 		{[]string{"BLPOP", "rawq", "other", "0.01"}, noperm("worker", "pop", "queue", "other")},
 		{[]string{"RPUSH", "rawq", "x"}, noperm("worker", "push", "queue", "rawq")},
 		{[]string{"QSTATS", "rawq"}, noperm("worker", "admin", "queue", "rawq")},
