@@ -53,8 +53,8 @@ func deliverLeased(c Conn, queue, item, receipt string) string {
 func leasePop(c Conn, key string, left bool, args [][]byte) {
 	count := int64(-1)
 	if len(args) == 3 {
-		n, err := strconv.ParseInt(string(args[2]), 10, 64)
-		if err != nil || n < 0 {
+		n, ok := ParseLong(args[2]) // as LPOP's COUNT on any queue: Redis's string2ll, no '+' or leading zeros
+		if !ok || n < 0 {
 			c.Reply().Error(ErrNotPositive)
 			return
 		}
