@@ -98,6 +98,13 @@ func TestPubSub_OwnMessageBeforePublishReply(t *testing.T) {
 	send(t, c, "SUBSCRIBE", "rawch")
 	got := c.Batch([]string{"PUBLISH", "rawch", "me"}, []string{"PING"})
 	expect(t, got, ">3\r\n"+bulk("message")+bulk("rawch")+bulk("me")+":1\r\n+PONG\r\n")
+
+	p := s.Conn3(t)
+	send(t, p, "PSUBSCRIBE", "raw*")
+	expect(t, send(t, p, "PUBLISH", "rawx", "pm"), ">4\r\n"+bulk("pmessage")+bulk("raw*")+bulk("rawx")+bulk("pm")+":1\r\n")
+	if got := c.Pushed(0); got != "" {
+		t.Fatalf("a subscriber of another channel got %q", got)
+	}
 }
 
 // With envelopes (the default channel rule) subscribers get the payload unless they ask for the

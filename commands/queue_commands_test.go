@@ -141,3 +141,30 @@ func TestDedup_DuplicatesAreAcknowledgedNotQueued(t *testing.T) {
 	send(t, c, "LPOP", "bodyq", "3")
 	expect(t, send(t, c, "RPUSH", "bodyq", "a"), ":0\r\n")
 }
+
+// A backend error reply passes through verbatim; a transport failure is reported without detail
+// beyond the failure (a push's says whether it may have been applied).
+func TestBackend_Errors(t *testing.T) {
+	s := newServer(t, commandstest.Options{Queues: rawRules})
+	c := s.Conn(t)
+	warmScripts(t, c)
+	s.MR.SetError("LOADING Redis is loading the dataset in memory")
+	loading := errR("LOADING Redis is loading the dataset in memory")
+	run(t, c, cases{
+		{[]string{"LLEN", "rawq"}, loading},
+		{[]string{"RPUSH", "rawq", "a"}, loading},
+		{[]string{"LPOP", "rawq"}, loading},
+		{[]string{"LRANGE", "rawq", "0", "1"}, loading},
+		{[]string{"PUBLISH", "rawch", "m"}, loading},
+		{[]string{"PUBSUB", "NUMPAT"}, loading},
+	})
+	s.MR.SetError("")
+	expect(t, send(t, c, "RPUSH", "rawq", "a"), ":1\r\n")
+	s.MR.Close()
+	for _, args := range [][]string{{"LLEN", "rawq"}, {"RPUSH", "rawq", "b"}} {
+		got := send(t, c, args...)
+		if !strings.HasPrefix(got, "-ERR backend unavailable") || strings.Count(got, "\r\n") != 1 {
+			t.Errorf("%s with the backend down = %q", args[0], got)
+		}
+	}
+}
