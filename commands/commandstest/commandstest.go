@@ -58,8 +58,9 @@ var _ commands.Server = (*Server)(nil)
 func NewServer(t testing.TB, o Options) *Server {
 	t.Helper()
 	mr := miniredis.RunT(t)
-	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DialerRetries: 1}) // a stopped backend fails at once
-	rdb.UsePlainScripts(client)                                                                  // miniredis does not understand script flags
+	// One dial attempt: a stopped backend fails at once. miniredis does not understand script flags.
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DialerRetries: 1})
+	rdb.UsePlainScripts(client)
 	set, err := policy.NewSet(o.Queues, o.Channels, o.SchemaDir)
 	if err != nil {
 		t.Fatal(err)
