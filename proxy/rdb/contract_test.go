@@ -1120,3 +1120,25 @@ func TestContract_BackoffOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadAll_EveryScriptCached: after LoadAll, EVALSHA of every script finds it (SCRIPT FLUSH first,
+// as after a restarted backend).
+func TestLoadAll_EveryScriptCached(t *testing.T) {
+	ctx := context.Background()
+	c := fresh(t)
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.LoadAll(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*rdb.Script{rdb.DedupPush, rdb.LeasePop, rdb.Ack, rdb.Extend, rdb.Nack, rdb.RequeueExpired,
+		rdb.PromoteDelayed, rdb.Redrive, rdb.ForgetQueue, rdb.RegisterQueue, rdb.HandoffBack, rdb.TransitPop,
+		rdb.TransitPopEach, rdb.TransitReturn, rdb.TransitRecover, rdb.Heartbeat, rdb.PushBack} {
+		cmd := s.Cmd(ctx, c, []string{"{q}:none"}, "x")
+		_ = c.Process(ctx, cmd)
+		if rdb.IsNoScript(cmd.Err()) {
+			t.Errorf("%v: NOSCRIPT after LoadAll", cmd.Args()[1])
+		}
+	}
+}

@@ -9,6 +9,7 @@ package rdb
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -115,7 +116,25 @@ func newScript(src string) *Script {
 	if strings.HasPrefix(src, flagsLine) {
 		s.plain = newSource("--" + src[2:])
 	}
+	scripts = append(scripts, s)
 	return s
+}
+
+// scripts is every Script, for LoadAll.
+var scripts []*Script
+
+// LoadAll loads every script into the backend's script cache (on every master of a Cluster), in the
+// variant c runs. A pipelined EVALSHA that fails with NOSCRIPT is run again with EVAL after the rest
+// of its batch, out of order with the batch's later commands on the same key; loading the scripts
+// when the backend is first reached, and again after a NOSCRIPT (a restarted backend, SCRIPT FLUSH),
+// keeps that to the batches in flight at that moment (proxy/DESIGN.md, "Scripts and script flags").
+func LoadAll(ctx context.Context, c redis.UniversalClient) error {
+	for _, s := range scripts {
+		if err := c.ScriptLoad(ctx, s.on(c).src).Err(); err != nil {
+			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	return nil
 }
 
 func newSource(src string) source { return source{src: src, sha: redis.NewScript(src).Hash()} }
