@@ -38,7 +38,7 @@ func newTestEngine(t *testing.T, rules []policy.Rule, maxBulk int64) *testEngine
 		maxBulk = 512 << 20
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e, err := New(Options{Ctx: ctx, Client: client, Wait: client, BlockingConns: 1,
+	e, err := New(Options{Ctx: ctx, Client: client,
 		Policies: func() *policy.Set { return set }, Log: slog.New(slog.DiscardHandler),
 		Instance: "test", InstanceTTL: 10 * time.Second, MaxBulk: maxBulk})
 	if err != nil {
