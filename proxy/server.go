@@ -50,7 +50,7 @@ type Server struct {
 	bgcancel context.CancelFunc
 	closing  atomic.Bool
 
-	instance string // random id of this process, in lease owner tokens and wake keys
+	instance string // random id of this process, in lease owner tokens and transit records
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
