@@ -217,17 +217,18 @@ type Stats struct {
 	RedeliveryRisk                         int64 // delivered items another instance gave back meanwhile
 	Instance                               string
 	BackendConns                           int
-	BackendWaitConns                       int
+	BackendWaitConns                       int // the blocked pops' pub/sub connections (one per master)
 	MaxClients                             int
 	Version                                string
 	TCPPort                                int
 	BackendPubSubConns                     int
-	Users                                  int   // configured users (0 = open)
-	AuthFailures                           int64 // failed AUTH and HELLO AUTH attempts
-	DeniedQueue                            int64 // NOPERM replies on queues
-	DeniedChannel                          int64 // NOPERM replies on channels and patterns
-	BcryptChecks                           int64 // bcrypt comparisons run (the rest were answered by the cache)
-	Leased, Acked, Retried, Dead, Redriven int64 // LeaseCounters
+	Users                                  int             // configured users (0 = open)
+	AuthFailures                           int64           // failed AUTH and HELLO AUTH attempts
+	DeniedQueue                            int64           // NOPERM replies on queues
+	DeniedChannel                          int64           // NOPERM replies on channels and patterns
+	BcryptChecks                           int64           // bcrypt comparisons run (the rest were answered by the cache)
+	Leased, Acked, Retried, Dead, Redriven int64           // LeaseCounters
+	Wait                                   queue.WaitStats // the blocked pops' wait hub
 }
 
 // table maps lower-case names to specs; filled by the *_commands.go files' init functions.

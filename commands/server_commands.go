@@ -326,6 +326,18 @@ func info(c Conn, args [][]byte) {
 		fmt.Sprintf("redriven_items:%d", st.Redriven),
 		fmt.Sprintf("users:%d", st.Users),
 		fmt.Sprintf("auth_bcrypt_checks:%d", st.BcryptChecks),
+		fmt.Sprintf("blocked_waiters:%d", st.Wait.Waiters),
+		fmt.Sprintf("blocked_watched_keys:%d", st.Wait.WatchedKeys),
+		"blocked_wait_mode:"+st.Wait.Mode,
+		fmt.Sprintf("blocked_keyspace_nodes:%d", st.Wait.KeyspaceNodes),
+		fmt.Sprintf("blocked_poll_nodes:%d", st.Wait.PollNodes),
+		fmt.Sprintf("blocked_takes:%d", st.Wait.Takes),
+		fmt.Sprintf("blocked_empty_takes:%d", st.Wait.EmptyTakes),
+		fmt.Sprintf("blocked_take_errors:%d", st.Wait.TakeErrors),
+		fmt.Sprintf("blocked_given_back:%d", st.Wait.GivenBack),
+		fmt.Sprintf("blocked_notifications:%d", st.Wait.Notifications),
+		fmt.Sprintf("blocked_polled_keys:%d", st.Wait.Polled),
+		fmt.Sprintf("blocked_pubsub_reconnects:%d", st.Wait.Reconnects),
 	)
 	c.Reply().Verbatim(b.String())
 }

@@ -210,7 +210,7 @@ func randomPassword() (string, error) {
 
 // noMaintNotifications turns off go-redis's "auto" maintenance notifications: Redis before 8 rejects
 // CLIENT MAINT_NOTIFICATIONS, and go-redis's fallback then rewrites the shared options from every
-// connection's handshake, a data race between connections made by Client.Conn (blocked-pop listeners).
+// connection's handshake, a data race between connections made by Client.Conn (the blocked-pop polls, pub/sub).
 func noMaintNotifications() *maintnotifications.Config {
 	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }
@@ -220,23 +220,6 @@ func (b *Backend) ping(ctx context.Context) error {
 		return fmt.Errorf("ping %s backend %s: %w", b.Kind, b.Addr, err)
 	}
 	return nil
-}
-
-// NewWaitClient returns another client to the same backend with its own pool of poolSize
-// connections (per node for a cluster) for blocking commands, which never time out on qgate's side:
-// their own timeout bounds them in Redis, and a read deadline would drop a connection on which Redis
-// may still pop an item (a dead peer is found by TCP keep-alive). The caller closes it before b.
-func (b *Backend) NewWaitClient(poolSize int) redis.UniversalClient {
-	o := *b.opts
-	o.ReadTimeout = -1
-	if o.TLSConfig != nil {
-		o.TLSConfig = o.TLSConfig.Clone()
-	}
-	o.PoolSize = poolSize
-	o.MaintNotificationsConfig = noMaintNotifications() // never share one config between clients
-	c := redis.NewUniversalClient(&o)
-	b.scriptsOn(c)
-	return c
 }
 
 // Close closes the client and, for the embedded backend, stops the in-memory Redis.

@@ -217,24 +217,6 @@ func pushPop(t *testing.T, b *proxy.Backend) {
 	}
 }
 
-// checkNewClient checks Backend.NewWaitClient reaches the same data through its own pool.
-func checkNewClient(t *testing.T, b *proxy.Backend) {
-	t.Helper()
-	ctx := context.Background()
-	c := b.NewWaitClient(3)
-	defer c.Close()
-	if err := b.Client.RPush(ctx, "shared{x}", "v").Err(); err != nil {
-		t.Fatalf("RPUSH: %v", err)
-	}
-	if got, err := c.LPop(ctx, "shared{x}").Result(); err != nil || got != "v" {
-		t.Fatalf("LPOP via NewWaitClient = %q, %v; want %q", got, err, "v")
-	}
-	_, isCluster := c.(*redis.ClusterClient)
-	if got, want := isCluster, b.Cluster; got != want {
-		t.Fatalf("NewClient is %T, want cluster=%v", c, want)
-	}
-}
-
 func openBackend(t *testing.T, url string) *proxy.Backend {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -273,7 +255,6 @@ func TestOpenBackend_Embedded(t *testing.T) {
 		t.Fatalf("Addr = %q, want it to say embedded", b.Addr)
 	}
 	pushPop(t, b)
-	checkNewClient(t, b)
 }
 
 func TestOpenBackend_EmbeddedCloseStopsServer(t *testing.T) {
@@ -295,7 +276,6 @@ func TestOpenBackend_Standalone(t *testing.T) {
 	b := openBackend(t, r.URL()+"/2")
 	checkKind(t, b, "standalone", false)
 	pushPop(t, b)
-	checkNewClient(t, b)
 	// DB 2 was used, not DB 0.
 	if n, err := r.Client(t).DBSize(context.Background()).Result(); err != nil || n != 0 {
 		t.Fatalf("DBSIZE db 0 = %d, %v; want 0", n, err)
@@ -348,7 +328,6 @@ func TestOpenBackend_Unix(t *testing.T) {
 	b := openBackend(t, "unix://"+sock+"?db=1")
 	checkKind(t, b, "standalone", false)
 	pushPop(t, b)
-	checkNewClient(t, b)
 }
 
 func TestOpenBackend_Sentinel(t *testing.T) {
@@ -358,7 +337,6 @@ func TestOpenBackend_Sentinel(t *testing.T) {
 	b := openBackend(t, "redis+sentinel://"+sentinel+"/"+proxytest.SentinelMaster)
 	checkKind(t, b, "sentinel", false)
 	pushPop(t, b)
-	checkNewClient(t, b)
 	// The write went to the master the Sentinel reports.
 	ctx := context.Background()
 	if err := b.Client.RPush(ctx, "via_sentinel", "x").Err(); err != nil {
@@ -375,7 +353,6 @@ func TestOpenBackend_Cluster(t *testing.T) {
 	b := openBackend(t, "redis+cluster://"+strings.Join(addrs, ","))
 	checkKind(t, b, "cluster", true)
 	pushPop(t, b)
-	checkNewClient(t, b)
 	// Keys landed on more than one master.
 	ctx := context.Background()
 	cc := b.Client.(*redis.ClusterClient)

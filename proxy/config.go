@@ -36,8 +36,18 @@ type Config struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`    // how long SIGTERM waits for a drain
 	PubSubOutputLimit int64         `yaml:"pubsub_output_limit"` // bytes queued for a slow subscriber before it is disconnected
 	ClientOutputLimit int64         `yaml:"client_output_limit"` // bytes of unwritten replies before a client is disconnected; 0 = no limit
-	BlockingConns     int           `yaml:"blocking_conns"`      // backend connections that wait for blocked pops, per direction
-	PoolSize          int           `yaml:"pool_size"`           // backend pool size for ordinary commands; 0 = go-redis default
+	// BlockingConns is ignored (accepted so old config files still load): blocked pops no longer hold
+	// backend connections of their own (proxy/DESIGN.md, "Blocked pops").
+	BlockingConns int `yaml:"blocking_conns"`
+	// Blocked pops (proxy/queue/wait): KeyspaceEvents is "auto" (read notify-keyspace-events on every
+	// master and add the missing flags Kgl; poll where CONFIG is refused), "assume" (CONFIG is disabled
+	// but the flags are set: subscribe without checking) or "off" (poll only). BlockingPollInterval is
+	// the poll of waited keys where notifications are off; BlockingSafetyInterval the slow re-check of
+	// every waited key in keyspace mode (missed notifications). 0: the default.
+	KeyspaceEvents         string        `yaml:"keyspace_events"`
+	BlockingPollInterval   time.Duration `yaml:"blocking_poll_interval"`
+	BlockingSafetyInterval time.Duration `yaml:"blocking_safety_interval"`
+	PoolSize               int           `yaml:"pool_size"` // backend pool size for ordinary commands; 0 = go-redis default
 
 	// Backend timeouts (0 = none). A read timeout makes a client's command fail with "outcome unknown"
 	// while Redis stalls instead of waiting for it; items of pops that time out are given back once
@@ -72,7 +82,9 @@ const (
 	DefaultMaxBulkBytes       = 512 << 20 // Redis proto-max-bulk-len
 	DefaultShutdownTimeout    = 10 * time.Second
 	DefaultPubSubOutputLimit  = 32 << 20 // Redis client-output-buffer-limit pubsub hard limit
-	DefaultBlockingConns      = 8
+	DefaultKeyspaceEvents     = "auto"
+	DefaultBlockingPoll       = 100 * time.Millisecond
+	DefaultBlockingSafety     = 5 * time.Second
 	DefaultBackendDialTimeout = 5 * time.Second
 	DefaultInstanceTTL        = 10 * time.Second
 )
@@ -80,18 +92,20 @@ const (
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
 	return Config{
-		Listen:              DefaultListen,
-		LogFormat:           "text",
-		LogLevel:            "info",
-		MaxClients:          DefaultMaxClients,
-		MaxBulkBytes:        DefaultMaxBulkBytes,
-		ShutdownTimeout:     DefaultShutdownTimeout,
-		PubSubOutputLimit:   DefaultPubSubOutputLimit,
-		BlockingConns:       DefaultBlockingConns,
-		BackendDialTimeout:  DefaultBackendDialTimeout,
-		InstanceTTL:         DefaultInstanceTTL,
-		AuthFailureDelay:    auth.DefaultBaseDelay,
-		AuthFailureMaxDelay: auth.DefaultMaxDelay,
+		Listen:                 DefaultListen,
+		LogFormat:              "text",
+		LogLevel:               "info",
+		MaxClients:             DefaultMaxClients,
+		MaxBulkBytes:           DefaultMaxBulkBytes,
+		ShutdownTimeout:        DefaultShutdownTimeout,
+		PubSubOutputLimit:      DefaultPubSubOutputLimit,
+		KeyspaceEvents:         DefaultKeyspaceEvents,
+		BlockingPollInterval:   DefaultBlockingPoll,
+		BlockingSafetyInterval: DefaultBlockingSafety,
+		BackendDialTimeout:     DefaultBackendDialTimeout,
+		InstanceTTL:            DefaultInstanceTTL,
+		AuthFailureDelay:       auth.DefaultBaseDelay,
+		AuthFailureMaxDelay:    auth.DefaultMaxDelay,
 	}
 }
 
@@ -132,7 +146,19 @@ func (c Config) Validate() error {
 	if c.ClientOutputLimit < 0 {
 		bad("client_output_limit", "must be >= 0 (0 = no limit), got %d", c.ClientOutputLimit)
 	}
-	positive("blocking_conns", int64(c.BlockingConns))
+	switch c.KeyspaceEvents {
+	case "", "auto", "assume", "off":
+	default:
+		bad("keyspace_events", "must be auto, assume or off, got %q", c.KeyspaceEvents)
+	}
+	for _, f := range []struct {
+		path string
+		d    time.Duration
+	}{{"blocking_poll_interval", c.BlockingPollInterval}, {"blocking_safety_interval", c.BlockingSafetyInterval}} {
+		if f.d < 0 || f.d > 0 && f.d < time.Millisecond {
+			bad(f.path, "must be >= 1ms (0 = default), got %s", f.d)
+		}
+	}
 	for _, f := range []struct {
 		path string
 		d    time.Duration

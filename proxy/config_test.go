@@ -58,7 +58,11 @@ func TestConfig_Validate(t *testing.T) {
 		{"pubsub output limit", func(c *proxy.Config) { c.PubSubOutputLimit = 0 }, "pubsub_output_limit: must be > 0, got 0"},
 		{"client output limit", func(c *proxy.Config) { c.ClientOutputLimit = -1 }, "client_output_limit: must be >= 0 (0 = no limit), got -1"},
 		{"client output limit none", func(c *proxy.Config) { c.ClientOutputLimit = 0 }, ""},
-		{"blocking conns", func(c *proxy.Config) { c.BlockingConns = 0 }, "blocking_conns: must be > 0, got 0"},
+		{"blocking conns ignored", func(c *proxy.Config) { c.BlockingConns = 0 }, ""},
+		{"keyspace events", func(c *proxy.Config) { c.KeyspaceEvents = "on" }, `keyspace_events: must be auto, assume or off, got "on"`},
+		{"keyspace events off", func(c *proxy.Config) { c.KeyspaceEvents = "off" }, ""},
+		{"blocking poll interval", func(c *proxy.Config) { c.BlockingPollInterval = -time.Second }, "blocking_poll_interval: must be >= 1ms (0 = default), got -1s"},
+		{"blocking safety interval", func(c *proxy.Config) { c.BlockingSafetyInterval = time.Microsecond }, "blocking_safety_interval: must be >= 1ms (0 = default), got 1µs"},
 		{"pool size", func(c *proxy.Config) { c.PoolSize = -3 }, "pool_size: must be >= 0 (0 = go-redis default), got -3"},
 		{"pool size zero", func(c *proxy.Config) { c.PoolSize = 0 }, ""},
 	}
@@ -93,7 +97,7 @@ func TestConfig_ValidateReportsEveryProblem(t *testing.T) {
 		MaxBulkBytes:       -1,
 		ShutdownTimeout:    0,
 		PubSubOutputLimit:  -1,
-		BlockingConns:      -1,
+		KeyspaceEvents:     "sometimes",
 		PoolSize:           -1,
 		BackendReadTimeout: -1,
 	}
@@ -103,7 +107,7 @@ func TestConfig_ValidateReportsEveryProblem(t *testing.T) {
 	}
 	lines := strings.Split(err.Error(), "\n")
 	wantPrefixes := []string{"listen: ", "backend: ", "log_format: ", "log_level: ", "max_clients: ",
-		"max_bulk_bytes: ", "shutdown_timeout: ", "pubsub_output_limit: ", "blocking_conns: ", "backend_read_timeout: ", "instance_ttl: ", "pool_size: "}
+		"max_bulk_bytes: ", "shutdown_timeout: ", "pubsub_output_limit: ", "keyspace_events: ", "backend_read_timeout: ", "instance_ttl: ", "pool_size: "}
 	if got, want := len(lines), len(wantPrefixes); got != want {
 		t.Fatalf("Validate() reported %d problems, want %d:\n%v", got, want, err)
 	}
@@ -227,28 +231,33 @@ func TestConfig_ApplyEnv(t *testing.T) {
 		"QGATE_AUTH_FAILURE_MAX_DELAY": "1s",
 		"QGATE_BACKEND_READ_TIMEOUT":   "2s",
 		"QGATE_INSTANCE_TTL":           "20s",
+		"QGATE_KEYSPACE_EVENTS":        "assume",
+		"QGATE_BLOCKING_POLL_INTERVAL": "50ms",
 	}
 	cfg := proxy.DefaultConfig()
 	if err := cfg.ApplyEnv(func(k string) string { return env[k] }); err != nil {
 		t.Fatalf("ApplyEnv() = %v", err)
 	}
 	want := proxy.Config{
-		Listen:              "0.0.0.0:7001",
-		Backend:             "redis://localhost:6379",
-		LogFormat:           "json",
-		LogLevel:            "debug",
-		MaxClients:          7,
-		MaxBulkBytes:        1024,
-		ShutdownTimeout:     3 * time.Second,
-		PubSubOutputLimit:   2048,
-		ClientOutputLimit:   4096,
-		BlockingConns:       2,
-		PoolSize:            20,
-		AuthFailureDelay:    5 * time.Millisecond,
-		AuthFailureMaxDelay: time.Second,
-		BackendReadTimeout:  2 * time.Second,
-		BackendDialTimeout:  proxy.DefaultBackendDialTimeout,
-		InstanceTTL:         20 * time.Second,
+		Listen:                 "0.0.0.0:7001",
+		Backend:                "redis://localhost:6379",
+		LogFormat:              "json",
+		LogLevel:               "debug",
+		MaxClients:             7,
+		MaxBulkBytes:           1024,
+		ShutdownTimeout:        3 * time.Second,
+		PubSubOutputLimit:      2048,
+		ClientOutputLimit:      4096,
+		BlockingConns:          2,
+		PoolSize:               20,
+		AuthFailureDelay:       5 * time.Millisecond,
+		AuthFailureMaxDelay:    time.Second,
+		BackendReadTimeout:     2 * time.Second,
+		BackendDialTimeout:     proxy.DefaultBackendDialTimeout,
+		InstanceTTL:            20 * time.Second,
+		KeyspaceEvents:         "assume",
+		BlockingPollInterval:   50 * time.Millisecond,
+		BlockingSafetyInterval: proxy.DefaultBlockingSafety,
 	}
 	if got := cfg; !reflect.DeepEqual(got, want) {
 		t.Fatalf("ApplyEnv() gave %+v, want %+v", got, want)

@@ -31,7 +31,6 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	backend *Backend
-	wait    redis.UniversalClient // connections of the blocked-pop listeners
 	// pipeliner merges the commands of all clients into deep pipelines (go-redis's deferred
 	// auto-pipelining face); nil falls back to one pipeline per client batch.
 	pipeliner *redis.AutoPipeliner
@@ -51,7 +50,7 @@ type Server struct {
 	bgcancel context.CancelFunc
 	closing  atomic.Bool
 
-	instance string // random id of this process, in lease owner tokens and wake keys
+	instance string // random id of this process, in lease owner tokens and transit records
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -111,7 +110,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	} else {
 		log.Info("backend connected", "kind", b.Kind, "backend", b.Addr)
 	}
-	s.wait = b.NewWaitClient(2*cfg.BlockingConns + 2)
+	if cfg.BlockingConns != 0 {
+		log.Warn("blocking_conns is ignored: blocked pops no longer hold backend connections of their own (README, Blocking pops)",
+			"blocking_conns", cfg.BlockingConns)
+	}
 	if ap, err := b.AsyncAutoPipeline(); err == nil {
 		s.pipeliner = ap
 	} else {
@@ -121,11 +123,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	_, _ = rand.Read(id[:])
 	s.instance = hex.EncodeToString(id[:])
 	s.maxBulk = backendMaxBulk(ctx, b)
-	s.engine, err = queue.New(queue.Options{Ctx: s.bgctx, Client: b.Client, Pipeliner: s.pipeliner, Wait: s.wait,
-		Cluster: b.Cluster, BlockingConns: cfg.BlockingConns, Policies: s.Policies, Log: log,
+	s.engine, err = queue.New(queue.Options{Ctx: s.bgctx, Client: b.Client, Pipeliner: s.pipeliner,
+		Blocking: queue.BlockingOptions{PollInterval: cfg.BlockingPollInterval, SafetyInterval: cfg.BlockingSafetyInterval,
+			KeyspaceEvents: cfg.KeyspaceEvents},
+		Policies: s.Policies, Log: log,
 		Instance: s.instance, InstanceTTL: cfg.InstanceTTL, MaxBulk: s.maxBulk})
 	if err != nil {
-		_ = s.wait.Close()
 		_ = b.Close()
 		return nil, err
 	}
@@ -151,7 +154,7 @@ func (s *Server) checkFileLimit() {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return
 	}
-	if need := uint64(s.cfg.MaxClients) + 64 + uint64(4*s.cfg.BlockingConns); lim.Cur < need {
+	if need := uint64(s.cfg.MaxClients) + 64; lim.Cur < need {
 		s.log.Warn("open-file limit is below max_clients; raise it (ulimit -n) or lower max_clients",
 			"limit", lim.Cur, "max_clients", s.cfg.MaxClients)
 	}
@@ -294,7 +297,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.bgcancel()
 	// Closing go-redis clients waits for replies still due; never past the deadline.
 	s.bounded(context.Background(), func() {
-		_ = s.wait.Close()
 		_ = s.backend.Close()
 	}, deadline)
 	es := s.engine.Stats()
@@ -389,7 +391,8 @@ func (s *Server) Stats() commands.Stats {
 		RedeliveryRisk:     es.RedeliveryRisk,
 		Instance:           s.instance,
 		BackendConns:       int(s.backend.Client.PoolStats().TotalConns),
-		BackendWaitConns:   es.WaitConns,
+		BackendWaitConns:   int(es.Wait.PubSubConns),
+		Wait:               es.Wait,
 		BackendPubSubConns: pubsub,
 		PubSubClients:      subscribers,
 		MaxClients:         s.cfg.MaxClients,

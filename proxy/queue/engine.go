@@ -1,7 +1,7 @@
 // Package queue is qgate's queue engine: everything a queue does between a parsed command and the
 // backend's keys and scripts (proxy/rdb). Pushes (validation, envelopes, dedup), at-most-once pops
 // through the transit record, at-least-once pops through leases and receipts, acks, nacks, the
-// reaper, blocked pops and their listeners, and the counters INFO reports. It knows nothing of
+// reaper, blocked pops (served by the wait.Hub of proxy/queue/wait), and the counters INFO reports. It knows nothing of
 // sockets or RESP: the commands package turns its results into replies, the proxy package runs the
 // connections (proxy/DESIGN.md, "Layers").
 package queue
@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qgate/qgate/proxy/policy"
+	"github.com/qgate/qgate/proxy/queue/wait"
 )
 
 // Options configure an Engine.
@@ -30,16 +31,13 @@ type Options struct {
 	// all connections are merged into deep pipelines there).
 	Client    redis.UniversalClient
 	Pipeliner *redis.AutoPipeliner
-	// Wait is the client of the blocked-pop listeners' dedicated connections; Cluster says whether the
-	// backend is a Redis Cluster (one listener per slot); BlockingConns bounds the listeners per
-	// direction otherwise.
-	Wait          redis.UniversalClient
-	Cluster       bool
-	BlockingConns int
+	// Blocking configures the blocked pops' wait.Hub (it uses Client: its pool and one pub/sub
+	// connection per master).
+	Blocking BlockingOptions
 	// Policies returns the current rules (they change on reload).
 	Policies func() *policy.Set
 	Log      *slog.Logger
-	// Instance is this process's random id (transit records, lease owners, wake keys); InstanceTTL is
+	// Instance is this process's random id (transit records, lease owners); InstanceTTL is
 	// how old its heartbeat may get before other instances take it for dead.
 	Instance    string
 	InstanceTTL time.Duration
@@ -59,8 +57,8 @@ type Engine struct {
 	maxBulk     int64
 
 	transit *transit
-	blocker *blocker
-	hub     *hub
+	waits   *wait.Hub // blocked pops (blocking.go)
+	hub     *hub      // pub/sub fan-out (pubsub.go)
 
 	leasedQueues *lru.Cache[string, time.Time] // queue → when this process last registered it (reaper.go)
 	leasedTTL    time.Duration                 // leasedQueueTTL; shorter in tests
@@ -75,7 +73,8 @@ type Engine struct {
 
 // New starts the engine: it records the instance's first heartbeat (before any pop: a record of an
 // instance that never beat would be taken for a dead one's), then the heartbeat, the delete loop of
-// delivered transit records and the reaper.
+// delivered transit records, the reaper and the blocked pops' wait.Hub (which checks, and where
+// allowed sets, notify-keyspace-events on every master).
 func New(o Options) (*Engine, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -86,7 +85,6 @@ func New(o Options) (*Engine, error) {
 	e := &Engine{ctx: o.Ctx, log: o.Log, client: o.Client, pipeliner: o.Pipeliner, policies: o.Policies,
 		instance: o.Instance, instanceTTL: o.InstanceTTL, maxBulk: o.MaxBulk, leasedTTL: leasedQueueTTL}
 	e.leasedQueues, _ = lru.New[string, time.Time](leasedQueueCache)
-	e.blocker = newBlocker(e, o.Wait, o.Cluster, o.BlockingConns, o.Instance)
 	e.transit = newTransit(e)
 	e.hub = newHub(e)
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
@@ -95,6 +93,12 @@ func New(o Options) (*Engine, error) {
 		e.transit.close()
 		return nil, fmt.Errorf("register instance: %w", err)
 	}
+	waits, err := wait.New(ctx, waitConfig(o))
+	if err != nil {
+		e.transit.close()
+		return nil, fmt.Errorf("start blocked-pop waits: %w", err)
+	}
+	e.waits = waits
 	go e.transit.heartbeatLoop()
 	e.startReaper()
 	return e, nil
@@ -110,11 +114,11 @@ func (e *Engine) Policy(queue string) *policy.Policy { return e.policies().Queue
 func (e *Engine) SetLeasedQueueTTL(d time.Duration) { e.leasedTTL = d }
 
 // Stop ends the engine's background work at a clean shutdown, once no connection is left: the
-// blocked-pop listeners (waited for until hard), the reaper, the last deletes of delivered records,
+// blocked pops' wait.Hub (waited for until hard), the reaper, the last deletes of delivered records,
 // then a sweep of this instance's transit records (nothing is in flight any more) and, if it
 // succeeded, the removal of its heartbeat. ctx bounds the backend calls.
 func (e *Engine) Stop(ctx context.Context, hard time.Time) {
-	e.blocker.stop(time.Until(hard))
+	e.stopWaits(hard)
 	e.stopReaper()
 	e.transit.close()
 	if err := e.transit.sweep(ctx, true); err == nil {
@@ -124,16 +128,19 @@ func (e *Engine) Stop(ctx context.Context, hard time.Time) {
 
 // Abandon ends the engine's background work when the backend did not answer in time at shutdown:
 // the records stay in Redis, for another instance or the next start.
-func (e *Engine) Abandon() { go e.transit.close() }
+func (e *Engine) Abandon() {
+	go func() { _ = e.waits.Close() }()
+	go e.transit.close()
+}
 
 // Stats are the engine's counters (INFO).
 type Stats struct {
-	Returned       int64 // popped items put back because their reply could not be written
-	Lost           int64 // popped items that could not be put back (must stay 0)
-	Recovered      int64 // items of dead instances' transit records given back
-	RedeliveryRisk int64 // delivered items another instance gave back meanwhile
-	Blocked        int   // clients waiting in a blocked pop
-	WaitConns      int   // the listeners' backend connections
+	Returned       int64     // popped items put back because their reply could not be written
+	Lost           int64     // popped items that could not be put back (must stay 0)
+	Recovered      int64     // items of dead instances' transit records given back
+	RedeliveryRisk int64     // delivered items another instance gave back meanwhile
+	Blocked        int       // clients waiting in a blocked pop
+	Wait           WaitStats // the blocked pops' wait.Hub
 	Leases         LeaseSnapshot
 }
 
@@ -157,7 +164,7 @@ func (e *Engine) Stats() Stats {
 		Recovered:      e.transit.recovered.Load(),
 		RedeliveryRisk: e.transit.raced.Load(),
 		Blocked:        int(e.blocked.Load()),
-		WaitConns:      int(e.blocker.conns.Load()),
+		Wait:           e.waits.Stats(),
 		Leases: LeaseSnapshot{Leased: e.leases.Leased.Load(), Acked: e.leases.Acked.Load(), Retried: e.leases.Retried.Load(),
 			Dead: e.leases.Dead.Load(), Redriven: e.leases.Redriven.Load()},
 	}

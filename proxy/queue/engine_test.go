@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func newTestEngine(t *testing.T, rules []policy.Rule, maxBulk int64) *testEngine
 		maxBulk = 512 << 20
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e, err := New(Options{Ctx: ctx, Client: client, Wait: client, BlockingConns: 1,
+	e, err := New(Options{Ctx: ctx, Client: client,
 		Policies: func() *policy.Set { return set }, Log: slog.New(slog.DiscardHandler),
 		Instance: "test", InstanceTTL: 10 * time.Second, MaxBulk: maxBulk})
 	if err != nil {
@@ -465,5 +466,85 @@ func TestEngine_LeasePopChunked(t *testing.T) {
 	}
 	if got, want := e.llen(t, "np"), int64(100); got != want {
 		t.Fatalf("llen %d, want %d", got, want)
+	}
+}
+
+// goneParker is a client that leaves at the instant its wait is served: Park sees the wait done but
+// reports the client gone (afterServed: Park returns true, then Gone), the race a kill of the client
+// or a reset makes with a take.
+type goneParker struct {
+	afterServed bool
+	gone        bool
+}
+
+func (p *goneParker) Park(w *Waiter, deadline time.Time) bool {
+	select {
+	case <-w.Ready():
+	case <-time.After(5 * time.Second):
+	}
+	p.gone = true
+	return p.afterServed
+}
+
+func (p *goneParker) Wake()      {}
+func (p *goneParker) Gone() bool { return p.gone }
+
+// TestEngine_BlockPopTakenForGoneClientGoesBack: an item the hub took for a waiter whose client left at
+// that instant goes back to the head of its list, in order, and no transit record is left.
+func TestEngine_BlockPopTakenForGoneClientGoesBack(t *testing.T) {
+	for _, afterServed := range []bool{false, true} {
+		e := newTestEngine(t, []policy.Rule{{Match: "*", Envelope: new(bool)}}, 0)
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			if op, err := e.Push("gb", false, "tester", [][]byte{[]byte("a"), []byte("b")}); err == nil {
+				_, _ = run(e, op)
+			}
+		}()
+		p, err := e.BlockPop([]string{"gb"}, true, 5*time.Second, &goneParker{afterServed: afterServed})
+		if err != nil || p != nil {
+			t.Fatalf("afterServed=%v: block pop = %v, %v; want nil (client gone)", afterServed, p, err)
+		}
+		if got, err := e.client.LRange(context.Background(), "gb", 0, -1).Result(); err != nil || strings.Join(got, ",") != "a,b" {
+			t.Fatalf("afterServed=%v: list %v, %v; want a,b", afterServed, got, err)
+		}
+		if n := e.transitFields("gb"); n != 0 {
+			t.Fatalf("afterServed=%v: %d transit fields left", afterServed, n)
+		}
+		if st := e.Stats(); st.Returned != 1 || st.Lost != 0 || st.Blocked != 0 {
+			t.Fatalf("afterServed=%v: returned %d lost %d blocked %d; want 1 0 0", afterServed, st.Returned, st.Lost, st.Blocked)
+		}
+	}
+}
+
+// TestEngine_BlockLeasePopTakenForGoneClientGoesBack: the same for an at-least-once queue: the lease
+// taken for the gone client ends, the item is back at the head without an attempt counted.
+func TestEngine_BlockLeasePopTakenForGoneClientGoesBack(t *testing.T) {
+	for _, afterServed := range []bool{false, true} {
+		e := newTestEngine(t, atLeastOnce, 0)
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			if op, err := e.Push("alo", false, "tester", [][]byte{[]byte("a"), []byte("b")}); err == nil {
+				_, _ = run(e, op)
+			}
+		}()
+		c := &Consumer{LeaseOwner: "test:1"}
+		p, err := e.BlockLeasePop(c, []string{"alo"}, true, 5*time.Second, &goneParker{afterServed: afterServed})
+		if err != nil || p != nil {
+			t.Fatalf("afterServed=%v: block lease pop = %v, %v; want nil (client gone)", afterServed, p, err)
+		}
+		got, err := e.client.LRange(context.Background(), "alo", 0, -1).Result()
+		if err != nil || len(got) != 2 || envelope.Payload(got[0]) != "a" || envelope.Payload(got[1]) != "b" {
+			t.Fatalf("afterServed=%v: list %v, %v; want a, b", afterServed, got, err)
+		}
+		if env, ok := envelope.Decode([]byte(got[0])); !ok || env.Attempts != 0 {
+			t.Fatalf("afterServed=%v: returned item %q counts an attempt", afterServed, got[0])
+		}
+		st, _ := run(e, e.QueueStats("alo"))
+		if st.InFlight != 0 || len(c.Held) != 0 {
+			t.Fatalf("afterServed=%v: in flight %d, held %v; want none", afterServed, st.InFlight, c.Held)
+		}
+		if s := e.Stats(); s.Leases.Leased != 0 || s.Returned != 1 {
+			t.Fatalf("afterServed=%v: leased %d returned %d; want 0 1", afterServed, s.Leases.Leased, s.Returned)
+		}
 	}
 }

@@ -194,7 +194,7 @@ func (e *Engine) LeasePop(c *Consumer, key string, left bool, count int64) *Resu
 	if p.AckNextPop {
 		acks = slices.Clone(c.LastPop[key])
 	}
-	keys, args := leasePopArgs(c, key, left, countArg, p, acks)
+	keys, args := leasePopArgs(c.LeaseOwner, key, left, countArg, p, acks)
 	cmd := rdb.LeasePop.Cmd(e.ctx, e.cmds(), keys, args...)
 	return newResult([]redis.Cmder{cmd}, func() (*Pop, error) {
 		res, err := e.evalFallback(rdb.LeasePop, cmd, keys, args).Slice()
@@ -229,7 +229,7 @@ func (e *Engine) leasePopChunks(c *Consumer, key string, left bool, count int64,
 		if count < 0 {
 			countArg = ""
 		}
-		keys, args := leasePopArgs(c, key, left, countArg, p, acks)
+		keys, args := leasePopArgs(c.LeaseOwner, key, left, countArg, p, acks)
 		res, err := rdb.LeasePop.Run(e.ctx, e.cmds(), keys, args...).Slice()
 		if err == nil && len(res) != 2 {
 			err = errUnexpectedReply
@@ -258,15 +258,15 @@ func (e *Engine) leasePopChunks(c *Consumer, key string, left bool, count int64,
 	return out, nil
 }
 
-// leasePopArgs returns the keys and arguments of rdb.LeasePop for a pop by c that first acks acks
+// leasePopArgs returns the keys and arguments of rdb.LeasePop for a pop by owner that first acks acks
 // (ack: next-pop; at most rdb.Chunk).
-func leasePopArgs(c *Consumer, key string, left bool, count string, p *policy.Policy, acks []string) (keys []string, args []interface{}) {
+func leasePopArgs(owner string, key string, left bool, count string, p *policy.Policy, acks []string) (keys []string, args []interface{}) {
 	name := "rpop"
 	if left {
 		name = "lpop"
 	}
 	args = make([]interface{}, 0, 5+len(acks))
-	args = append(args, name, count, p.VisibilityTimeout.Milliseconds(), c.LeaseOwner, newReceiptPrefix())
+	args = append(args, name, count, p.VisibilityTimeout.Milliseconds(), owner, newReceiptPrefix())
 	for _, r := range acks {
 		args = append(args, r)
 	}
@@ -297,6 +297,17 @@ func (e *Engine) leasePopResult(c *Consumer, key string, left bool, p *policy.Po
 	if n, ok := res[0].(int64); ok && n > 0 {
 		e.leases.Acked.Add(n)
 	}
+	out := parseLeasePop(key, left, res)
+	if out == nil {
+		return nil
+	}
+	c.AddLeases(key, out.Receipts, p.AckNextPop)
+	e.leases.Leased.Add(int64(len(out.Receipts)))
+	return out
+}
+
+// parseLeasePop returns the items rdb.LeasePop's reply res leased (nil: the list was empty).
+func parseLeasePop(key string, left bool, res []interface{}) *Pop {
 	if res[1] == nil {
 		return nil
 	}
@@ -307,8 +318,6 @@ func (e *Engine) leasePopResult(c *Consumer, key string, left bool, p *policy.Po
 		item, _ := flat[i+1].(string)
 		out.Receipts, out.Items = append(out.Receipts, r), append(out.Items, item)
 	}
-	c.AddLeases(key, out.Receipts, p.AckNextPop)
-	e.leases.Leased.Add(int64(len(out.Receipts)))
 	return out
 }
 
@@ -398,6 +407,9 @@ func (e *Engine) Nack(c *Consumer, queue, receipt string, delay int64) *Result[i
 		if e.countRetries(res) {
 			e.KickReaper()
 		}
+		if res[0] == 1 {
+			e.wake(queue) // back in the ready list
+		}
 		if res[0] != 0 {
 			return 1, nil
 		}
@@ -481,6 +493,9 @@ func (e *Engine) Redrive(queue string, n int64) *Result[int64] {
 				}
 				e.leases.Redriven.Add(moved)
 				total += moved
+				if moved > 0 {
+					e.wake(queue)
+				}
 				if moved < want {
 					break
 				}
@@ -495,6 +510,9 @@ func (e *Engine) Redrive(queue string, n int64) *Result[int64] {
 			return 0, err
 		}
 		e.leases.Redriven.Add(moved)
+		if moved > 0 {
+			e.wake(queue)
+		}
 		return moved, nil
 	})
 }
@@ -545,6 +563,9 @@ func (e *Engine) requeueChunk(queue string, p *policy.Policy, owner string, rece
 		codes, err = rdb.Nack.Run(e.ctx, e.client, rdb.RetryKeys(queue), args...).Int64Slice()
 		if err == nil && e.countRetries(codes) {
 			e.KickReaper()
+		}
+		if err == nil {
+			e.wake(queue)
 		}
 		if err == nil || isRedisError(err) {
 			return err

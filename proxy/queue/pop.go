@@ -4,8 +4,6 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // Pops of at-most-once queues (proxy/DESIGN.md, "Delivery without loss"): the items go into this
@@ -21,7 +19,7 @@ type Pop struct {
 	Items    []string
 	Receipts []string // at-least-once queues: each item's lease receipt ("" for items without envelope)
 
-	parts  []*transitPop // the transit records holding Items, in pop order; nil: only in memory
+	parts  []*transitPop // the transit records holding Items, in pop order
 	leased bool          // at-least-once: the items stay leased in Redis whatever happens to the reply
 }
 
@@ -68,72 +66,25 @@ func (e *Engine) Pop(key string, left bool, count int64) *Result[*Pop] {
 }
 
 // Settle ends the pops of a reply: delivered (the reply was written) or not. Items of transit pops
-// are forgotten or given back from their record; items a blocked-pop listener popped, which are only
-// in memory, are pushed back where they came from; leased items stay leased either way.
+// are forgotten or given back from their record; leased items stay leased either way.
 func (e *Engine) Settle(pops []*Pop, delivered bool) {
 	var back []*transitPop
-	var mem []*Pop
 	for _, p := range pops {
-		switch {
-		case p.leased:
-		case p.parts != nil:
-			for _, tp := range p.parts {
-				if len(tp.items) == 0 {
-					continue // nothing in the record: settled when its reply was read
-				}
-				if delivered {
-					e.transit.done(tp)
-				} else {
-					back = append(back, tp)
-				}
+		if p.leased {
+			continue
+		}
+		for _, tp := range p.parts {
+			if len(tp.items) == 0 {
+				continue // nothing in the record: settled when its reply was read
 			}
-		case !delivered:
-			mem = append(mem, p)
+			if delivered {
+				e.transit.done(tp)
+			} else {
+				back = append(back, tp)
+			}
 		}
 	}
 	if len(back) > 0 {
 		e.transit.giveBack(back)
-	}
-	if len(mem) > 0 {
-		e.returnItems(mem)
-	}
-}
-
-// returnItems puts items that only qgate's memory holds (popped by a blocked-pop listener) and that
-// could not be delivered back where they were popped from, most recent pop first, so the list ends up
-// as it was before the pops. Each record is one atomic push that is allowed even when Redis is out of
-// memory; transport errors are retried until the backend closes. Only then is an item lost, and
-// counted and logged as such.
-func (e *Engine) returnItems(pops []*Pop) {
-	for i := len(pops) - 1; i >= 0; i-- {
-		p := pops[i]
-		verb := "RPUSH"
-		if p.Left {
-			verb = "LPUSH"
-		}
-		var err error
-		var b backoff
-		for len(p.Items) > 0 {
-			n := min(len(p.Items), transitChunk)
-			chunk := p.Items[len(p.Items)-n:] // the most recently popped first
-			args := make([]interface{}, 0, n+1)
-			args = append(args, verb)
-			for j := len(chunk) - 1; j >= 0; j-- {
-				args = append(args, chunk[j])
-			}
-			err = rdb.PushBack.Run(e.ctx, e.client, []string{p.Key}, args...).Err()
-			if err == nil {
-				e.returned.Add(int64(n))
-				p.Items = p.Items[:len(p.Items)-n]
-				continue
-			}
-			if isRedisError(err) || !b.wait(e.ctx.Done()) {
-				break
-			}
-		}
-		if len(p.Items) > 0 {
-			e.lost.Add(int64(len(p.Items)))
-			e.log.Error("LOST items: could not give undelivered items back to their list", "queue", p.Key, "items", len(p.Items), "err", err)
-		}
 	}
 }

@@ -70,7 +70,13 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	}
 	if !p.Dedup() {
 		cmd := redis.NewIntCmd(e.ctx, append([]interface{}{name, queue}, stored...)...)
-		return newResult([]redis.Cmder{cmd}, cmd.Result), nil
+		return newResult([]redis.Cmder{cmd}, func() (int64, error) {
+			n, err := cmd.Result()
+			if err == nil {
+				e.wake(queue) // waiters here are served at once, whatever the notification mode
+			}
+			return n, err
+		}), nil
 	}
 	// The values whose dedup key was not seen within the window are pushed, atomically; the reply is
 	// the list length, as for a plain push (duplicates are acknowledged, not enqueued).
@@ -92,6 +98,9 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 		}
 		if err != nil {
 			return 0, err
+		}
+		if res[1] > 0 {
+			e.wake(queue)
 		}
 		return res[0], nil
 	}), nil

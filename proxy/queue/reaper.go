@@ -169,13 +169,17 @@ func (e *Engine) reapQueue(ctx context.Context, queue string) (next time.Duratio
 		if err != nil {
 			return next, false, err
 		}
-		// Items left in the handoff list (a listener's waiter left, or qgate died between BLMOVE and
-		// the lease) go back to the head of the ready list. A waiter about to lease one finds it there.
+		// Items left in a handoff list by a qgate version before the wait hub (its blocked-pop
+		// listeners moved items there with BLMOVE) go back to the head of the ready list. Nothing
+		// writes handoff lists any more; this drains old ones (one cheap script call per queue).
 		n3, err := rdb.HandoffBack.Run(ctx, e.client, rdb.HandoffBackKeys(queue), reapBatch).Int64()
 		if err != nil {
 			return next, false, err
 		}
 		e.reaped.Add(res[0] + pd[0] + n3)
+		if res[0]+pd[0]+n3 > 0 {
+			e.wake(queue) // items moved to the ready list (or at least maybe: wakes are cheap)
+		}
 		if res[0] < reapBatch && pd[0] < reapBatch && n3 < reapBatch {
 			next, idle = time.Hour, res[3] < 0 && pd[1] < 0 && n3 == 0
 			for _, ms := range []int64{res[3], pd[1]} {

@@ -62,6 +62,12 @@ type transit struct {
 
 type dirtyInfo struct{ clean int }
 
+// bkey is a queue and the end it is popped from.
+type bkey struct {
+	key  string
+	left bool
+}
+
 func newTransit(e *Engine) *transit {
 	t := &transit{e: e, instance: e.instance, live: map[uint64]struct{}{}, dirty: map[string]*dirtyInfo{}, open: map[bkey]*popGroup{},
 		pending: map[string][]*transitPop{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
@@ -386,6 +392,9 @@ func (t *transit) giveBack(pops []*transitPop) {
 			n, err := rdb.TransitReturn.Run(t.e.ctx, t.e.client, p.keys, args...).Int64()
 			if err == nil {
 				t.e.returned.Add(n)
+				if n > 0 {
+					t.e.wake(p.key)
+				}
 				break
 			}
 			if isRedisError(err) {
@@ -486,6 +495,7 @@ func (t *transit) sweepQueue(ctx context.Context, q string) (int, error) {
 		orphans = orphans[n:]
 	}
 	t.e.returned.Add(int64(total))
+	t.e.wake(q)
 	t.e.log.Warn("gave back items of pops whose outcome was unknown", "queue", q, "items", total)
 	return total, nil
 }
@@ -575,6 +585,7 @@ func (t *transit) recoverQueue(ctx context.Context, queue string) (owned bool, e
 			}
 			if n > 0 {
 				t.recovered.Add(n)
+				t.e.wake(queue)
 				t.e.log.Warn("gave back items a dead qgate instance had popped but not delivered", "queue", queue, "instance", o, "items", n)
 			}
 			if n < transitChunk {

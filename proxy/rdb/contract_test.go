@@ -85,9 +85,9 @@ var contracts = map[string]string{
 	"handoff_back.lua":     "TestContract_HandoffBack",
 	"heartbeat.lua":        "TestContract_Heartbeat",
 	"lease_pop.lua":        "TestContract_LeasePop",
+	"lease_return.lua":     "TestContract_LeaseReturn",
 	"nack.lua":             "TestContract_Nack",
 	"promote_delayed.lua":  "TestContract_PromoteDelayed",
-	"push_back.lua":        "TestContract_PushBack",
 	"redrive.lua":          "TestContract_Redrive",
 	"register_queue.lua":   "TestContract_RegisterQueue",
 	"requeue_expired.lua":  "TestContract_RequeueExpired",
@@ -776,26 +776,40 @@ func TestContract_DedupPush(t *testing.T) {
 	})
 }
 
-func TestContract_PushBack(t *testing.T) {
-	keys := []string{q}
-	runContract(t, rdb.PushBack, []contractCase{
+func TestContract_LeaseReturn(t *testing.T) {
+	keys := rdb.LeaseReturnKeys(q)
+	inflight, leases := keys[1], keys[2]
+	runContract(t, rdb.LeaseReturn, []contractCase{
 		{
-			name:  "LPUSH of items popped from the head, most recent first: the original order",
-			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "d") },
-			keys:  keys, args: []any{"LPUSH", "c", "b", "a"},
-			want: int64(4), after: map[string]any{q: list("a", "b", "c", "d")},
+			name: "no lease: nothing", keys: keys, args: []any{"o1", "LPUSH", "r1"},
+			want: int64(0), after: map[string]any{},
 		},
 		{
-			name:  "RPUSH of items popped from the tail, most recent first: the original order",
-			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "w") },
-			keys:  keys, args: []any{"RPUSH", "y", "x"},
-			want: int64(3), after: map[string]any{q: list("w", "y", "x")},
+			name: "to the head, most recently leased first: the original order; no attempt counted",
+			setup: func(t *testing.T, c *redis.Client) {
+				rpush(t, c, q, "c")
+				lease(t, c, q, "o1", "r1", "a", 1)
+				lease(t, c, q, "o1", "r2", "b", 1)
+			},
+			keys: keys, args: []any{"o1", "LPUSH", "r2", "r1"},
+			want: int64(2), after: map[string]any{q: list("a", "b", "c")},
 		},
 		{
-			// The header asks for at least one item; the script does not check.
-			name: "no items: Redis's arity error",
-			keys: keys, args: []any{"LPUSH"},
-			wantErr: "Wrong number of args",
+			name: "to the tail for a right pop",
+			setup: func(t *testing.T, c *redis.Client) {
+				rpush(t, c, q, "a")
+				lease(t, c, q, "o1", "r1", "z", 1)
+			},
+			keys: keys, args: []any{"o1", "RPUSH", "r1"},
+			want: int64(1), after: map[string]any{q: list("a", "z")},
+		},
+		{
+			name: "another owner's lease is left alone",
+			setup: func(t *testing.T, c *redis.Client) {
+				lease(t, c, q, "o2", "r1", "a", 1)
+			},
+			keys: keys, args: []any{"o1", "LPUSH", "r1"},
+			want: int64(0), after: map[string]any{inflight: list("r1"), leases: map[string]string{"r1": "o2\na"}},
 		},
 	})
 }
@@ -1054,7 +1068,8 @@ func TestContract_AllowOOM(t *testing.T) {
 		{"handoff_back", rdb.HandoffBack, func(t *testing.T, c *redis.Client) { rpush(t, c, rdb.HandoffKey(q), "a") },
 			rdb.HandoffBackKeys(q), []any{10}, int64(1)},
 		{"heartbeat", rdb.Heartbeat, nil, []string{rdb.InstancesKey}, []any{"me", 10000, 60000}, arr(1)},
-		{"push_back", rdb.PushBack, nil, []string{q}, []any{"LPUSH", "a"}, int64(1)},
+		{"lease_return", rdb.LeaseReturn, func(t *testing.T, c *redis.Client) { lease(t, c, q, "o1", "r1", "a", 1) },
+			rdb.LeaseReturnKeys(q), []any{"o1", "LPUSH", "r1"}, int64(1)},
 		{"transit_pop", rdb.TransitPop, func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a") },
 			transit, []any{"LPOP", "", "L1.", "i1"}, "a"},
 		{"transit_pop_each", rdb.TransitPopEach, func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a") },

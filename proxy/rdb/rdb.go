@@ -31,8 +31,10 @@ func LeasesKey(queue string) string { return "{" + queue + "}:qgate:leases" }
 // DelayedKey is the ZSET of items waiting for their backoff: item → ready-at (ms).
 func DelayedKey(queue string) string { return "{" + queue + "}:qgate:delayed" }
 
-// HandoffKey is the LIST where a blocked-pop listener puts an item of an at-least-once queue for a
-// waiting client, which then leases it with lease_pop (that pops the handoff list first).
+// HandoffKey is the LIST where a blocked-pop listener of qgate before the wait hub (proxy/queue/wait)
+// put an item of an at-least-once queue for a waiting client. Nothing writes it any more; lease_pop
+// still serves it first and the reaper moves leftovers back (handoff_back), so lists an older
+// version left behind (kill -9 during an upgrade) are drained.
 func HandoffKey(queue string) string { return "{" + queue + "}:qgate:handoff" }
 
 // DeadKey is the LIST of items that failed max_attempts times.
@@ -47,6 +49,11 @@ const LeasedQueuesKey = "qgate:leased-queues"
 // LeasePopKeys returns KEYS[1..4] of lease_pop.lua.
 func LeasePopKeys(queue string) []string {
 	return []string{queue, InflightKey(queue), LeasesKey(queue), HandoffKey(queue)}
+}
+
+// LeaseReturnKeys returns KEYS[1..3] of lease_return.lua.
+func LeaseReturnKeys(queue string) []string {
+	return []string{queue, InflightKey(queue), LeasesKey(queue)}
 }
 
 // HandoffBackKeys returns KEYS[1..2] of handoff_back.lua.
@@ -196,6 +203,8 @@ var (
 	registerQueueSrc string
 	//go:embed scripts/handoff_back.lua
 	handoffBackSrc string
+	//go:embed scripts/lease_return.lua
+	leaseReturnSrc string
 )
 
 // The lease scripts. Nack and RequeueExpired are retry.lua followed by their own file (retry.lua
@@ -211,6 +220,7 @@ var (
 	ForgetQueue    = newScript(forgetQueueSrc)
 	RegisterQueue  = newScript(registerQueueSrc)
 	HandoffBack    = newScript(handoffBackSrc)
+	LeaseReturn    = newScript(leaseReturnSrc)
 )
 
 var (
@@ -224,8 +234,6 @@ var (
 	transitRecoverSrc string
 	//go:embed scripts/heartbeat.lua
 	heartbeatSrc string
-	//go:embed scripts/push_back.lua
-	pushBackSrc string
 )
 
 // The at-most-once delivery scripts.
@@ -235,7 +243,6 @@ var (
 	TransitReturn  = newScript(transitReturnSrc)
 	TransitRecover = newScript(transitRecoverSrc)
 	Heartbeat      = newScript(heartbeatSrc)
-	PushBack       = newScript(pushBackSrc)
 )
 
 // Run runs the script on c with EVALSHA and, on NOSCRIPT (the script did not run), with EVAL.

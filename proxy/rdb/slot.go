@@ -1,9 +1,7 @@
 package rdb
 
 import (
-	"strconv"
 	"strings"
-	"sync"
 )
 
 // Redis Cluster key slots (CRC16/XMODEM of the key or of its {hash tag}, modulo 16384): see "Key
@@ -45,25 +43,4 @@ func Slot(key string) uint16 {
 		}
 	}
 	return crc16(key) % NumSlots
-}
-
-var (
-	slotTagsOnce sync.Once
-	slotTags     [NumSlots]string
-)
-
-// SlotTag returns a short string (decimal digits) whose slot is slot, for building keys that must
-// live on it ("{" + SlotTag(s) + "}…" hashes to s). slot must be below NumSlots.
-func SlotTag(slot uint16) string {
-	slotTagsOnce.Do(func() {
-		left := NumSlots
-		for i := 0; left > 0; i++ {
-			s := strconv.Itoa(i)
-			if k := crc16(s) % NumSlots; slotTags[k] == "" {
-				slotTags[k] = s
-				left--
-			}
-		}
-	})
-	return slotTags[slot]
 }

@@ -80,24 +80,6 @@ func TestSlot_QueueKeysShareSlot(t *testing.T) {
 	}
 }
 
-// TestSlotTag_EverySlot: SlotTag(s) is a tag of slot s for every slot, usable inside braces.
-func TestSlotTag_EverySlot(t *testing.T) {
-	seen := make(map[string]bool, rdb.NumSlots)
-	for s := 0; s < rdb.NumSlots; s++ {
-		tag := rdb.SlotTag(uint16(s))
-		if tag == "" || seen[tag] {
-			t.Fatalf("SlotTag(%d) = %q: empty or not unique", s, tag)
-		}
-		seen[tag] = true
-		if got := rdb.Slot(tag); got != uint16(s) {
-			t.Fatalf("SlotTag(%d) = %q, whose slot is %d", s, tag, got)
-		}
-		if got := rdb.Slot("qgate:wake:{" + tag + "}:inst:l:1"); got != uint16(s) {
-			t.Fatalf("a key tagged {%s} is in slot %d, want %d", tag, got, s)
-		}
-	}
-}
-
 // TestSlot_MatchesClusterKeyslot asks a live cluster-enabled redis-server for the slot of the vectors
 // and of random keys (with and without braces) and compares.
 func TestSlot_MatchesClusterKeyslot(t *testing.T) {

@@ -20,5 +20,5 @@
 //
 // A waiter registered with Add is served, stopped (timeout: Stop), abandoned (client gone: Abandon),
 // or ended by Close. A take in flight always decides: its result goes to the waiter even if the timeout
-// passed meanwhile, or to GiveBack if the client left. See DESIGN.md in this directory.
+// passed meanwhile, or to GiveBack if the client left. Design: proxy/DESIGN.md, "Blocked pops".
 package wait
