@@ -147,7 +147,6 @@ func TestDedup_DuplicatesAreAcknowledgedNotQueued(t *testing.T) {
 func TestBackend_Errors(t *testing.T) {
 	s := newServer(t, commandstest.Options{Queues: rawRules})
 	c := s.Conn(t)
-	warmScripts(t, c)
 	s.MR.SetError("LOADING Redis is loading the dataset in memory")
 	loading := errR("LOADING Redis is loading the dataset in memory")
 	run(t, c, cases{

@@ -78,7 +78,7 @@ func NewServer(t testing.TB, o Options) *Server {
 		maxBulk = 512 << 20
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e, err := queue.New(queue.Options{Ctx: ctx, Client: client, Wait: client, BlockingConns: 1,
+	e, err := queue.New(queue.Options{Ctx: ctx, Client: client,
 		Policies: func() *policy.Set { return set }, Log: slog.New(slog.DiscardHandler),
 		Instance: "test", InstanceTTL: 10 * time.Second, MaxBulk: maxBulk})
 	if err != nil {
@@ -127,7 +127,7 @@ func (s *Server) Denied() (queues, channels int64) {
 func (s *Server) Stats() commands.Stats {
 	es := s.engine.Stats()
 	return commands.Stats{Started: s.started, Version: "test", Instance: s.engine.Instance(), TCPPort: 6379,
-		MaxClients: 10000, BlockedClients: es.Blocked, BackendWaitConns: es.WaitConns, Users: s.Users().Len(),
+		MaxClients: 10000, BlockedClients: es.Blocked, BackendWaitConns: int(es.Wait.PubSubConns), Wait: es.Wait, Users: s.Users().Len(),
 		ReturnedItems: es.Returned, LostItems: es.Lost, RecoveredItems: es.Recovered, RedeliveryRisk: es.RedeliveryRisk,
 		AuthFailures: s.authn.Failures(), BcryptChecks: s.authn.BcryptVerifications(),
 		DeniedQueue: s.deniedQueue.Load(), DeniedChannel: s.deniedChannel.Load(),

@@ -20,6 +20,7 @@ import (
 
 	"github.com/qgate/qgate/proxy/policy"
 	"github.com/qgate/qgate/proxy/queue/wait"
+	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // Options configure an Engine.
@@ -69,6 +70,7 @@ type Engine struct {
 	reaperKick   chan struct{}
 
 	returned, lost, blocked atomic.Int64
+	reloading               atomic.Bool // noScript's reload is running
 }
 
 // New starts the engine: it records the instance's first heartbeat (before any pop: a record of an
@@ -89,6 +91,9 @@ func New(o Options) (*Engine, error) {
 	e.hub = newHub(e)
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
+	if err := rdb.LoadAll(ctx, e.cmds()); err != nil {
+		e.log.Warn("scripts not loaded up front; the first pipelined call of each falls back to EVAL", "err", err)
+	}
 	if err := e.transit.beat(ctx); err != nil {
 		e.transit.close()
 		return nil, fmt.Errorf("register instance: %w", err)
@@ -102,6 +107,22 @@ func New(o Options) (*Engine, error) {
 	go e.transit.heartbeatLoop()
 	e.startReaper()
 	return e, nil
+}
+
+// noScript reloads every script in the background after the backend answered NOSCRIPT (it restarted
+// or its script cache was flushed), so that later batches find them (rdb.LoadAll).
+func (e *Engine) noScript() {
+	if !e.reloading.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer e.reloading.Store(false)
+		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+		defer cancel()
+		if err := rdb.LoadAll(ctx, e.cmds()); err != nil {
+			e.log.Warn("reload scripts after NOSCRIPT", "err", err)
+		}
+	}()
 }
 
 // Instance returns this process's id.

@@ -166,6 +166,7 @@ func retryArgs(p *policy.Policy, reason, owner string) []interface{} {
 // backend does not know the script yet (NOSCRIPT).
 func (e *Engine) evalFallback(s *rdb.Script, cmd *redis.Cmd, keys []string, args []interface{}) *redis.Cmd {
 	if _, err := cmd.Result(); rdb.IsNoScript(err) {
+		e.noScript()
 		return s.Eval(e.ctx, e.cmds(), keys, args...)
 	}
 	return cmd

@@ -174,6 +174,7 @@ func (g *popGroup) result(i int) (interface{}, error) {
 	g.once.Do(func() {
 		g.res, g.err = g.cmd.Slice()
 		if rdb.IsNoScript(g.err) {
+			g.t.e.noScript()
 			g.res, g.err = rdb.TransitPopEach.Eval(g.ctx, g.t.e.cmds(), g.keys, g.args...).Slice()
 		}
 		if g.err == nil && len(g.res) != len(g.args)-2 {
@@ -239,6 +240,7 @@ func (p *transitPop) result() ([]string, error) {
 	} else {
 		res, err = p.cmd.Result()
 		if rdb.IsNoScript(err) {
+			p.t.e.noScript()
 			res, err = rdb.TransitPop.Eval(p.ctx, p.t.e.cmds(), p.keys, p.args...).Result()
 		}
 	}

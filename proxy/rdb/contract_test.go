@@ -1147,9 +1147,7 @@ func TestLoadAll_EveryScriptCached(t *testing.T) {
 	if err := rdb.LoadAll(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []*rdb.Script{rdb.DedupPush, rdb.LeasePop, rdb.Ack, rdb.Extend, rdb.Nack, rdb.RequeueExpired,
-		rdb.PromoteDelayed, rdb.Redrive, rdb.ForgetQueue, rdb.RegisterQueue, rdb.HandoffBack, rdb.TransitPop,
-		rdb.TransitPopEach, rdb.TransitReturn, rdb.TransitRecover, rdb.Heartbeat, rdb.PushBack} {
+	for _, s := range rdb.All() {
 		cmd := s.Cmd(ctx, c, []string{"{q}:none"}, "x")
 		_ = c.Process(ctx, cmd)
 		if rdb.IsNoScript(cmd.Err()) {

@@ -130,6 +130,9 @@ func newScript(src string) *Script {
 // scripts is every Script, for LoadAll.
 var scripts []*Script
 
+// All returns every Script.
+func All() []*Script { return append([]*Script(nil), scripts...) }
+
 // LoadAll loads every script into the backend's script cache (on every master of a Cluster), in the
 // variant c runs. A pipelined EVALSHA that fails with NOSCRIPT is run again with EVAL after the rest
 // of its batch, out of order with the batch's later commands on the same key; loading the scripts
