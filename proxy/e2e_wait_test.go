@@ -31,9 +31,13 @@ func TestBlocking_KeyspaceEventsEnabledAsUnion(t *testing.T) {
 	via := q.Client(t)
 	got := blockRaw(t, q.Addr, "ks")
 	e2eWaitBlocked(t, via, 1)
+	// The pub/sub connection counts once its first SUBSCRIBE is confirmed, which follows the wait.
+	e2eEventually(t, "the pub/sub connection to count", func() bool {
+		return strings.Contains(via.Info(ctx, "qgate").Val(), "backend_wait_conns:1\r\n")
+	})
 	info := via.Info(ctx, "qgate").Val()
 	for _, want := range []string{"blocked_wait_mode:keyspace", "blocked_waiters:1", "blocked_watched_keys:1",
-		"blocked_keyspace_nodes:1", "blocked_poll_nodes:0", "backend_wait_conns:1"} {
+		"blocked_keyspace_nodes:1", "blocked_poll_nodes:0"} {
 		if !strings.Contains(info, want+"\r\n") {
 			t.Errorf("INFO qgate lacks %q:\n%s", want, info)
 		}
