@@ -157,7 +157,7 @@ func (e *Engine) BlockLeasePop(c *Consumer, keys []string, left bool, timeout ti
 			return nil, err
 		}
 		k, args := leasePopArgs(c.LeaseOwner, key, left, "", pol, acks)
-		res, err := rdb.LeasePop.Run(e.ctx, e.cmds(), k, args...).Slice()
+		res, err := rdb.LeasePop.Run(e.ctx, e.direct(), k, args...).Slice()
 		if err == nil && len(res) != 2 {
 			err = errUnexpectedReply
 		}
@@ -206,7 +206,7 @@ func (e *Engine) leaseOne(owner, key string, left bool) (*Pop, error) {
 	}
 	pol := e.Policy(key)
 	k, args := leasePopArgs(owner, key, left, "", pol, nil)
-	res, err := rdb.LeasePop.Run(e.ctx, e.cmds(), k, args...).Slice()
+	res, err := rdb.LeasePop.Run(e.ctx, e.direct(), k, args...).Slice()
 	if err == nil && len(res) != 2 {
 		err = errUnexpectedReply
 	}

@@ -194,6 +194,13 @@ func (e *Engine) Stats() Stats {
 // cmds is the client for the engine's own backend calls: the auto-pipeliner when there is one, so a
 // burst of synchronous calls from many connections shares a few connections instead of dialling
 // (the main pool keeps few idle connections); never for blocking commands.
+// direct returns the pooled client without the auto-pipeliner, for calls made one at a time outside a
+// client's batch (blocked pops' takes, their first try, the transit delete loop): the auto-pipeliner
+// expects every caller whose command completed to send another at once (a closed loop) and holds its
+// next flush for them, which costs the other clients' batches about a millisecond each time such a
+// caller does not come back (proxy/DESIGN.md, "Blocked pops").
+func (e *Engine) direct() redis.UniversalClient { return e.client }
+
 func (e *Engine) cmds() redis.UniversalClient {
 	if e.pipeliner != nil {
 		return e.pipeliner

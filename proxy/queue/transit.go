@@ -286,7 +286,7 @@ func (t *transit) popOne(ctx context.Context, key string, left bool) (*Pop, erro
 	if err != nil {
 		return nil, err
 	}
-	_ = t.e.cmds().Process(ctx, p.cmd)
+	_ = t.e.direct().Process(ctx, p.cmd)
 	items, err := p.result()
 	if err != nil || items == nil {
 		return nil, err
@@ -354,7 +354,7 @@ func (t *transit) flushDone() bool {
 			}
 			// A plain HDEL (allowed under OOM): the instance stays in the owners set while it lives.
 			cmd := redis.NewIntCmd(ctx, args...)
-			_ = t.e.cmds().Process(ctx, cmd)
+			_ = t.e.direct().Process(ctx, cmd)
 			cmds = append(cmds, sent{chunk, cmd, len(args) - 2})
 		}
 	}
