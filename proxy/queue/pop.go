@@ -74,6 +74,9 @@ func (e *Engine) Settle(pops []*Pop, delivered bool) {
 	var back []*transitPop
 	var mem []*Pop
 	for _, p := range pops {
+		if delivered && !p.leased && len(p.Items) > 0 {
+			e.countPopped(p.Key, len(p.Items))
+		}
 		switch {
 		case p.leased:
 		case p.parts != nil:

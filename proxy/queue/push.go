@@ -48,6 +48,7 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	p := e.Policy(queue)
 	for i, v := range vals {
 		if err := p.Check(v); err != nil {
+			e.countRejected(queue, err)
 			return nil, &RejectedError{Index: i + 1, Count: len(vals), Rule: p.Name(), Err: err}
 		}
 	}
@@ -61,7 +62,9 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	}
 	for i, v := range stored {
 		if n := storedLen(v); n > e.maxBulk {
-			return nil, &TooLargeError{Index: i + 1, Count: len(vals), Size: n, Limit: e.maxBulk}
+			err := &TooLargeError{Index: i + 1, Count: len(vals), Size: n, Limit: e.maxBulk}
+			e.countRejected(queue, err)
+			return nil, err
 		}
 	}
 	name := "rpush"
@@ -70,7 +73,13 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	}
 	if !p.Dedup() {
 		cmd := redis.NewIntCmd(e.ctx, append([]interface{}{name, queue}, stored...)...)
-		return newResult([]redis.Cmder{cmd}, cmd.Result), nil
+		return newResult([]redis.Cmder{cmd}, func() (int64, error) {
+			n, err := cmd.Result()
+			if err == nil {
+				e.countPushed(queue, len(vals))
+			}
+			return n, err
+		}), nil
 	}
 	// The values whose dedup key was not seen within the window are pushed, atomically; the reply is
 	// the list length, as for a plain push (duplicates are acknowledged, not enqueued).
@@ -79,6 +88,7 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	for i, v := range vals {
 		k, err := p.DedupKey(v)
 		if err != nil {
+			e.countRejected(queue, err)
 			return nil, &RejectedError{Index: i + 1, Count: len(vals), Rule: p.Name(), Err: err}
 		}
 		keys = append(keys, rdb.DedupKey(queue, k))
@@ -93,6 +103,7 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 		if err != nil {
 			return 0, err
 		}
+		e.countPushed(queue, len(vals))
 		return res[0], nil
 	}), nil
 }
