@@ -228,6 +228,7 @@ type Stats struct {
 	DeniedChannel                          int64 // NOPERM replies on channels and patterns
 	BcryptChecks                           int64 // bcrypt comparisons run (the rest were answered by the cache)
 	Leased, Acked, Retried, Dead, Redriven int64 // LeaseCounters
+	KnownQueues                            int64 // queues in the shared registry (qgate:queues) at its last write or trim
 }
 
 // table maps lower-case names to specs; filled by the *_commands.go files' init functions.
