@@ -128,7 +128,12 @@ func (s *Server) Shutdown(ctx context.Context) {
 		if err := s.srv.Shutdown(ctx); err != nil {
 			_ = s.srv.Close()
 		}
-		s.sampler.wait()
+		// A sample stuck on a hung backend is left behind (its context is cancelled) rather than
+		// holding the shutdown past its deadline.
+		select {
+		case <-s.sampler.fin:
+		case <-ctx.Done():
+		}
 	})
 }
 

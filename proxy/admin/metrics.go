@@ -235,8 +235,6 @@ func (s *sampler) run(done <-chan struct{}) {
 	}
 }
 
-func (s *sampler) wait() { <-s.fin }
-
 // Kick makes the sampler take a sample now (after an API change).
 func (s *sampler) Kick() {
 	select {
