@@ -185,7 +185,9 @@ func TestHTTPMetrics_QueueCapFoldsIntoOther(t *testing.T) {
 }
 
 func TestHTTPReady_BackendFrozenAndBack(t *testing.T) {
-	e := e2eStart(t, httpOn)
+	e := e2eStart(t, httpOn, func(c *proxy.Config) { c.BackendReadTimeout = 300 * time.Millisecond })
+	ctx := e2eCtx(t)
+	c := e.Client(t, 3)
 	base := httpBase(t, e.Qgate)
 	if code, body := httpDo(t, "GET", base+"/healthz", "", "", ""); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz = %d %q", code, body)
@@ -211,6 +213,12 @@ func TestHTTPReady_BackendFrozenAndBack(t *testing.T) {
 	}
 	if code, _ := httpDo(t, "GET", base+"/healthz", "", "", ""); code != 200 {
 		t.Errorf("/healthz = %d while Redis is frozen, want 200", code)
+	}
+	if err := c.LLen(ctx, "q").Err(); err == nil || !strings.Contains(err.Error(), "backend unavailable") {
+		t.Errorf("LLEN while Redis is frozen: %v, want ERR backend unavailable", err)
+	}
+	if got := metricValue(scrape(t, base), "qgate_backend_errors_total"); got < 1 {
+		t.Errorf("qgate_backend_errors_total = %v, want >= 1", got)
 	}
 	e.Redis.Thaw()
 	thawed = true

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -134,7 +135,7 @@ func (c *conn) endCmd(m cmdMark) {
 			m.out = -1
 			c.pending[len(c.pending)-1].m = m
 		} else {
-			m.series.Observe(time.Since(m.start), replyFailed(c.w.B, m.out))
+			c.observe(m.series, m.start, m.out)
 		}
 	}
 	if c.sess.Name != c.obs.lastName {
@@ -159,10 +160,18 @@ func (c *conn) doneQueued(q *queued) {
 	}
 	out := len(c.w.B)
 	q.done(&c.w)
-	q.m.series.Observe(time.Since(q.m.start), replyFailed(c.w.B, out))
+	c.observe(q.m.series, q.m.start, out)
 }
 
-// replyFailed reports whether the reply written to b from off on is an error.
-func replyFailed(b []byte, off int) bool {
-	return off >= 0 && len(b) > off && (b[off] == '-' || b[off] == '!')
+// observe records a command whose reply was written to c.w.B from off on (-1: unknown, taken for ok).
+func (c *conn) observe(s *admin.CommandSeries, start time.Time, off int) {
+	b := c.w.B
+	failed := off >= 0 && len(b) > off && (b[off] == '-' || b[off] == '!')
+	s.Observe(time.Since(start), failed)
+	if failed && bytes.HasPrefix(b[off+1:], backendUnavailable) {
+		c.srv.cmdMetrics.NoteBackendError()
+	}
 }
+
+// backendUnavailable starts the error replies of backend transport failures (commands.backendError).
+var backendUnavailable = []byte("ERR backend unavailable")

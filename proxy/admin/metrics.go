@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,7 +37,7 @@ func NewMetrics() *Metrics {
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 func (m *Metrics) register(src Source, smp *sampler, maxQueues int) {
-	m.reg.MustRegister(&collector{src: src, smp: smp})
+	m.reg.MustRegister(&collector{src: src, smp: smp, cmds: m.Commands})
 }
 
 func (m *Metrics) handler() http.Handler {
@@ -48,7 +49,12 @@ type CommandMetrics struct {
 	total  *prometheus.CounterVec
 	dur    *prometheus.HistogramVec
 	series sync.Map // command name → *CommandSeries
+
+	backendErrs atomic.Int64 // replies "ERR backend unavailable…" (NoteBackendError)
 }
+
+// NoteBackendError counts a command that failed on a backend transport error (not a Redis reply).
+func (m *CommandMetrics) NoteBackendError() { m.backendErrs.Add(1) }
 
 // CommandSeries are one command's series, resolved once (the connections' hot path only adds).
 type CommandSeries struct {
@@ -101,7 +107,7 @@ var (
 	dRejectedConns   = desc("qgate_rejected_connections_total", "Client connections refused (max_clients).")
 	dBlocked         = desc("qgate_blocked_clients", "Clients waiting in a blocked pop.")
 	dSubscriptions   = desc("qgate_subscriptions", "Clients subscribed to channels or patterns.")
-	dBackendErrors   = desc("qgate_backend_errors_total", "Backend failures seen by the sampler and probes (transport errors, timeouts).")
+	dBackendErrors   = desc("qgate_backend_errors_total", "Commands that failed on a backend transport error or timeout (ERR backend unavailable), and failed queue samples.")
 	dLost            = desc("qgate_lost_items_total", "Popped items that could not be given back (must stay 0).")
 	dReturned        = desc("qgate_returned_items_total", "Popped items given back because their reply could not be written.")
 	dRecovered       = desc("qgate_recovered_items_total", "Items of dead instances' transit records given back.")
@@ -125,8 +131,9 @@ var (
 
 // collector reads qgate's counters at scrape time.
 type collector struct {
-	src Source
-	smp *sampler
+	src  Source
+	smp  *sampler
+	cmds *CommandMetrics
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -150,7 +157,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n(dRejectedConns, st.RejectedConns)
 	g(dBlocked, float64(st.BlockedClients))
 	g(dSubscriptions, float64(st.PubSubClients))
-	n(dBackendErrors, c.smp.backendErrors())
+	n(dBackendErrors, c.smp.backendErrors()+c.cmds.backendErrs.Load())
 	n(dLost, st.LostItems)
 	n(dReturned, st.ReturnedItems)
 	n(dRecovered, st.RecoveredItems)
