@@ -55,6 +55,7 @@ var configFlags = []configFlag{
 	{"backend-read-timeout", "how long a backend reply may take before the command fails as of unknown outcome (0 = wait as long as Redis takes)", func(c *proxy.Config) any { return &c.BackendReadTimeout }},
 	{"backend-write-timeout", "how long writing a command to the backend may take (0 = none)", func(c *proxy.Config) any { return &c.BackendWriteTimeout }},
 	{"backend-dial-timeout", "how long connecting to the backend may take (0 = none)", func(c *proxy.Config) any { return &c.BackendDialTimeout }},
+	{"http", "address of the HTTP listener for /metrics, /healthz, /readyz and /api (host:port; default off)", func(c *proxy.Config) any { return &c.HTTP }},
 	{"instance-ttl", "how long an instance may miss heartbeats before others give back its undelivered items", func(c *proxy.Config) any { return &c.InstanceTTL }},
 }
 

@@ -229,6 +229,7 @@ type Stats struct {
 	BcryptChecks                           int64           // bcrypt comparisons run (the rest were answered by the cache)
 	Leased, Acked, Retried, Dead, Redriven int64           // LeaseCounters
 	Wait                                   queue.WaitStats // the blocked pops' wait hub
+	KnownQueues                            int64           // queues in the shared registry (qgate:queues) at its last write or trim
 }
 
 // table maps lower-case names to specs; filled by the *_commands.go files' init functions.

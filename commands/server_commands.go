@@ -324,6 +324,7 @@ func info(c Conn, args [][]byte) {
 		fmt.Sprintf("retried_items:%d", st.Retried),
 		fmt.Sprintf("dead_items:%d", st.Dead),
 		fmt.Sprintf("redriven_items:%d", st.Redriven),
+		fmt.Sprintf("known_queues:%d", st.KnownQueues),
 		fmt.Sprintf("users:%d", st.Users),
 		fmt.Sprintf("auth_bcrypt_checks:%d", st.BcryptChecks),
 		fmt.Sprintf("blocked_waiters:%d", st.Wait.Waiters),

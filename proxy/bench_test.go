@@ -29,6 +29,7 @@ func BenchmarkPush(b *testing.B) {
 	cfg := proxy.DefaultConfig()
 	cfg.Backend = r.URL()
 	cfg.Dir = dir
+	cfg.HTTP = os.Getenv("QGATE_BENCH_HTTP") // e.g. 127.0.0.1:0: measure with the command metrics on
 	no := false
 	cfg.Queues = []policy.Rule{
 		{Match: "plain", Envelope: &no},

@@ -68,6 +68,12 @@ type Config struct {
 	AuthFailureDelay    time.Duration `yaml:"auth_failure_delay"`
 	AuthFailureMaxDelay time.Duration `yaml:"auth_failure_max_delay"`
 
+	// Observability (README "Operations"; zero values are the defaults, see config_http.go).
+	HTTP                  string        `yaml:"http"`                    // host:port of the HTTP listener; "" = off
+	HTTPAuth              string        `yaml:"http_auth"`               // api (default) | all
+	MetricsMaxQueues      int           `yaml:"metrics_max_queues"`      // queues with series of their own (0 = 1000)
+	MetricsSampleInterval time.Duration `yaml:"metrics_sample_interval"` // queue gauges' sampling period (0 = 5s)
+
 	TLS        TLSConfig        `yaml:"tls"`         // TLS on the client listener
 	BackendTLS BackendTLSConfig `yaml:"backend_tls"` // options for rediss:// backends
 
@@ -191,6 +197,7 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, c.validateHTTP()...)
 	if c.BackendTLS.Set() {
 		if !isTLSBackend(c.Backend) {
 			bad("backend_tls", "needs a rediss:// backend URL (rediss://, rediss+sentinel:// or rediss+cluster://)")

@@ -44,6 +44,7 @@ var (
 type queued struct {
 	op   queue.Queued
 	done func(w *resp.Writer)
+	m    cmdMark // its command's measure (server_admin.go)
 }
 
 // conn is one client connection. Its goroutine reads, executes and replies; pub/sub deliveries append
@@ -77,6 +78,7 @@ type conn struct {
 	lastUser string                 // the value last stored in authUser (connection goroutine only)
 	openMode atomic.Bool            // accepted while no users were configured
 	subs     atomic.Int32           // channels and patterns subscribed
+	obs      connObs                // name, leases, blocked: for the HTTP API (server_admin.go)
 
 	omu      sync.Mutex
 	ocond    *sync.Cond
@@ -153,7 +155,7 @@ func (c *conn) runPending() {
 	clear(ops)
 	c.ops = ops[:0]
 	for i := range p {
-		p[i].done(&c.w)
+		c.doneQueued(&p[i])
 		p[i] = queued{}
 	}
 }
@@ -278,7 +280,9 @@ func (c *conn) execBuffered() error {
 			continue
 		}
 		c.srv.stats.commands.Add(1)
+		mark := c.beginCmd(args[0])
 		commands.Exec(c, args)
+		c.endCmd(mark)
 		if c.sess.AuthUser != c.lastUser {
 			c.setAuthUser(c.sess.AuthUser)
 		}
@@ -481,12 +485,14 @@ func (c *conn) BlockLeasePop(keys []string, left bool, timeout time.Duration) (*
 
 // beginBlock writes the batch's replies so far before a blocking pop; false if the client is gone.
 func (c *conn) beginBlock() bool {
+	c.obs.blocked.Store(true)
 	c.endBatch()
 	return !c.dead
 }
 
 // endBlock lets the handler go on writing this batch's reply.
 func (c *conn) endBlock() {
+	c.obs.blocked.Store(false)
 	c.omu.Lock()
 	c.inBatch = true
 	c.omu.Unlock()

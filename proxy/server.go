@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qgate/qgate/commands"
+	"github.com/qgate/qgate/proxy/admin"
 	"github.com/qgate/qgate/proxy/auth"
 	"github.com/qgate/qgate/proxy/policy"
 	"github.com/qgate/qgate/proxy/queue"
@@ -41,6 +42,10 @@ type Server struct {
 	tlsConf   atomic.Pointer[tls.Config] // the listener's TLS settings (nil: plain TCP); swapped by Reload
 	ln        net.Listener
 	started   time.Time
+
+	// The HTTP listener (nil: off) and its command metrics, recorded by the connections (server_admin.go).
+	admin      *admin.Server
+	cmdMetrics *admin.CommandMetrics
 
 	// ctx is cancelled when shutdown begins; bgctx only when the backend closes, so items taken from
 	// Redis can still be handed back while draining.
@@ -142,6 +147,10 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	s.ln = ln
+	if err := s.startHTTP(); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	s.checkFileLimit()
 	s.log.Info("listening", "addr", ln.Addr().String(), "max_clients", s.cfg.MaxClients, "tls", s.tlsConf.Load() != nil)
 	return nil
@@ -284,6 +293,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		clean = s.bounded(hctx, func() { s.engine.Stop(hctx, hard) })
 	}
 	s.engine.ClosePubSub()
+	s.stopHTTP(hard)
 	stuck := 0
 	if !clean {
 		s.engine.Abandon()
@@ -408,5 +418,6 @@ func (s *Server) Stats() commands.Stats {
 		Retried:            es.Leases.Retried,
 		Dead:               es.Leases.Dead,
 		Redriven:           es.Leases.Redriven,
+		KnownQueues:        s.engine.RegistrySize(),
 	}
 }

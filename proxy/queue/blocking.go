@@ -218,6 +218,7 @@ func (e *Engine) leaseOne(owner, key string, left bool) (*Pop, error) {
 		return nil, nil
 	}
 	e.leases.Leased.Add(int64(len(got.Receipts)))
+	e.countPopped(key, len(got.Receipts))
 	return got, nil
 }
 

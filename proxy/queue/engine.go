@@ -71,6 +71,8 @@ type Engine struct {
 
 	returned, lost, blocked atomic.Int64
 	reloading               atomic.Bool // noScript's reload is running
+
+	observer atomic.Pointer[observer] // per-queue counters and the queue registry (metrics.go)
 }
 
 // New starts the engine: it records the instance's first heartbeat (before any pop: a record of an

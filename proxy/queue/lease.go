@@ -297,6 +297,7 @@ func (e *Engine) leasePopResult(c *Consumer, key string, left bool, p *policy.Po
 	}
 	if n, ok := res[0].(int64); ok && n > 0 {
 		e.leases.Acked.Add(n)
+		e.countAcked(key, n)
 	}
 	out := parseLeasePop(key, left, res)
 	if out == nil {
@@ -304,6 +305,7 @@ func (e *Engine) leasePopResult(c *Consumer, key string, left bool, p *policy.Po
 	}
 	c.AddLeases(key, out.Receipts, p.AckNextPop)
 	e.leases.Leased.Add(int64(len(out.Receipts)))
+	e.countPopped(key, len(out.Receipts))
 	return out
 }
 
@@ -346,6 +348,7 @@ func (e *Engine) ackOwned(c *Consumer, key string, receipts []string) error {
 		}
 		c.DropLeases(key, chunk)
 		e.leases.Acked.Add(n)
+		e.countAcked(key, n)
 	}
 	return nil
 }
@@ -372,6 +375,7 @@ func (e *Engine) Ack(c *Consumer, queue string, receipts []string) *Result[int64
 				}
 				c.DropLeases(queue, chunk)
 				e.leases.Acked.Add(n)
+				e.countAcked(queue, n)
 				total += n
 			}
 			return total, nil
@@ -386,6 +390,7 @@ func (e *Engine) Ack(c *Consumer, queue string, receipts []string) *Result[int64
 		}
 		c.DropLeases(queue, receipts)
 		e.leases.Acked.Add(n)
+		e.countAcked(queue, n)
 		return n, nil
 	})
 }
@@ -405,6 +410,7 @@ func (e *Engine) Nack(c *Consumer, queue, receipt string, delay int64) *Result[i
 			return 0, err
 		}
 		c.DropLeases(queue, []string{receipt})
+		e.countQueueRetries(queue, res)
 		if e.countRetries(res) {
 			e.KickReaper()
 		}
@@ -562,6 +568,9 @@ func (e *Engine) requeueChunk(queue string, p *policy.Policy, owner string, rece
 	for attempt := 0; attempt < 5; attempt++ {
 		var codes []int64
 		codes, err = rdb.Nack.Run(e.ctx, e.client, rdb.RetryKeys(queue), args...).Int64Slice()
+		if err == nil {
+			e.countQueueRetries(queue, codes)
+		}
 		if err == nil && e.countRetries(codes) {
 			e.KickReaper()
 		}

@@ -70,6 +70,9 @@ func (e *Engine) Pop(key string, left bool, count int64) *Result[*Pop] {
 func (e *Engine) Settle(pops []*Pop, delivered bool) {
 	var back []*transitPop
 	for _, p := range pops {
+		if delivered && !p.leased && len(p.Items) > 0 {
+			e.countPopped(p.Key, len(p.Items))
+		}
 		if p.leased {
 			continue
 		}

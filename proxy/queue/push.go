@@ -48,6 +48,7 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	p := e.Policy(queue)
 	for i, v := range vals {
 		if err := p.Check(v); err != nil {
+			e.countRejected(queue, err)
 			return nil, &RejectedError{Index: i + 1, Count: len(vals), Rule: p.Name(), Err: err}
 		}
 	}
@@ -61,7 +62,9 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	}
 	for i, v := range stored {
 		if n := storedLen(v); n > e.maxBulk {
-			return nil, &TooLargeError{Index: i + 1, Count: len(vals), Size: n, Limit: e.maxBulk}
+			err := &TooLargeError{Index: i + 1, Count: len(vals), Size: n, Limit: e.maxBulk}
+			e.countRejected(queue, err)
+			return nil, err
 		}
 	}
 	name := "rpush"
@@ -74,6 +77,7 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 			n, err := cmd.Result()
 			if err == nil {
 				e.wake(queue) // waiters here are served at once, whatever the notification mode
+				e.countPushed(queue, len(vals))
 			}
 			return n, err
 		}), nil
@@ -85,6 +89,7 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	for i, v := range vals {
 		k, err := p.DedupKey(v)
 		if err != nil {
+			e.countRejected(queue, err)
 			return nil, &RejectedError{Index: i + 1, Count: len(vals), Rule: p.Name(), Err: err}
 		}
 		keys = append(keys, rdb.DedupKey(queue, k))
@@ -102,6 +107,7 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 		if res[1] > 0 {
 			e.wake(queue)
 		}
+		e.countPushed(queue, len(vals))
 		return res[0], nil
 	}), nil
 }

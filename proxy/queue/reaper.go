@@ -162,6 +162,7 @@ func (e *Engine) reapQueue(ctx context.Context, queue string) (next time.Duratio
 		}
 		e.leases.Retried.Add(res[1])
 		e.leases.Dead.Add(res[2])
+		e.countReaped(queue, res[1], res[2])
 		pd, err := rdb.PromoteDelayed.Run(ctx, e.client, []string{rdb.DelayedKey(queue), queue}, reapBatch).Int64Slice()
 		if err == nil && len(pd) != 2 {
 			err = errors.New("unexpected promote_delayed reply")
