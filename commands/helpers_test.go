@@ -46,3 +46,13 @@ func newServer(t *testing.T, o commandstest.Options) *commandstest.Server {
 	t.Helper()
 	return commandstest.NewServer(t, o)
 }
+
+// protoConn returns a connection of s speaking proto (2 or 3) and that protocol's nil bulk and nil
+// array replies.
+func protoConn(t *testing.T, s *commandstest.Server, proto int) (c *commandstest.Conn, null, nullArr string) {
+	t.Helper()
+	if proto == 3 {
+		return s.Conn3(t), "_\r\n", "_\r\n"
+	}
+	return s.Conn(t), "$-1\r\n", "*-1\r\n"
+}

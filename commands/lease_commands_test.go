@@ -107,14 +107,7 @@ func TestLease_PopAckNackExtend(t *testing.T) {
 func TestLease_PopReplies(t *testing.T) {
 	for _, proto := range []int{2, 3} {
 		s := newServer(t, commandstest.Options{Queues: leaseRules})
-		c := s.Conn(t)
-		if proto == 3 {
-			c = s.Conn3(t)
-		}
-		null, nullArr := "$-1\r\n", "*-1\r\n"
-		if proto == 3 {
-			null, nullArr = "_\r\n", "_\r\n"
-		}
+		c, null, nullArr := protoConn(t, s, proto)
 		run(t, c, cases{
 			{[]string{"LPOP", "aloq"}, null},
 			{[]string{"LPOP", "aloq", "2"}, nullArr},

@@ -12,14 +12,7 @@ import (
 func TestList_PushPopReplies(t *testing.T) {
 	for _, proto := range []int{2, 3} {
 		s := newServer(t, commandstest.Options{Queues: rawRules})
-		c := s.Conn(t)
-		if proto == 3 {
-			c = s.Conn3(t)
-		}
-		null, nullArr := "$-1\r\n", "*-1\r\n"
-		if proto == 3 {
-			null, nullArr = "_\r\n", "_\r\n"
-		}
+		c, null, nullArr := protoConn(t, s, proto)
 		run(t, c, cases{
 			{[]string{"RPUSH", "rawq", "a", "b"}, ":2\r\n"},
 			{[]string{"LPUSH", "rawq", "z"}, ":3\r\n"},
