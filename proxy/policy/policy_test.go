@@ -291,3 +291,26 @@ func TestDelivery_Validation(t *testing.T) {
 		}
 	}
 }
+
+// TestSet_RulesMatchTaggedNames: braces are literal characters in a rule's glob (as in Redis's
+// KEYS and PSUBSCRIBE patterns, which have no {a,b} alternation), so rules can select tagged names.
+func TestSet_RulesMatchTaggedNames(t *testing.T) {
+	s, err := NewSet([]Rule{
+		{Match: "{app}:*", MaxBytes: 1},
+		{Match: "*{t}", MaxBytes: 2},
+		{Match: "{a,b}", MaxBytes: 3},
+	}, []Rule{{Match: "news{*}", MaxBytes: 4}}, "testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int64{
+		"{app}:email": 1, "{app}x": 0, "jobs{t}": 2, "jobs{t}x": 0, "{t}": 2, "{a,b}": 3, "a": 0,
+	} {
+		if got := s.Queue(name).MaxBytes; got != want {
+			t.Errorf("queue %q: rule with max_bytes %d, want %d", name, got, want)
+		}
+	}
+	if got, want := s.Channel("news{t}").MaxBytes, int64(4); got != want {
+		t.Errorf("channel news{t}: rule with max_bytes %d, want %d", got, want)
+	}
+}
