@@ -24,7 +24,7 @@ import (
 // RESP2 and RESP3, blocked pops included (one woken by a push made straight into Redis, which only a
 // keyspace notification for the braced key can announce).
 func TestNames_TaggedListSemantics(t *testing.T) {
-	newRawEnv(t, nil).both(t, func(t *testing.T, tg target) {
+	newRawEnv(t, onlyNotifications).both(t, func(t *testing.T, tg target) {
 		ctx := e2eCtx(t)
 		for _, proto := range []int{2, 3} {
 			for _, key := range []string{"blist{t}", "{app}:email", "bull:{q}:wait"} {
@@ -75,6 +75,13 @@ func TestNames_TaggedListSemantics(t *testing.T) {
 			}
 		}
 	})
+}
+
+// onlyNotifications makes a keyspace notification the only way a push made straight into Redis can
+// wake a waiter within the tests' wait bound: the poll and the safety re-check wait an hour.
+func onlyNotifications(cfg *proxy.Config) {
+	cfg.BlockingPollInterval = time.Hour
+	cfg.BlockingSafetyInterval = time.Hour
 }
 
 // TestNames_TaggedChannels: PUBLISH and SUBSCRIBE accept tagged channel names, and PSUBSCRIBE
@@ -130,6 +137,7 @@ func TestNames_ClusterKeysInNameSlot(t *testing.T) {
 			Backoff: policy.Backoff{Initial: time.Hour, Max: time.Hour, Jitter: ptr(0.0)}}
 	}
 	cfg.Queues = []policy.Rule{lease("*{t}"), lease("{app}:*")}
+	onlyNotifications(&cfg)
 	q := proxytest.StartQgate(t, cfg)
 	ctx := e2eCtx(t)
 	c := q.Client(t, func(o *redis.Options) {
