@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -280,5 +282,23 @@ func TestNames_ClusterKeysInNameSlot(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("keys: %q", keys)
+	}
+}
+
+// TestNames_HTTPQueueAPI: the JSON API serves tagged queues (the name escaped in the URL path) and
+// refuses the names the commands refuse.
+func TestNames_HTTPQueueAPI(t *testing.T) {
+	e := e2eStart(t, httpOn)
+	ctx := e2eCtx(t)
+	if err := e.Client(t, 3).RPush(ctx, "{app}:email", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	base := httpBase(t, e.Qgate)
+	code, body := httpDo(t, "GET", base+"/api/v1/queues/"+url.PathEscape("{app}:email"), "", "", "")
+	if code != http.StatusOK || !strings.Contains(body, `"{app}:email"`) {
+		t.Fatalf("GET {app}:email: %d %s", code, body)
+	}
+	if code, body := httpDo(t, "GET", base+"/api/v1/queues/"+url.PathEscape("a{}b"), "", "", ""); code != http.StatusBadRequest {
+		t.Fatalf("GET a{}b: %d %s, want 400", code, body)
 	}
 }
