@@ -75,7 +75,7 @@ func TestList_Errors(t *testing.T) {
 func TestList_InvalidQueueName(t *testing.T) {
 	s := newServer(t, commandstest.Options{})
 	c := s.Conn(t)
-	bad := "ERR invalid queue name \"a b\": use printable ASCII without spaces, quotes, backslashes, braces or * ? [ ]"
+	bad := "ERR invalid queue name \"a b\": use printable ASCII without spaces, quotes, backslashes or * ? [ ]"
 	run(t, c, cases{
 		{[]string{"RPUSH", "a b", "x"}, errR(bad)},
 		{[]string{"LPOP", "a b"}, errR(bad)},

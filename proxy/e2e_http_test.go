@@ -346,7 +346,7 @@ func TestHTTPAPI_DeadLetterRoundTrip(t *testing.T) {
 	if code != 200 || len(clients.Clients) != 1 || clients.Clients[0].Protocol != 3 {
 		t.Errorf("clients = %d %s", code, body)
 	}
-	if code, _ := httpDo(t, "GET", base+"/api/v1/queues/bad%7Bname", "", "", ""); code != http.StatusBadRequest {
+	if code, _ := httpDo(t, "GET", base+"/api/v1/queues/bad%7Dname", "", "", ""); code != http.StatusBadRequest {
 		t.Errorf("invalid queue name: %d, want 400", code)
 	}
 }

@@ -247,7 +247,7 @@ func TestPolicy_InvalidNames(t *testing.T) {
 		args []interface{}
 		want string
 	}{
-		{[]interface{}{"rpush", "{tag}q", "x"}, `ERR invalid queue name "{tag}q": use printable ASCII without spaces, quotes, backslashes, braces or * ? [ ]`},
+		{[]interface{}{"rpush", "a{}q", "x"}, `ERR invalid queue name "a{}q": a '}' must close a non-empty {hash tag}, as in jobs{t}`},
 		{[]interface{}{"lpop", "a b"}, `ERR invalid queue name "a b"`},
 		{[]interface{}{"blpop", "ok", "bad*", "1"}, `ERR invalid queue name "bad*"`},
 		{[]interface{}{"publish", "", "x"}, `ERR invalid channel name: use 1 to 200 characters`},

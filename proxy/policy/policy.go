@@ -26,6 +26,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/qgate/qgate/proxy/glob"
+	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // Rule is one entry of the `queues:` or `channels:` list.
@@ -481,21 +482,27 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 const MaxNameLen = 200
 
 // ValidateName checks a queue or channel name (kind is "queue" or "channel"): 1 to 200 printable
-// ASCII characters without spaces, quotes, backslashes, braces or glob characters, so every key
-// derived from it can carry it as a {hash tag} and share its Redis Cluster slot. Patterns
-// (PSUBSCRIBE) may use glob characters.
+// ASCII characters without spaces, quotes, backslashes or glob characters, and braces only as
+// rdb.CheckName allows them (a name may carry its own Redis Cluster {hash tag}, which every key
+// derived from it then shares: README "Queue names"). Patterns (PSUBSCRIBE) may use glob characters,
+// and braces freely (they are literal characters in a Redis glob).
 func ValidateName(kind, name string, pattern bool) error {
 	if len(name) == 0 || len(name) > MaxNameLen {
 		return fmt.Errorf("invalid %s name: use 1 to %d characters", kind, MaxNameLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
-		ok := c > ' ' && c < 0x7f && !strings.ContainsRune(`"'\{}`, rune(c))
+		ok := c > ' ' && c < 0x7f && !strings.ContainsRune(`"'\`, rune(c))
 		if !pattern && strings.ContainsRune("*?[]", rune(c)) {
 			ok = false
 		}
 		if !ok {
-			return fmt.Errorf("invalid %s name %q: use printable ASCII without spaces, quotes, backslashes, braces or * ? [ ]", kind, clip(name))
+			return fmt.Errorf("invalid %s name %q: use printable ASCII without spaces, quotes, backslashes or * ? [ ]", kind, clip(name))
+		}
+	}
+	if !pattern {
+		if err := rdb.CheckName(name); err != nil {
+			return fmt.Errorf("invalid %s name %q: %w", kind, clip(name), err)
 		}
 	}
 	return nil

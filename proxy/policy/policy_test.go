@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,8 +163,15 @@ func TestDedup_YAMLForms(t *testing.T) {
 func TestValidateName(t *testing.T) {
 	for name, ok := range map[string]bool{
 		"email_queue": true, "events.signup": true, "a:b/c@d-e": true,
-		"": false, "with space": false, "{tag}": false, "a*": false, "q?": false, `quo"te`: false,
+		"": false, "with space": false, "a*": false, "q?": false, `quo"te`: false,
 		strings.Repeat("x", 200): true, strings.Repeat("x", 201): false, "tab\t": false, "é": false,
+		// Hash tags (README "Queue names").
+		"{tag}": true, "blist{t}": true, "{app}:email": true, "bull:{q}:wait": true, "}{a}": true,
+		"x{{t}": true, "a{b": true, "{": true, "a{}b": false, "a}b": false, "}": false, "{}": false,
+		"{}{t}": false, "{t}:qgate:inflight": false, "{t}:qgate:transit:x{t}:1": false,
+		"{t}:qgatex": true, "x{t}:qgate:inflight": true, "{t}x:qgate:dead": true,
+		strings.Repeat("x", 197) + "{t}": true, strings.Repeat("x", 198) + "{t}": false,
+		"ctl{\x01}": false,
 	} {
 		if err := ValidateName("queue", name, false); (err == nil) != ok {
 			t.Errorf("ValidateName(%q) = %v, want ok=%v", name, err, ok)
@@ -171,6 +179,20 @@ func TestValidateName(t *testing.T) {
 	}
 	if err := ValidateName("channel", "news.*", true); err != nil {
 		t.Errorf("patterns may use globs: %v", err)
+	}
+	if err := ValidateName("pattern", "a{}*", true); err != nil {
+		t.Errorf("patterns may use braces freely: %v", err)
+	}
+}
+
+func TestValidateName_BraceErrors(t *testing.T) {
+	for name, want := range map[string]string{
+		"a{}b":               `invalid queue name "a{}b": a '}' must close a non-empty {hash tag}, as in jobs{t}`,
+		"{t}:qgate:inflight": `invalid queue name "{t}:qgate:inflight": names of the form {...}:qgate:... are qgate's own keys`,
+	} {
+		if got := fmt.Sprint(ValidateName("queue", name, false)); got != want {
+			t.Errorf("ValidateName(%q) = %s, want %s", name, got, want)
+		}
 	}
 }
 
@@ -267,5 +289,28 @@ func TestDelivery_Validation(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+}
+
+// TestSet_RulesMatchTaggedNames: braces are literal characters in a rule's glob (as in Redis's
+// KEYS and PSUBSCRIBE patterns, which have no {a,b} alternation), so rules can select tagged names.
+func TestSet_RulesMatchTaggedNames(t *testing.T) {
+	s, err := NewSet([]Rule{
+		{Match: "{app}:*", MaxBytes: 1},
+		{Match: "*{t}", MaxBytes: 2},
+		{Match: "{a,b}", MaxBytes: 3},
+	}, []Rule{{Match: "news{*}", MaxBytes: 4}}, "testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int64{
+		"{app}:email": 1, "{app}x": 0, "jobs{t}": 2, "jobs{t}x": 0, "{t}": 2, "{a,b}": 3, "a": 0,
+	} {
+		if got := s.Queue(name).MaxBytes; got != want {
+			t.Errorf("queue %q: rule with max_bytes %d, want %d", name, got, want)
+		}
+	}
+	if got, want := s.Channel("news{t}").MaxBytes, int64(4); got != want {
+		t.Errorf("channel news{t}: rule with max_bytes %d, want %d", got, want)
 	}
 }

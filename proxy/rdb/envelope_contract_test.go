@@ -25,7 +25,7 @@ import (
 func allowedQueueName() string {
 	var b strings.Builder
 	for c := byte('!'); c < 0x7f; c++ {
-		if !strings.ContainsRune(`"'\{}*?[]`, rune(c)) {
+		if !strings.ContainsRune(`"'\*?[]`, rune(c)) { // braces too: "{|}" is a hash tag
 			b.WriteByte(c)
 		}
 	}

@@ -2,19 +2,72 @@
 // multi-step state change is a Lua script in scripts/ (one atomic step each).
 //
 // A queue's ready list keeps the queue's own name, so programs pushing straight into Redis still feed
-// it. Every other key of a queue carries the queue name as its {hash tag}, so all of a queue's keys
-// share one Redis Cluster slot (queue names cannot contain braces: see policy.ValidateName).
+// it. Every other key of a queue is built by QueueKey and shares the ready list's Redis Cluster slot:
+// it carries the queue name as its {hash tag}, or the queue's own tag when the name has one
+// (proxy/DESIGN.md, "Key layout").
 package rdb
 
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// QueueKey returns the key of the given kind of queue (proxy/DESIGN.md, "Key layout"). kind is one
+// word and each param one more ("transit" and an instance id); neither holds ':' or a brace, and a
+// kind always takes the same number of params. A queue without a hash tag (HashTag) keeps the layout
+// qgate always had, "{" + queue + "}:qgate:" + kind [":" + param]; a tagged queue's keys carry its
+// tag and then its whole name, "{" + tag + "}:qgate:" + kind + ":" + queue [":" + param], so queues
+// sharing a tag share a slot but no key. The name must have passed CheckName.
+func QueueKey(queue, kind string, params ...string) string {
+	var b strings.Builder
+	tag, tagged := HashTag(queue)
+	if !tagged {
+		tag = queue
+	}
+	b.Grow(len(tag) + len(kind) + len(queue) + 12 + 40*len(params))
+	b.WriteString("{")
+	b.WriteString(tag)
+	b.WriteString("}:qgate:")
+	b.WriteString(kind)
+	if tagged {
+		b.WriteString(":")
+		b.WriteString(queue)
+	}
+	for _, p := range params {
+		b.WriteString(":")
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// Why CheckName refuses a name.
+var (
+	ErrNameEmptyTag = errors.New("a '}' must close a non-empty {hash tag}, as in jobs{t}")
+	ErrNameReserved = errors.New("names of the form {...}:qgate:... are qgate's own keys")
+)
+
+// CheckName refuses the queue (and channel) names whose keys QueueKey cannot build: a name with a
+// '}' but no hash tag (Redis hashes the whole name, and no other key can have a tag holding '}'),
+// and a name that has the shape of a key QueueKey builds, {…}:qgate:… (its ready list would be
+// another queue's key). Length and characters are policy.ValidateName's.
+func CheckName(name string) error {
+	_, tagged := HashTag(name)
+	if !tagged && strings.IndexByte(name, '}') >= 0 {
+		return ErrNameEmptyTag
+	}
+	if strings.HasPrefix(name, "{") {
+		if j := strings.IndexByte(name, '}'); j > 1 && strings.HasPrefix(name[j+1:], ":qgate:") {
+			return ErrNameReserved
+		}
+	}
+	return nil
+}
 
 // Keys of an at-least-once queue (README "Retry rules"). The ready list is the queue's own name.
 
@@ -23,22 +76,22 @@ import (
 // A lease is keyed by its receipt, which lease_pop.lua makes for each delivery: new every time an
 // item is leased, given only to the client that popped it, and never stored in the item (so LRANGE,
 // QDEAD or an earlier delivery never show a valid one). QACK, QNACK and QEXTEND take receipts.
-func InflightKey(queue string) string { return "{" + queue + "}:qgate:inflight" }
+func InflightKey(queue string) string { return QueueKey(queue, "inflight") }
 
 // LeasesKey is the HASH of a queue's leases: receipt → owner "\n" item.
-func LeasesKey(queue string) string { return "{" + queue + "}:qgate:leases" }
+func LeasesKey(queue string) string { return QueueKey(queue, "leases") }
 
 // DelayedKey is the ZSET of items waiting for their backoff: item → ready-at (ms).
-func DelayedKey(queue string) string { return "{" + queue + "}:qgate:delayed" }
+func DelayedKey(queue string) string { return QueueKey(queue, "delayed") }
 
 // HandoffKey is the LIST where a blocked-pop listener of qgate before the wait hub (proxy/queue/wait)
 // put an item of an at-least-once queue for a waiting client. Nothing writes it any more; lease_pop
 // still serves it first and the reaper moves leftovers back (handoff_back), so lists an older
 // version left behind (kill -9 during an upgrade) are drained.
-func HandoffKey(queue string) string { return "{" + queue + "}:qgate:handoff" }
+func HandoffKey(queue string) string { return QueueKey(queue, "handoff") }
 
 // DeadKey is the LIST of items that failed max_attempts times.
-func DeadKey(queue string) string { return "{" + queue + "}:qgate:dead" }
+func DeadKey(queue string) string { return QueueKey(queue, "dead") }
 
 // LeasedQueuesKey is the ZSET of queues that leased items (queue → when an instance last noted it,
 // ms): the reapers of every qgate instance walk it. It is the only key outside the queues' slots. A
@@ -70,11 +123,11 @@ func RetryKeys(queue string) []string {
 
 // TransitKey is the HASH of the items instance popped from queue whose reply is not written yet:
 // field (end "L"/"R", sequence number, ".", position) -> item.
-func TransitKey(queue, instance string) string { return "{" + queue + "}:qgate:transit:" + instance }
+func TransitKey(queue, instance string) string { return QueueKey(queue, "transit", instance) }
 
 // TransitOwnersKey is the SET of instances that have a transit record on queue; every reaper looks
 // for records of dead instances there.
-func TransitOwnersKey(queue string) string { return "{" + queue + "}:qgate:transit-owners" }
+func TransitOwnersKey(queue string) string { return QueueKey(queue, "transit-owners") }
 
 // TransitKeys returns KEYS[1..3] of transit_pop.lua, transit_return.lua and transit_recover.lua. A
 // delivered pop's fields are deleted with a plain HDEL; the instance stays in the owners set while it
@@ -88,7 +141,7 @@ func TransitKeys(queue, instance string) []string {
 const InstancesKey = "qgate:instances"
 
 // DedupKey is the key that remembers a dedup hash on a queue for the dedup window.
-func DedupKey(queue, hash string) string { return "{" + queue + "}:qgate:dedup:" + hash }
+func DedupKey(queue, hash string) string { return QueueKey(queue, "dedup", hash) }
 
 // Chunk is the most items one script call pops, leases, acks, requeues or redrives: larger counts
 // are split into several calls by the caller, so no script blocks Redis for long (Redis answers

@@ -33,14 +33,24 @@ func crc16(s string) uint16 {
 	return crc
 }
 
-// Slot returns the cluster slot of key, as CLUSTER KEYSLOT does: the slot of its {hash tag} (the
-// bytes between the first '{' and the first '}' after it) when that tag is not empty, else of the
-// whole key.
-func Slot(key string) uint16 {
+// HashTag returns key's Redis Cluster hash tag and true, or "" and false when the whole key is hashed.
+// The tag is the bytes between the first '{' and the first '}' after it, when there are any (Redis
+// src/cluster.c keyHashSlot). This is the one place qgate applies the rule: the key builders of
+// rdb.go (QueueKey) and CheckName use it.
+func HashTag(key string) (string, bool) {
 	if i := strings.IndexByte(key, '{'); i >= 0 {
 		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
+			return key[i+1 : i+1+j], true
 		}
+	}
+	return "", false
+}
+
+// Slot returns the cluster slot of key, as CLUSTER KEYSLOT does: the slot of its {hash tag} when it
+// has one (HashTag), else of the whole key.
+func Slot(key string) uint16 {
+	if tag, ok := HashTag(key); ok {
+		key = tag
 	}
 	return crc16(key) % NumSlots
 }
