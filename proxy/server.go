@@ -108,7 +108,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	ctx, cancel := context.WithTimeout(s.bgctx, 10*time.Second)
 	defer cancel()
 	b, err := openBackend(ctx, cfg.Backend, cfg.PoolSize, cfg.BackendTLS, cfg.Dir,
-		timeouts{read: cfg.BackendReadTimeout, write: cfg.BackendWriteTimeout, dial: cfg.BackendDialTimeout})
+		timeouts{read: cfg.BackendReadTimeout, write: cfg.BackendWriteTimeout, dial: cfg.BackendDialTimeout,
+			clusterRefresh: cfg.ClusterRefreshInterval})
 	if err != nil {
 		return nil, err
 	}
