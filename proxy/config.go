@@ -59,7 +59,8 @@ type Config struct {
 	// dead and give back the items it had popped but not delivered.
 	InstanceTTL time.Duration `yaml:"instance_ttl"`
 	// ClusterRefreshInterval is how often a Cluster backend's slot map is refreshed when nothing
-	// failed; errors that mean it is stale refresh it at once (proxy/DESIGN.md "Cluster failover").
+	// failed (0: DefaultClusterRefresh); errors that mean it is stale refresh it at once
+	// (proxy/DESIGN.md "Cluster failover").
 	ClusterRefreshInterval time.Duration `yaml:"cluster_refresh_interval"`
 
 	Queues   []policy.Rule `yaml:"queues"`   // per-queue rules, first match wins (see policy.Rule)
@@ -114,7 +115,6 @@ func DefaultConfig() Config {
 		BlockingSafetyInterval: DefaultBlockingSafety,
 		BackendDialTimeout:     DefaultBackendDialTimeout,
 		InstanceTTL:            DefaultInstanceTTL,
-		ClusterRefreshInterval: DefaultClusterRefresh,
 		AuthFailureDelay:       auth.DefaultBaseDelay,
 		AuthFailureMaxDelay:    auth.DefaultMaxDelay,
 	}
@@ -154,8 +154,8 @@ func (c Config) Validate() error {
 		bad("shutdown_timeout", "must be > 0, got %s", c.ShutdownTimeout)
 	}
 	positive("pubsub_output_limit", c.PubSubOutputLimit)
-	if c.ClusterRefreshInterval <= 0 {
-		bad("cluster_refresh_interval", "must be > 0, got %s", c.ClusterRefreshInterval)
+	if c.ClusterRefreshInterval < 0 {
+		bad("cluster_refresh_interval", "must be >= 0 (0 = %s), got %s", DefaultClusterRefresh, c.ClusterRefreshInterval)
 	}
 	if c.ClientOutputLimit < 0 {
 		bad("client_output_limit", "must be >= 0 (0 = no limit), got %d", c.ClientOutputLimit)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -109,7 +110,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	defer cancel()
 	b, err := openBackend(ctx, cfg.Backend, cfg.PoolSize, cfg.BackendTLS, cfg.Dir,
 		timeouts{read: cfg.BackendReadTimeout, write: cfg.BackendWriteTimeout, dial: cfg.BackendDialTimeout,
-			clusterRefresh: cfg.ClusterRefreshInterval})
+			clusterRefresh: cmp.Or(cfg.ClusterRefreshInterval, DefaultClusterRefresh)})
 	if err != nil {
 		return nil, err
 	}
