@@ -530,3 +530,49 @@ func TestShutdown_BoundedWithClientThatNeverAcks(t *testing.T) {
 		t.Errorf("in flight after Shutdown = %d, want %d", got, want)
 	}
 }
+
+// A pipeline that reaches a pop during the drain: the commands before the pop are run and answered;
+// the pop and everything after it are neither run nor answered (so resending them elsewhere is safe).
+func TestDrain_PipelineStopsAtPop(t *testing.T) {
+	r, qs := drainCluster(t, 1, func(c *proxy.Config) {
+		drainRule("explicit")(c)
+		c.ShutdownTimeout = 20 * time.Second
+	})
+	q := qs[0]
+	c := drainDialT(t, q.Addr)
+	// A lease keeps the connection open through the drain.
+	if err := c.send([]string{"RPUSH", "dq", "a"}, []string{"LPOP", "dq"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if rep, err := c.read(); err != nil || rep.err != "" {
+			t.Fatalf("reply %+v, %v", rep, err)
+		}
+	}
+	stopped := stopAsync(q)
+	drainStarted(t, q)
+	if err := c.send([]string{"RPUSH", "dq", "before"}, []string{"LPOP", "dq"}, []string{"RPUSH", "dq", "after"}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := c.read(); err != nil || rep.text != "1" {
+		t.Fatalf("RPUSH before the pop = %+v, %v; want 1", rep, err)
+	}
+	if rep, err := c.read(); err == nil {
+		t.Fatalf("LPOP during the drain = %+v, want EOF", rep)
+	}
+	if st := <-stopped; st.err != nil {
+		t.Fatal(st.err)
+	}
+	d := r.Client(t)
+	ctx := e2eCtx(t)
+	got := d.LRange(ctx, "dq", 0, -1).Val()
+	// "a" comes back (its lease requeued at close), "before" was pushed, "after" never ran.
+	if len(got) != 2 {
+		t.Fatalf("ready after the drain = %q, want 2 items (a requeued, before)", got)
+	}
+	for _, it := range got {
+		if env := mustDecode(t, it); string(env.Payload) == "after" {
+			t.Errorf("the push after the pop ran: %q", got)
+		}
+	}
+}
