@@ -515,6 +515,7 @@ func TestShutdown_BoundedWithClientThatNeverAcks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("Shutdown took %s with shutdown_timeout %s", took.Round(time.Millisecond), timeout)
 	if took > timeout+time.Second {
 		t.Errorf("Shutdown took %s, want at most shutdown_timeout %s (+1s)", took, timeout)
 	}
