@@ -69,7 +69,10 @@ func OpenBackend(ctx context.Context, rawURL string, poolSize int) (*Backend, er
 }
 
 // timeouts are the backend timeouts of Config (0 = none; go-redis's own defaults never apply).
-type timeouts struct{ read, write, dial time.Duration }
+type timeouts struct {
+	read, write, dial time.Duration
+	clusterRefresh    time.Duration // the Cluster map's periodic refresh (cluster_refresh_interval; 0: go-redis's)
+}
 
 // apply sets the timeouts the URL did not set itself.
 func (t timeouts) apply(o *redis.UniversalOptions) {
@@ -118,7 +121,7 @@ func openBackend(ctx context.Context, rawURL string, poolSize int, btls BackendT
 		opts.MaxIdleConns = maxIdleConns
 	}
 	opts.MaintNotificationsConfig = noMaintNotifications()
-	client := redis.NewUniversalClient(opts)
+	client := newBackendClient(opts, tmo.clusterRefresh)
 	b := &Backend{
 		Client:  client,
 		Kind:    kind,

@@ -58,6 +58,10 @@ type Config struct {
 	// InstanceTTL is how long an instance may go without a heartbeat before the others take it for
 	// dead and give back the items it had popped but not delivered.
 	InstanceTTL time.Duration `yaml:"instance_ttl"`
+	// ClusterRefreshInterval is how often a Cluster backend's slot map is refreshed when nothing
+	// failed (0: DefaultClusterRefresh); errors that mean it is stale refresh it at once
+	// (proxy/DESIGN.md "Cluster failover").
+	ClusterRefreshInterval time.Duration `yaml:"cluster_refresh_interval"`
 
 	Queues   []policy.Rule `yaml:"queues"`   // per-queue rules, first match wins (see policy.Rule)
 	Channels []policy.Rule `yaml:"channels"` // per-channel rules for PUBLISH and SUBSCRIBE
@@ -93,6 +97,7 @@ const (
 	DefaultBlockingSafety     = 5 * time.Second
 	DefaultBackendDialTimeout = 5 * time.Second
 	DefaultInstanceTTL        = 10 * time.Second
+	DefaultClusterRefresh     = 10 * time.Second
 )
 
 // DefaultConfig returns the configuration used when nothing is set.
@@ -149,6 +154,9 @@ func (c Config) Validate() error {
 		bad("shutdown_timeout", "must be > 0, got %s", c.ShutdownTimeout)
 	}
 	positive("pubsub_output_limit", c.PubSubOutputLimit)
+	if c.ClusterRefreshInterval < 0 {
+		bad("cluster_refresh_interval", "must be >= 0 (0 = %s), got %s", DefaultClusterRefresh, c.ClusterRefreshInterval)
+	}
 	if c.ClientOutputLimit < 0 {
 		bad("client_output_limit", "must be >= 0 (0 = no limit), got %d", c.ClientOutputLimit)
 	}

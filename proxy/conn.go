@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,7 @@ var lastInputGC atomic.Int64
 var (
 	errClientGone = errors.New("client disconnected")
 	errOverflow   = errors.New("output buffer limit reached")
+	errDraining   = errors.New("shutting down")
 	// aLongTimeAgo is a deadline in the past: setting it interrupts a pending Read.
 	aLongTimeAgo = time.Unix(1, 0)
 )
@@ -89,6 +91,12 @@ type conn struct {
 	inBatch  bool
 	writing  bool
 	werr     error
+
+	// Drain (proxy/DESIGN.md "Shutdown"): drainRead is set once the connection reads with the drain's
+	// deadline (it held leases or half a command when the drain began); drainStop once it reached a
+	// pop during the drain: nothing after it is executed and the connection closes.
+	drainRead bool
+	drainStop bool
 }
 
 func newConn(srv *Server, nc net.Conn, id int64) *conn {
@@ -180,10 +188,61 @@ func (c *conn) serve() {
 			c.endBatch()
 			return
 		}
-		if c.dead || c.sess.CloseAfter || c.srv.closing.Load() {
+		if c.dead || c.sess.CloseAfter || c.drainStop || c.srv.closing.Load() && c.drainClean() {
 			return
 		}
 	}
+}
+
+// drainClean reports whether a draining connection is at a clean point, where closing it loses
+// nothing: every command read has been answered, no command is half read, and it holds no lease it
+// could still ack (proxy/DESIGN.md "Shutdown").
+func (c *conn) drainClean() bool {
+	return c.rpos == c.rend && len(c.sess.Consumer.Held) == 0
+}
+
+// drainPop runs instead of a pop that arrives during the drain: it acks the connection's previous
+// pops of the keys named (ack: next-pop, as the pop would have), then stops the connection without
+// taking anything and without a reply, so the client retries the pop on another instance. The batch's
+// earlier commands are answered first.
+func (c *conn) drainPop(args [][]byte) {
+	c.RunQueued()
+	keys := args[1:2]
+	if name := commands.Lookup(args[0]).Name; name == "blpop" || name == "brpop" {
+		keys = args[1 : len(args)-1]
+	}
+	for _, k := range keys {
+		last := c.sess.Consumer.LastPop[string(k)]
+		if len(last) == 0 {
+			continue
+		}
+		res := c.srv.engine.Ack(&c.sess.Consumer, string(k), slices.Clone(last))
+		if !res.Sync() {
+			c.srv.engine.Run([]queue.Queued{res})
+		}
+		if _, err := res.Result(); err != nil {
+			// The leases stay held: the close requeues them (a redelivery, never a loss).
+			c.srv.log.Warn("drain: next-pop ack failed", "client", c.sess.ID, "err", err)
+		}
+	}
+	c.drainStop = true
+}
+
+// takesItems reports whether the command named args[0] pops (and so may take items) — the commands a
+// draining connection no longer runs.
+func takesItems(args [][]byte) bool {
+	if len(args) < 2 {
+		return false
+	}
+	spec := commands.Lookup(args[0])
+	if spec == nil || spec.Verb != commands.VerbPop {
+		return false
+	}
+	switch spec.Name {
+	case "lpop", "rpop", "blpop", "brpop":
+		return true
+	}
+	return false
 }
 
 // fill reads more input, growing or compacting the buffer as needed. The commands parsed so far
@@ -218,6 +277,14 @@ func (c *conn) fill() error {
 		c.grow(c.parser.Pending(c.rend))
 	}
 	for {
+		if !c.drainRead && c.srv.closing.Load() {
+			// The drain began: close at a clean point, else read on until the drain's deadline.
+			if c.drainClean() {
+				return errDraining
+			}
+			c.drainRead = true
+			_ = c.nc.SetReadDeadline(c.srv.drainDeadline())
+		}
 		free := len(c.rbuf) - c.rend
 		n, err := c.nc.Read(c.rbuf[c.rend:])
 		c.rend += n
@@ -225,10 +292,21 @@ func (c *conn) fill() error {
 		if n > 0 {
 			return nil
 		}
-		// A delivery that raced with the end of a blocked pop may leave a past deadline behind.
-		if errors.Is(err, os.ErrDeadlineExceeded) && !c.srv.closing.Load() {
-			_ = c.nc.SetReadDeadline(time.Time{})
-			continue
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if !c.srv.closing.Load() {
+				// A delivery that raced with the end of a blocked pop may leave a past deadline behind;
+				// the drain's check at the top of the loop sees a shutdown that began meanwhile.
+				_ = c.nc.SetReadDeadline(time.Time{})
+				continue
+			}
+			if !c.drainRead {
+				continue // Shutdown's wake-up: the check at the top of the loop decides
+			}
+			if time.Now().Before(c.srv.drainDeadline()) {
+				// Shutdown's wake-up, after this connection had begun its drain read.
+				_ = c.nc.SetReadDeadline(c.srv.drainDeadline())
+				continue
+			}
 		}
 		return err
 	}
@@ -266,7 +344,7 @@ func (c *conn) execBuffered() error {
 	c.omu.Unlock()
 	// A batch whose replies passed the output limit stops: the client is being closed (Redis runs no
 	// more of its commands either).
-	for c.rpos < c.rend && !c.dead && !c.sess.CloseAfter && !c.spilled {
+	for c.rpos < c.rend && !c.dead && !c.sess.CloseAfter && !c.spilled && !c.drainStop {
 		c.parser.SetAuthRequired(c.authRequired())
 		args, n, err := c.parser.Next(c.rbuf[c.rpos:c.rend])
 		if err != nil {
@@ -278,6 +356,10 @@ func (c *conn) execBuffered() error {
 		c.rpos += n
 		if len(args) == 0 {
 			continue
+		}
+		if c.srv.closing.Load() && takesItems(args) {
+			c.drainPop(args) // no new item is taken once the drain began
+			return nil
 		}
 		c.srv.stats.commands.Add(1)
 		mark := c.beginCmd(args[0])
@@ -574,9 +656,50 @@ func (c *conn) close() {
 		c.werr = errClientGone
 	}
 	c.omu.Unlock()
+	if c.srv.closing.Load() {
+		c.lingerClose()
+	}
 	_ = c.nc.Close()
 	c.srv.engine.Requeue(&c.sess.Consumer)
 	c.srv.removeConn(c)
+}
+
+// drainLinger bounds how long a connection closed by the drain waits for its client to close.
+const drainLinger = time.Second
+
+// lingerClose ends a connection the drain closes without losing the replies already written: it
+// half-closes (the client reads its replies, then EOF) and reads and discards what the client still
+// sends, never executing it, until the client closes or drainLinger passes. Closing outright with
+// unread input would make the kernel send a reset, which may destroy replies the client has not read
+// yet: a push that ran would then look unanswered and be sent again (proxy/DESIGN.md "Shutdown").
+func (c *conn) lingerClose() {
+	until := time.Now().Add(drainLinger)
+	if d := c.srv.drainDeadline(); d.Before(until) {
+		until = d
+	}
+	_ = c.nc.SetWriteDeadline(until)
+	var err error
+	switch nc := c.nc.(type) {
+	case *net.TCPConn:
+		err = nc.CloseWrite()
+	case *tls.Conn:
+		err = nc.CloseWrite()
+	default:
+		return
+	}
+	if err != nil {
+		return
+	}
+	_ = c.nc.SetReadDeadline(until)
+	buf := c.rbuf[:cap(c.rbuf)]
+	if len(buf) < minReadBuf {
+		buf = make([]byte, minReadBuf)
+	}
+	for {
+		if _, err := c.nc.Read(buf); err != nil {
+			return
+		}
+	}
 }
 
 // handshakeTimeout bounds a TLS handshake.

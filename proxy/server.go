@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -54,6 +55,9 @@ type Server struct {
 	bgctx    context.Context
 	bgcancel context.CancelFunc
 	closing  atomic.Bool
+	// drainUntil is when draining connections stop waiting for their clients and close (Unix ns; set
+	// before closing).
+	drainUntil atomic.Int64
 
 	instance string // random id of this process, in lease owner tokens and transit records
 
@@ -105,7 +109,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	ctx, cancel := context.WithTimeout(s.bgctx, 10*time.Second)
 	defer cancel()
 	b, err := openBackend(ctx, cfg.Backend, cfg.PoolSize, cfg.BackendTLS, cfg.Dir,
-		timeouts{read: cfg.BackendReadTimeout, write: cfg.BackendWriteTimeout, dial: cfg.BackendDialTimeout})
+		timeouts{read: cfg.BackendReadTimeout, write: cfg.BackendWriteTimeout, dial: cfg.BackendDialTimeout,
+			clusterRefresh: cmp.Or(cfg.ClusterRefreshInterval, DefaultClusterRefresh)})
 	if err != nil {
 		return nil, err
 	}
@@ -248,17 +253,17 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// Shutdown stops accepting, lets every connection finish the batch it is executing and write its
-// replies, disconnects blocked clients without a reply, hands items that could not be delivered back
-// to their lists, and closes the backend, all within cfg.ShutdownTimeout (or ctx, if sooner). When
-// the backend does not answer in time, the connections still waiting for it are abandoned: the items
-// of their pops are in this instance's transit records in Redis, which another instance (or the next
-// start) gives back once this instance's heartbeat is older than InstanceTTL. It returns an error
-// only when items were lost.
+// Shutdown drains the server (proxy/DESIGN.md "Shutdown", README "Running several instances"): it
+// stops accepting and fails /readyz at once; every command already read is answered; each connection
+// is closed at a clean point (nothing half read, no lease it could still ack; a pop that arrives now
+// acks the previous one under ack: next-pop, takes nothing and is not answered); blocked clients are
+// disconnected without a reply. Then it hands items that could not be delivered back to their lists
+// and closes the backend, all within cfg.ShutdownTimeout (or ctx, if sooner). Connections still open
+// then are closed (their leases requeued); when the backend does not answer in time, the pops of the
+// connections still waiting for it stay in this instance's transit records in Redis, which another
+// instance (or the next start) gives back once this instance's heartbeat is older than InstanceTTL.
+// It returns an error only when items were lost.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if !s.closing.CompareAndSwap(false, true) {
-		return nil
-	}
 	start := time.Now()
 	deadline := start.Add(s.cfg.ShutdownTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -266,6 +271,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// Everything below ends by hard; what is left after it is only closing sockets.
 	hard := deadline.Add(-min(500*time.Millisecond, time.Until(deadline)/10))
+	// Connections that still wait for their clients (leases not acked) are closed by drainUntil,
+	// leaving time before hard to requeue their leases and stop the engine cleanly.
+	drainUntil := hard.Add(-min(time.Second, time.Until(hard)/4))
+	s.drainUntil.CompareAndSwap(0, drainUntil.UnixNano())
+	if !s.closing.CompareAndSwap(false, true) {
+		return nil
+	}
 	hctx, cancel := context.WithDeadline(ctx, hard)
 	defer cancel()
 	s.log.Info("shutting down: draining connections", "timeout", time.Until(deadline).Round(time.Millisecond).String())
@@ -273,7 +285,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.ln.Close()
 	}
 	s.cancel()
-	// Interrupt idle and blocked reads; a connection in the middle of a batch finishes it first.
+	// Interrupt idle and blocked reads: each connection checks whether it is at a clean point (one in
+	// the middle of a batch finishes it first).
 	s.mu.Lock()
 	for c := range s.conns {
 		_ = c.nc.SetReadDeadline(aLongTimeAgo)
@@ -303,6 +316,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.kill()
 		}
 		s.mu.Unlock()
+		// Their goroutines requeue their leases as they close: give them until the deadline.
+		select {
+		case <-drained:
+		case <-time.After(time.Until(deadline)):
+		}
 	}
 	s.bgcancel()
 	// Closing go-redis clients waits for replies still due; never past the deadline.
@@ -322,6 +340,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("shutdown: %d popped items could not be given back to their queues (see the LOST log lines)", lost)
 	}
 	return nil
+}
+
+// drainDeadline is when draining connections stop waiting for their clients.
+func (s *Server) drainDeadline() time.Time {
+	if ns := s.drainUntil.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Now().Add(s.cfg.ShutdownTimeout)
 }
 
 // bounded runs f and waits for it until ctx ends (or until the optional deadline); false if it did not

@@ -402,6 +402,27 @@ func StartCluster(tb testing.TB, masters int) (addrs []string) {
 // LaunchCluster is StartCluster without a testing.TB: node i lives in dir/node<i>; the caller
 // must Close every node.
 func LaunchCluster(dir string, masters int) (nodes []*Redis, err error) {
+	return LaunchClusterReplicas(dir, masters, 0, 5*time.Second)
+}
+
+// StartClusterReplicas starts a Redis Cluster of masters masters (at least 3), each with replicas
+// replicas, and cluster-node-timeout nodeTimeout (small values make failovers fast). It returns every
+// node once all report cluster_state:ok and every replica's link to its master is up; they are
+// stopped when the test ends. Which node is a master is known only from the nodes themselves (ROLE).
+func StartClusterReplicas(tb testing.TB, masters, replicas int, nodeTimeout time.Duration) []*Redis {
+	tb.Helper()
+	nodes, err := LaunchClusterReplicas(tb.TempDir(), masters, replicas, nodeTimeout)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, n := range nodes {
+		tb.Cleanup(n.Stop)
+	}
+	return nodes
+}
+
+// LaunchClusterReplicas is StartClusterReplicas without a testing.TB; the caller must Close every node.
+func LaunchClusterReplicas(dir string, masters, replicas int, nodeTimeout time.Duration) (nodes []*Redis, err error) {
 	if masters < 3 {
 		return nil, fmt.Errorf("launch cluster: need at least 3 masters, got %d", masters)
 	}
@@ -417,8 +438,9 @@ func LaunchCluster(dir string, masters int) (nodes []*Redis, err error) {
 			nodes = nil
 		}
 	}()
+	total := masters * (1 + replicas)
 	var addrs []string
-	for i := range masters {
+	for i := range total {
 		nodeDir := filepath.Join(dir, fmt.Sprintf("node%d", i))
 		if err := os.MkdirAll(nodeDir, 0o700); err != nil {
 			return nodes, fmt.Errorf("launch cluster: %w", err)
@@ -426,7 +448,7 @@ func LaunchCluster(dir string, masters int) (nodes []*Redis, err error) {
 		n, err := launch(nodeDir, "", readyRedis, true, []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000",
+			"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
 		})
 		if err != nil {
 			return nodes, fmt.Errorf("launch cluster: %w", err)
@@ -438,12 +460,12 @@ func LaunchCluster(dir string, masters int) (nodes []*Redis, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ClusterTimeout)
 	defer cancel()
 	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
 		return nodes, fmt.Errorf("launch cluster: redis-cli --cluster create: %w\n%s", err, out)
 	}
 
-	want := []string{"cluster_state:ok", "cluster_slots_ok:16384", fmt.Sprintf("cluster_known_nodes:%d", masters)}
+	want := []string{"cluster_state:ok", "cluster_slots_ok:16384", fmt.Sprintf("cluster_known_nodes:%d", total)}
 	for _, n := range nodes {
 		c := redis.NewClient(&redis.Options{Addr: n.Addr})
 		err := waitFor(ClusterTimeout, func(ctx context.Context) error {
@@ -455,6 +477,11 @@ func LaunchCluster(dir string, masters int) (nodes []*Redis, err error) {
 				if !strings.Contains(info, w+"\r\n") {
 					return fmt.Errorf("node %s: no %q in CLUSTER INFO", n.Addr, w)
 				}
+			}
+			if repl, err := c.Info(ctx, "replication").Result(); err != nil {
+				return err
+			} else if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+				return fmt.Errorf("replica %s: link to its master not up yet", n.Addr)
 			}
 			return nil
 		})
