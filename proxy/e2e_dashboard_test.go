@@ -1,0 +1,301 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/chromedp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/proxy"
+	"github.com/qgate/qgate/proxy/auth"
+	"github.com/qgate/qgate/proxy/policy"
+	"github.com/qgate/qgate/proxy/rdb"
+)
+
+// End-to-end tests of the dashboard (README "Dashboard") in headless Chromium, against a real
+// redis-server and an in-process qgate. Without Chromium they are skipped, unless
+// QGATE_REQUIRE_CHROMIUM=1 (CI), which makes a missing browser a failure.
+
+// dashTimeout bounds one test's browser: everything it does ends by then.
+const dashTimeout = 90 * time.Second
+
+// dashBrowser is a headless Chromium tab of the test's own; console errors and uncaught exceptions
+// of its pages (a CSP violation is one) are collected for dashNoConsoleErrors.
+type dashBrowser struct {
+	ctx  context.Context
+	mu   sync.Mutex
+	errs []string
+}
+
+func dashStartBrowser(t *testing.T) *dashBrowser {
+	t.Helper()
+	path := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		if os.Getenv("QGATE_REQUIRE_CHROMIUM") == "1" {
+			t.Fatal("no chromium in PATH and QGATE_REQUIRE_CHROMIUM=1")
+		}
+		t.Skip("no chromium in PATH (set QGATE_REQUIRE_CHROMIUM=1 to make this a failure)")
+	}
+	tctx, cancelT := context.WithTimeout(context.Background(), dashTimeout)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.Headless, chromedp.WindowSize(1280, 800), chromedp.Flag("disable-gpu", true))
+	actx, cancelA := chromedp.NewExecAllocator(tctx, opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancelC()
+		cancelA()
+		cancelT()
+	})
+	b := &dashBrowser{ctx: ctx}
+	msgs := chromedp.Console(ctx) // starts the browser
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Type == chromedp.ConsoleError {
+				b.mu.Lock()
+				b.errs = append(b.errs, m.String())
+				b.mu.Unlock()
+			}
+		}
+	}()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return b
+}
+
+// do runs steps in the browser and fails the test on an error (a wait past dashTimeout is one).
+func (b *dashBrowser) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(b.ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (b *dashBrowser) text(t *testing.T, css string) string {
+	t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.TextContent(chromedp.CSS(css)))
+	if err != nil {
+		t.Fatalf("text of %s: %v", css, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// noConsoleErrors fails the test if a page logged an error or threw.
+func (b *dashBrowser) noConsoleErrors(t *testing.T) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.errs {
+		t.Errorf("browser console: %s", e)
+	}
+}
+
+// answerLogins makes the tab answer HTTP authentication challenges as a person at the browser's
+// login prompt would: cancel it while creds returns ok false, else type the credentials in. It
+// returns the challenges seen.
+func (b *dashBrowser) answerLogins(t *testing.T, creds func() (user, pass string, ok bool)) func() []fetch.AuthChallenge {
+	t.Helper()
+	var mu sync.Mutex
+	var seen []fetch.AuthChallenge
+	call := func(f func(ctx context.Context, tg *chromedp.Target) error) {
+		if err := chromedp.Do(b.ctx, chromedp.Func(f)); err != nil && b.ctx.Err() == nil {
+			t.Errorf("answer a paused request: %v", err)
+		}
+	}
+	paused, challenges := chromedp.Events(b.ctx, fetch.RequestPaused), chromedp.Events(b.ctx, fetch.AuthRequired)
+	go func() {
+		for ev, err := range paused {
+			if err != nil {
+				return
+			}
+			call(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tg, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+				return err
+			})
+		}
+	}()
+	go func() {
+		for ev, err := range challenges {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			seen = append(seen, *ev.AuthChallenge)
+			mu.Unlock()
+			answer := &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseCancelAuth}
+			if user, pass, ok := creds(); ok {
+				answer = &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseProvideCredentials, Username: user, Password: pass}
+			}
+			call(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tg, fetch.ContinueWithAuth, fetch.ContinueWithAuthParams{RequestID: ev.RequestID, AuthChallengeResponse: answer})
+				return err
+			})
+		}
+	}()
+	b.do(t, "intercept authentication", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, fetch.Enable, fetch.EnableParams{HandleAuthRequests: ptr(true)})
+		return err
+	}))
+	return func() []fetch.AuthChallenge {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]fetch.AuthChallenge(nil), seen...)
+	}
+}
+
+func dashRow(queue string) chromedp.CSS {
+	return chromedp.CSS(fmt.Sprintf(`#queues tr[data-queue=%q]`, queue))
+}
+
+func TestDashboard_QueuesTableShowsPushedQueue(t *testing.T) {
+	b := dashStartBrowser(t)
+	e := e2eStart(t, httpOn)
+	ctx := e2eCtx(t)
+	c := e.Client(t, 3)
+	items := make([]any, 1234)
+	for i := range items {
+		items[i] = i
+	}
+	if err := c.RPush(ctx, "orders", items...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RPush(ctx, "mail", "m").Err(); err != nil {
+		t.Fatal(err)
+	}
+	base := httpBase(t, e.Qgate)
+	b.do(t, "open the dashboard", chromedp.Navigate(base+"/"), chromedp.WaitVisible(dashRow("orders")), chromedp.WaitVisible(dashRow("mail")))
+	if got, want := b.text(t, `#queues tr[data-queue="orders"] td:nth-child(4)`), "1,234"; got != want {
+		t.Errorf("ready of orders = %q, want %q", got, want)
+	}
+	if got, want := b.text(t, `#queues tr[data-queue="orders"] td:nth-child(2)`), "at-most-once"; got != want {
+		t.Errorf("delivery of orders = %q, want %q", got, want)
+	}
+	// Sorted by name: mail before orders.
+	if got, want := b.text(t, `#queues tbody tr:first-child td:first-child`), "mail"; got != want {
+		t.Errorf("first row = %q, want %q", got, want)
+	}
+	b.do(t, "filter on ord", chromedp.SendKeys(chromedp.ID("filter"), "ord"), chromedp.WaitNotPresent(dashRow("mail")),
+		chromedp.WaitVisible(dashRow("orders")))
+	b.noConsoleErrors(t)
+}
+
+func TestDashboard_RedriveFromDeadLetterPage(t *testing.T) {
+	b := dashStartBrowser(t)
+	rule := policy.Rule{Match: "jobs*", Delivery: "at-least-once", VisibilityTimeout: time.Hour, MaxAttempts: ptr(1),
+		Backoff: policy.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Jitter: ptr(0.0)}}
+	e := e2eStart(t, httpOn, func(c *proxy.Config) { c.Queues = []policy.Rule{rule} })
+	ctx := e2eCtx(t)
+	c := envClient(t, e, ctx)
+	// The payload is markup: the page must show it as text, never parse it.
+	const payload = `<img src=x id=injected onerror="document.title='pwned'"><b>j1</b>`
+	if err := c.RPush(ctx, "jobs", payload).Err(); err != nil {
+		t.Fatal(err)
+	}
+	item, err := c.LPop(ctx, "jobs").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "qnack", "jobs", mustReceipt(t, item)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.Direct.LLen(ctx, rdb.DeadKey("jobs")).Val(), int64(1); got != want {
+		t.Fatalf("dead letters after QNACK = %d, want %d", got, want)
+	}
+
+	base := httpBase(t, e.Qgate)
+	b.do(t, "open the queue page", chromedp.Navigate(base+"/#/queue/jobs"), chromedp.WaitVisible(chromedp.CSS(`#dead tr[data-dead="0"]`)))
+	if got, want := b.text(t, `#dead tr[data-dead="0"] pre.payload`), payload; got != want {
+		t.Errorf("dead payload shown as %q, want the text %q", got, want)
+	}
+	if got, want := b.text(t, `#dead tr[data-dead="0"] td:nth-child(2)`), "nack"; got != want {
+		t.Errorf("dead reason = %q, want %q", got, want)
+	}
+	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("#injected, #dead b").length`)); err != nil || n != 0 {
+		t.Errorf("payload markup became %d elements (err %v)", n, err)
+	}
+	if rule := b.text(t, "#rule"); !strings.Contains(rule, "max_attempts: 1") || !strings.Contains(rule, `match: "jobs*"`) {
+		t.Errorf("rule shown as %q", rule)
+	}
+
+	b.do(t, "redrive all, confirmed", chromedp.Click(chromedp.ID("redrive-all")), chromedp.WaitVisible(chromedp.ID("confirm-ok")),
+		chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitVisible(chromedp.ID("dead-empty")))
+
+	if got, want := e.Direct.LLen(ctx, rdb.DeadKey("jobs")).Val(), int64(0); got != want {
+		t.Errorf("dead letters after redrive = %d, want %d", got, want)
+	}
+	got, err := c.LPop(ctx, "jobs").Result()
+	if err != nil {
+		t.Fatalf("LPOP after redrive: %v", err)
+	}
+	if got, want := mustDecode(t, got).Payload, []byte(payload); string(got) != string(want) {
+		t.Errorf("redriven payload = %q, want %q", got, want)
+	}
+	if title, err := chromedp.Run(b.ctx, chromedp.Title()); err != nil || title == "pwned" {
+		t.Errorf("title = %q (err %v): the payload ran as script", title, err)
+	}
+	b.noConsoleErrors(t)
+}
+
+func TestDashboard_NeedsCredentialsWhenUsersConfigured(t *testing.T) {
+	b := dashStartBrowser(t)
+	const pw = "admin-pw"
+	e := e2eStart(t, httpOn, func(c *proxy.Config) {
+		c.Users = []auth.UserConfig{{Name: "admin", PasswordHash: authHash(t, pw), Admin: []string{"*"}, Push: []string{"*"}}}
+		c.AuthFailureDelay = time.Millisecond
+		c.AuthFailureMaxDelay = time.Millisecond
+	})
+	base := httpBase(t, e.Qgate)
+	var typed atomic.Bool // whether the person at the prompt types the credentials in
+	challenges := b.answerLogins(t, func() (string, string, bool) { return "admin", pw, typed.Load() })
+
+	resp, err := chromedp.Run(b.ctx, chromedp.NavigateResponse(base+"/"))
+	if err != nil {
+		t.Fatalf("open the dashboard, login prompt cancelled: %v", err)
+	}
+	if got, want := resp.Status, int64(401); got != want {
+		t.Errorf("status without credentials = %d, want %d", got, want)
+	}
+	seen := challenges()
+	if got, want := len(seen), 1; got != want {
+		t.Fatalf("login prompts = %d, want %d", got, want)
+	}
+	if got, want := strings.ToLower(seen[0].Scheme)+" "+seen[0].Realm, "basic qgate"; got != want {
+		t.Errorf("challenge = %q, want %q", got, want)
+	}
+
+	c := e.Client(t, 3, func(o *redis.Options) { o.Username, o.Password = "admin", pw })
+	if err := c.RPush(e2eCtx(t), "orders", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	typed.Store(true)
+	resp, err = chromedp.Run(b.ctx, chromedp.NavigateResponse(base+"/"))
+	if err != nil {
+		t.Fatalf("open the dashboard, credentials typed in: %v", err)
+	}
+	if got, want := resp.Status, int64(200); got != want {
+		t.Errorf("status with credentials = %d, want %d", got, want)
+	}
+	b.do(t, "queues listed with credentials", chromedp.WaitVisible(dashRow("orders")))
+	if got := b.text(t, "#status-text"); !strings.Contains(got, "user admin") || !strings.Contains(got, "backend ok") {
+		t.Errorf("header = %q, want the user and the backend's state", got)
+	}
+}
