@@ -90,6 +90,14 @@ func (b *dashBrowser) do(t *testing.T, what string, steps ...chromedp.Action[chr
 	}
 }
 
+// poll waits until the JavaScript expression is truthy in the page.
+func (b *dashBrowser) poll(t *testing.T, expr string) {
+	t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(e2eWaitBound))); err != nil {
+		t.Fatalf("wait for %s: %v", expr, err)
+	}
+}
+
 func (b *dashBrowser) text(t *testing.T, css string) string {
 	t.Helper()
 	s, err := chromedp.Run(b.ctx, chromedp.TextContent(chromedp.CSS(css)))
@@ -298,4 +306,103 @@ func TestDashboard_NeedsCredentialsWhenUsersConfigured(t *testing.T) {
 	if got := b.text(t, "#status-text"); !strings.Contains(got, "user admin") || !strings.Contains(got, "backend ok") {
 		t.Errorf("header = %q, want the user and the backend's state", got)
 	}
+}
+
+// TestDashboard_Screenshot writes the README's screenshots (proxy/admin/testdata/dashboard.png and
+// dashboard-queue.png) when QGATE_SCREENSHOT names the first file:
+//
+//	QGATE_SCREENSHOT=$PWD/proxy/admin/testdata/dashboard.png go test -run TestDashboard_Screenshot ./proxy/
+func TestDashboard_Screenshot(t *testing.T) {
+	out := os.Getenv("QGATE_SCREENSHOT")
+	if out == "" {
+		t.Skip("set QGATE_SCREENSHOT=<file.png> to write the dashboard's screenshots")
+	}
+	b := dashStartBrowser(t)
+	rules := []policy.Rule{
+		{Match: "jobs.email", Delivery: "at-least-once", VisibilityTimeout: 5 * time.Minute, MaxAttempts: ptr(1)},
+		{Match: "jobs.*", Delivery: "at-least-once", VisibilityTimeout: 5 * time.Minute, MaxAttempts: ptr(5),
+			Backoff: policy.Backoff{Initial: 10 * time.Minute, Max: time.Hour}},
+	}
+	e := e2eStart(t, httpOn, func(c *proxy.Config) { c.Queues = rules })
+	ctx := e2eCtx(t)
+	c := envClient(t, e, ctx)
+	fill := func(q string, n int, f func(i int) string) {
+		t.Helper()
+		vals := make([]any, n)
+		for i := range vals {
+			vals[i] = f(i)
+		}
+		if err := c.RPush(ctx, q, vals...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill("orders", 12480, func(i int) string { return fmt.Sprintf(`{"order_id":%d,"sku":"A-%03d","qty":%d}`, 100000+i, i%500, 1+i%4) })
+	fill("events.audit", 311, func(i int) string { return fmt.Sprintf(`{"event":"login","user":%d}`, i) })
+	fill("jobs.email", 1830, func(i int) string {
+		return fmt.Sprintf(`{"to":"user%d@example.com","template":"welcome","locale":"en"}`, i)
+	})
+	fill("jobs.thumbnails", 96, func(i int) string { return fmt.Sprintf(`{"image":"uploads/%04d.jpg","sizes":[64,256]}`, i) })
+	// jobs.email: 7 dead letters (max_attempts 1, nacked) and 24 leased; jobs.thumbnails: 5 nacked
+	// into backoff (delayed) and 12 leased.
+	pop := func(q string, n int, nack bool) {
+		t.Helper()
+		for range n {
+			item, err := c.LPop(ctx, q).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if nack {
+				if err := c.Do(ctx, "qnack", q, mustReceipt(t, item)).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	pop("jobs.email", 7, true)
+	pop("jobs.email", 24, false)
+	pop("jobs.thumbnails", 5, true)
+	pop("jobs.thumbnails", 12, false)
+
+	// Traffic on orders while the page refreshes, so its rates show.
+	w := e.Client(t, 3)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			_ = w.RPush(ctx, "orders", fmt.Sprintf(`{"order_id":%d}`, 200000+i), fmt.Sprintf(`{"order_id":%d}`, 300000+i)).Err()
+			_ = w.LPop(ctx, "orders").Err()
+		}
+	}()
+
+	base := httpBase(t, e.Qgate)
+	b.do(t, "open the dashboard", chromedp.Navigate(base+"/"), chromedp.WaitVisible(dashRow("orders")))
+	b.poll(t, `(() => { const td = document.querySelector('#queues tr[data-queue="orders"] td:nth-child(9)');
+		return !!td && td.textContent !== "–" && td.textContent !== "0"; })()`)
+	b.do(t, "fit the table", chromedp.EmulateViewport(1280, 440))
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.do(t, "open jobs.email", chromedp.EmulateViewport(1280, 800), chromedp.Navigate(base+"/#/queue/jobs.email"), chromedp.WaitVisible(chromedp.CSS(`#dead tr[data-dead="6"]`)))
+	b.poll(t, `document.querySelectorAll(".cards .card").length > 6`)
+	png, err = chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(strings.TrimSuffix(out, ".png")+"-queue.png", png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.noConsoleErrors(t)
 }

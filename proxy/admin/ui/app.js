@@ -54,11 +54,8 @@
 
   function when(v) {
     if (v === undefined || v === null || v === "") return "–";
-    if (typeof v === "number") {
-      const d = new Date(v);
-      return isNaN(d) ? String(v) : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
-    }
-    return String(v);
+    const d = new Date(v);
+    return isNaN(d) ? String(v) : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
   }
 
   // ---- API ---------------------------------------------------------------------------------------
@@ -265,7 +262,7 @@
         h("span", { class: "muted small" }, "rates: this instance, per second between refreshes (every " + REFRESH_MS / 1000 + " s)")),
       cards,
       h("div", { class: "scroll" }, h("table", { class: "grid", id: "queues" }, h("thead", {}, head), body)),
-      empty);
+      ...(empty ? [empty] : []));
   }
 
   function card(label, value, cls) {
@@ -333,7 +330,7 @@
           h("td", { class: "num" }, num(d.attempts)),
           h("td", { class: "nowrap" }, when(d.failed_at)),
           h("td", { class: "mono" }, d.id || "–"),
-          h("td", { class: "nowrap" }, d.enqueued_at || "–"),
+          h("td", { class: "nowrap" }, when(d.enqueued_at)),
           h("td", {}, d.producer || "–"),
           h("td", {}, payloadCell(d.payload || "", d.payload_encoding)))))));
   }
