@@ -336,7 +336,9 @@ func TestDashboard_Screenshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fill("orders", 12480, func(i int) string { return fmt.Sprintf(`{"order_id":%d,"sku":"A-%03d","qty":%d}`, 100000+i, i%500, 1+i%4) })
+	fill("orders", 12480, func(i int) string {
+		return fmt.Sprintf(`{"order_id":%d,"sku":"A-%03d","qty":%d}`, 100000+i, i%500, 1+i%4)
+	})
 	fill("events.audit", 311, func(i int) string { return fmt.Sprintf(`{"event":"login","user":%d}`, i) })
 	fill("jobs.email", 1830, func(i int) string {
 		return fmt.Sprintf(`{"to":"user%d@example.com","template":"welcome","locale":"en"}`, i)
