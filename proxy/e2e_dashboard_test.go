@@ -203,7 +203,86 @@ func TestDashboard_QueuesTableShowsPushedQueue(t *testing.T) {
 	}
 	b.do(t, "filter on ord", chromedp.SendKeys(chromedp.ID("filter"), "ord"), chromedp.WaitNotPresent(dashRow("mail")),
 		chromedp.WaitVisible(dashRow("orders")))
+	b.do(t, "open the clients page", chromedp.Click(chromedp.CSS(`nav a[data-nav="clients"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#clients tbody tr`)))
+	if got, want := b.text(t, `#clients tbody tr td:nth-child(5)`), "3"; got != want {
+		t.Errorf("RESP version of the client = %q, want %q", got, want)
+	}
 	b.noConsoleErrors(t)
+}
+
+// The API additions the dashboard reads (README "Dashboard"), without a browser.
+func TestDashboardAPI_DetailListPolicyAndStatus(t *testing.T) {
+	rule := policy.Rule{Match: "jobs*", Delivery: "at-least-once", VisibilityTimeout: time.Minute, MaxAttempts: ptr(3)}
+	e := e2eStart(t, httpOn, func(c *proxy.Config) { c.Queues = []policy.Rule{rule} })
+	ctx := e2eCtx(t)
+	c := envClient(t, e, ctx)
+	if err := c.RPush(ctx, "jobs", "a", "b").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LPop(ctx, "jobs").Err(); err != nil {
+		t.Fatal(err)
+	}
+	base := httpBase(t, e.Qgate)
+
+	type detail struct {
+		Name             string
+		Ready            int64
+		InFlight         int64  `json:"in_flight"`
+		OldestReadyAgeMs *int64 `json:"oldest_ready_age_ms"`
+		Counters         *struct{ Pushed, Popped int64 }
+		Policy           *struct {
+			Match       string
+			Delivery    string
+			MaxAttempts int    `json:"max_attempts"`
+			Visibility  string `json:"visibility_timeout"`
+		}
+	}
+	var list struct{ Queues []detail }
+	e2eEventually(t, "jobs in the detailed list", func() bool {
+		code, body := httpDo(t, "GET", base+"/api/v1/queues?detail=1", "", "", "")
+		list = decodeJSON[struct{ Queues []detail }](t, body)
+		return code == 200 && len(list.Queues) == 1
+	})
+	q := list.Queues[0]
+	if q.Name != "jobs" || q.Ready != 1 || q.InFlight != 1 || q.OldestReadyAgeMs == nil || *q.OldestReadyAgeMs < 0 ||
+		q.Counters == nil || q.Counters.Pushed != 2 || q.Counters.Popped != 1 || q.Policy != nil {
+		t.Errorf("detailed entry = %+v (age %v, counters %+v)", q, q.OldestReadyAgeMs, q.Counters)
+	}
+	_, body := httpDo(t, "GET", base+"/api/v1/queues", "", "", "")
+	if strings.Contains(body, "oldest_ready_age_ms") || strings.Contains(body, "counters") {
+		t.Errorf("plain list has detail fields: %s", body)
+	}
+
+	code, body := httpDo(t, "GET", base+"/api/v1/queues/jobs", "", "", "")
+	one := decodeJSON[detail](t, body)
+	if code != 200 || one.Policy == nil {
+		t.Fatalf("GET /api/v1/queues/jobs = %d %s", code, body)
+	}
+	if got, want := *one.Policy, (struct {
+		Match       string
+		Delivery    string
+		MaxAttempts int    `json:"max_attempts"`
+		Visibility  string `json:"visibility_timeout"`
+	}{"jobs*", "at-least-once", 3, "1m0s"}); got != want {
+		t.Errorf("policy = %+v, want %+v", got, want)
+	}
+
+	code, body = httpDo(t, "GET", base+"/api/v1/status", "", "", "")
+	st := decodeJSON[struct {
+		Instance, Version, Backend string
+		Auth                       bool
+		ConnectedClients           int `json:"connected_clients"`
+	}](t, body)
+	if code != 200 || st.Instance == "" || st.Version != proxy.Version || st.Backend != "ok" || st.Auth || st.ConnectedClients != 1 {
+		t.Errorf("status = %d %s", code, body)
+	}
+	e.Redis.Freeze()
+	t.Cleanup(e.Redis.Thaw)
+	code, body = httpDo(t, "GET", base+"/api/v1/status", "", "", "")
+	if st := decodeJSON[struct{ Backend string }](t, body); code != 200 || st.Backend == "ok" || st.Backend == "" {
+		t.Errorf("status while Redis is frozen = %d %s, want the backend's failure", code, body)
+	}
 }
 
 func TestDashboard_RedriveFromDeadLetterPage(t *testing.T) {
