@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -292,20 +293,25 @@ func TestDashboard_RedriveFromDeadLetterPage(t *testing.T) {
 	e := e2eStart(t, httpOn, func(c *proxy.Config) { c.Queues = []policy.Rule{rule} })
 	ctx := e2eCtx(t)
 	c := envClient(t, e, ctx)
-	// The payload is markup: the page must show it as text, never parse it.
+	// The first payload is markup: the page must show it as text, never parse it.
 	const payload = `<img src=x id=injected onerror="document.title='pwned'"><b>j1</b>`
-	if err := c.RPush(ctx, "jobs", payload).Err(); err != nil {
+	if err := c.RPush(ctx, "jobs", payload, "j2").Err(); err != nil {
 		t.Fatal(err)
 	}
-	item, err := c.LPop(ctx, "jobs").Result()
-	if err != nil {
-		t.Fatal(err)
+	for range 2 {
+		item, err := c.LPop(ctx, "jobs").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Do(ctx, "qnack", "jobs", mustReceipt(t, item)).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := c.Do(ctx, "qnack", "jobs", mustReceipt(t, item)).Err(); err != nil {
-		t.Fatal(err)
+	deadAndReady := func() [2]int64 {
+		return [2]int64{e.Direct.LLen(ctx, rdb.DeadKey("jobs")).Val(), e.Direct.LLen(ctx, "jobs").Val()}
 	}
-	if got, want := e.Direct.LLen(ctx, rdb.DeadKey("jobs")).Val(), int64(1); got != want {
-		t.Fatalf("dead letters after QNACK = %d, want %d", got, want)
+	if got, want := deadAndReady(), [2]int64{2, 0}; got != want {
+		t.Fatalf("dead and ready after QNACK = %v, want %v", got, want)
 	}
 
 	base := httpBase(t, e.Qgate)
@@ -323,18 +329,33 @@ func TestDashboard_RedriveFromDeadLetterPage(t *testing.T) {
 		t.Errorf("rule shown as %q", rule)
 	}
 
+	b.do(t, "purge, cancelled", chromedp.Click(chromedp.ID("purge")), chromedp.WaitVisible(chromedp.ID("confirm-cancel")),
+		chromedp.Click(chromedp.ID("confirm-cancel")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	if got, want := deadAndReady(), [2]int64{2, 0}; got != want {
+		t.Errorf("dead and ready after a cancelled purge = %v, want %v", got, want)
+	}
+	b.do(t, "redrive 1, confirmed", chromedp.SetValue(chromedp.ID("redrive-n"), "1"), chromedp.Click(chromedp.ID("redrive-some")),
+		chromedp.WaitVisible(chromedp.ID("confirm-ok")), chromedp.Click(chromedp.ID("confirm-ok")),
+		chromedp.WaitNotPresent(chromedp.CSS(`#dead tr[data-dead="1"]`)))
+	if got, want := deadAndReady(), [2]int64{1, 1}; got != want {
+		t.Errorf("dead and ready after redriving 1 = %v, want %v", got, want)
+	}
 	b.do(t, "redrive all, confirmed", chromedp.Click(chromedp.ID("redrive-all")), chromedp.WaitVisible(chromedp.ID("confirm-ok")),
 		chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitVisible(chromedp.ID("dead-empty")))
-
-	if got, want := e.Direct.LLen(ctx, rdb.DeadKey("jobs")).Val(), int64(0); got != want {
-		t.Errorf("dead letters after redrive = %d, want %d", got, want)
+	if got, want := deadAndReady(), [2]int64{0, 2}; got != want {
+		t.Errorf("dead and ready after redriving all = %v, want %v", got, want)
 	}
-	got, err := c.LPop(ctx, "jobs").Result()
-	if err != nil {
-		t.Fatalf("LPOP after redrive: %v", err)
+	var back []string
+	for range 2 {
+		item, err := c.LPop(ctx, "jobs").Result()
+		if err != nil {
+			t.Fatalf("LPOP after redrive: %v", err)
+		}
+		back = append(back, string(mustDecode(t, item).Payload))
 	}
-	if got, want := mustDecode(t, got).Payload, []byte(payload); string(got) != string(want) {
-		t.Errorf("redriven payload = %q, want %q", got, want)
+	slices.Sort(back)
+	if got, want := back, []string{payload, "j2"}; !slices.Equal(got, want) {
+		t.Errorf("redriven payloads = %q, want %q", got, want)
 	}
 	if title, err := chromedp.Run(b.ctx, chromedp.Title()); err != nil || title == "pwned" {
 		t.Errorf("title = %q (err %v): the payload ran as script", title, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -211,7 +212,12 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request, _ string) {
 		}
 	}
 	if r.URL.Query().Get("detail") == "1" {
-		writeJSON(w, http.StatusOK, map[string]any{"queues": s.details(r.Context(), names, known)})
+		out, err := s.details(r.Context(), names, known)
+		if err != nil {
+			backendFailure(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"queues": out})
 		return
 	}
 	stats, err := e.SampleQueues(r.Context(), names)
@@ -231,8 +237,9 @@ const detailChunk = 128
 
 // details is GET /api/v1/queues?detail=1 (the dashboard's table, proxy/DESIGN.md "Dashboard"):
 // each entry with the detail fields of GET /api/v1/queues/{name}. A queue whose counts fail (e.g. a
-// key of that name that is no list) is listed with zero counts, as in the plain listing.
-func (s *Server) details(ctx context.Context, names []string, known map[string]time.Time) []QueueInfo {
+// key of that name that is no list) is listed with zero counts, as in the plain listing; the
+// request's deadline passing fails the whole listing.
+func (s *Server) details(ctx context.Context, names []string, known map[string]time.Time) ([]QueueInfo, error) {
 	e := s.o.Source.Queues()
 	counts := e.QueueCounts()
 	out := make([]QueueInfo, 0, len(names))
@@ -258,7 +265,10 @@ func (s *Server) details(ctx context.Context, names []string, known map[string]t
 			out = append(out, qi)
 		}
 	}
-	return out
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	return out, nil
 }
 
 // Status is GET /api/v1/status: this instance and its backend, for the dashboard's header.
