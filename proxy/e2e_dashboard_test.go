@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -171,6 +172,9 @@ func (b *dashBrowser) answerLogins(t *testing.T, creds func() (user, pass string
 	}
 }
 
+// dashAge is how the dashboard writes an age.
+var dashAge = regexp.MustCompile(`^(\d+ms|\d+[dhms]( \d+[hms])?)$`)
+
 func dashRow(queue string) chromedp.CSS {
 	return chromedp.CSS(fmt.Sprintf(`#queues tr[data-queue=%q]`, queue))
 }
@@ -198,6 +202,9 @@ func TestDashboard_QueuesTableShowsPushedQueue(t *testing.T) {
 	if got, want := b.text(t, `#queues tr[data-queue="orders"] td:nth-child(2)`), "at-most-once"; got != want {
 		t.Errorf("delivery of orders = %q, want %q", got, want)
 	}
+	if got := b.text(t, `#queues tr[data-queue="orders"] td:nth-child(8)`); !dashAge.MatchString(got) {
+		t.Errorf("oldest age of orders = %q, want a whole duration like 850ms or 3m 12s", got)
+	}
 	// Sorted by name: mail before orders.
 	if got, want := b.text(t, `#queues tbody tr:first-child td:first-child`), "mail"; got != want {
 		t.Errorf("first row = %q, want %q", got, want)
@@ -208,6 +215,9 @@ func TestDashboard_QueuesTableShowsPushedQueue(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#clients tbody tr`)))
 	if got, want := b.text(t, `#clients tbody tr td:nth-child(5)`), "3"; got != want {
 		t.Errorf("RESP version of the client = %q, want %q", got, want)
+	}
+	if got := b.text(t, `#clients tbody tr td:nth-child(9)`); !dashAge.MatchString(got) {
+		t.Errorf("age of the client = %q, want a whole duration like 850ms or 3m 12s", got)
 	}
 	b.noConsoleErrors(t)
 }

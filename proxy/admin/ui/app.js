@@ -39,7 +39,7 @@
   function age(ms) {
     if (ms === undefined || ms === null || ms < 0) return "–";
     let s = Math.floor(ms / 1000);
-    if (s < 1) return ms + "ms";
+    if (s < 1) return Math.round(ms) + "ms";
     const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
     const parts = [];
     for (const [u, n] of units) {
@@ -437,7 +437,7 @@
     if (!view.isConnected) return;
     clients.sort((a, b) => a.id - b.id);
     view.replaceChildren(
-      h("div", { class: "bar" }, h("h1", {}, "Clients"), h("span", { class: "muted small" }, num(clients.length) + " connections to this instance")),
+      h("div", { class: "bar" }, h("h1", {}, "Clients"), h("span", { class: "muted small" }, num(clients.length) + (clients.length === 1 ? " connection" : " connections") + " to this instance")),
       clients.length === 0 ? h("p", { class: "empty" }, "No clients connected.") :
         h("div", { class: "scroll" }, h("table", { class: "grid", id: "clients" },
           h("thead", {}, h("tr", {}, [["ID", 1], ["Address"], ["User"], ["Name"], ["RESP", 1], ["Blocked"], ["Leases", 1], ["Subscriptions", 1], ["Age", 1]]
