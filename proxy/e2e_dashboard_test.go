@@ -260,12 +260,23 @@ func TestDashboardAPI_DetailListPolicyAndStatus(t *testing.T) {
 		q.Counters == nil || q.Counters.Pushed != 2 || q.Counters.Popped != 1 || q.Policy != nil {
 		t.Errorf("detailed entry = %+v (age %v, counters %+v)", q, q.OldestReadyAgeMs, q.Counters)
 	}
-	_, body := httpDo(t, "GET", base+"/api/v1/queues", "", "", "")
+	// A registry entry whose key is no list (WRONGTYPE) is listed with zero counts, not a failure.
+	if err := e.Direct.Set(ctx, "notalist", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Direct.ZAdd(ctx, rdb.QueuesKey, redis.Z{Score: float64(time.Now().UnixMilli()), Member: "notalist"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, body := httpDo(t, "GET", base+"/api/v1/queues?detail=1", "", "", "")
+	if l := decodeJSON[struct{ Queues []detail }](t, body); code != 200 || len(l.Queues) != 2 || l.Queues[1].Name != "notalist" || l.Queues[1].Ready != 0 {
+		t.Errorf("detailed list with a string key = %d %s", code, body)
+	}
+	_, body = httpDo(t, "GET", base+"/api/v1/queues", "", "", "")
 	if strings.Contains(body, "oldest_ready_age_ms") || strings.Contains(body, "counters") {
 		t.Errorf("plain list has detail fields: %s", body)
 	}
 
-	code, body := httpDo(t, "GET", base+"/api/v1/queues/jobs", "", "", "")
+	code, body = httpDo(t, "GET", base+"/api/v1/queues/jobs", "", "", "")
 	one := decodeJSON[detail](t, body)
 	if code != 200 || one.Policy == nil {
 		t.Fatalf("GET /api/v1/queues/jobs = %d %s", code, body)

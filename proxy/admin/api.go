@@ -236,9 +236,9 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request, _ string) {
 const detailChunk = 128
 
 // details is GET /api/v1/queues?detail=1 (the dashboard's table, proxy/DESIGN.md "Dashboard"):
-// each entry with the detail fields of GET /api/v1/queues/{name}. A queue whose counts fail (e.g. a
-// key of that name that is no list) is listed with zero counts, as in the plain listing; the
-// request's deadline passing fails the whole listing.
+// each entry with the detail fields of GET /api/v1/queues/{name}. A queue whose counts Redis refuses
+// (e.g. WRONGTYPE: a key of that name that is no list) is listed with zero counts, as in the plain
+// listing; a transport failure or the request's deadline fails the whole listing.
 func (s *Server) details(ctx context.Context, names []string, known map[string]time.Time) ([]QueueInfo, error) {
 	e := s.o.Source.Queues()
 	counts := e.QueueCounts()
@@ -254,8 +254,13 @@ func (s *Server) details(ctx context.Context, names []string, known map[string]t
 		e.Run(batch)
 		for i, q := range chunk {
 			st, err := ops[i].Result()
-			if err != nil {
+			var reply interface{ RedisError() } // an error reply from Redis, as against a transport failure
+			switch {
+			case err == nil:
+			case errors.As(err, &reply):
 				st = queue.QueueStats{OldestReadyAgeMs: -1}
+			default:
+				return nil, fmt.Errorf("list queues: %w", err)
 			}
 			qi := s.info(q, st, known[q])
 			qi.Handoff, qi.OldestReadyAgeMs = &st.Handoff, &st.OldestReadyAgeMs
