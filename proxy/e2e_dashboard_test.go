@@ -209,6 +209,11 @@ func TestDashboard_QueuesTableShowsPushedQueue(t *testing.T) {
 	if got, want := b.text(t, `#queues tbody tr:first-child td:first-child`), "mail"; got != want {
 		t.Errorf("first row = %q, want %q", got, want)
 	}
+	b.do(t, "sort by ready", chromedp.Click(chromedp.CSS(`#queues th:nth-child(4)`)),
+		chromedp.WaitVisible(chromedp.CSS(`#queues tbody tr:first-child[data-queue="orders"]`)))
+	if got, want := b.text(t, `#queues tbody tr:last-child td:first-child`), "mail"; got != want {
+		t.Errorf("last row sorted by ready, largest first = %q, want %q", got, want)
+	}
 	b.do(t, "filter on ord", chromedp.SendKeys(chromedp.ID("filter"), "ord"), chromedp.WaitNotPresent(dashRow("mail")),
 		chromedp.WaitVisible(dashRow("orders")))
 	b.do(t, "open the clients page", chromedp.Click(chromedp.CSS(`nav a[data-nav="clients"]`)),

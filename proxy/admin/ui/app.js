@@ -336,19 +336,17 @@
   }
 
   function renderQueue(view, name) {
-    const st = { q: null, dead: null, count: DEAD_DEFAULT };
     const countsEl = h("div", { class: "cards" });
     const counters = h("div", { class: "cards small" });
     const rule = h("pre", { class: "rule", id: "rule" });
     const ruleName = h("span", { class: "muted" });
     const deadEl = h("div", { id: "dead-list" });
-    const countIn = h("input", { type: "number", min: 1, max: DEAD_MAX, value: st.count, id: "dead-count", "aria-label": "Dead letters to show" });
+    const countIn = h("input", { type: "number", min: 1, max: DEAD_MAX, value: DEAD_DEFAULT, id: "dead-count", "aria-label": "Dead letters to show" });
     const nIn = h("input", { type: "number", min: 1, value: 1, id: "redrive-n", "aria-label": "Dead letters to redrive" });
 
     async function loadInfo() {
       try {
         const q = await api("GET", qpath(name));
-        st.q = q;
         banner("");
         const c = q.counters || {};
         countsEl.replaceChildren(card("Ready", num(q.ready)), card("In flight", num(q.in_flight)), card("Delayed", num(q.delayed)),
