@@ -147,6 +147,7 @@ func (s *Server) routes() http.Handler {
 	})))
 	mux.Handle("GET /readyz", s.anyUser(open, http.HandlerFunc(s.readyz)))
 	s.apiRoutes(mux)
+	s.dashboardRoutes(mux)
 	return mux
 }
 

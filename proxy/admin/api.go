@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -30,6 +31,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /api/v1/queues/{name}/redrive", s.admin(true, s.redrive))
 	mux.Handle("DELETE /api/v1/queues/{name}/dead", s.admin(true, s.purgeDead))
 	mux.Handle("GET /api/v1/clients", s.admin(false, s.listClients))
+	mux.Handle("GET /api/v1/status", s.admin(false, s.status))
 }
 
 // apiTimeout bounds the backend calls of one API request.
@@ -128,6 +130,59 @@ type QueueInfo struct {
 	Handoff          *int64             `json:"handoff,omitempty"`
 	OldestReadyAgeMs *int64             `json:"oldest_ready_age_ms,omitempty"`
 	Counters         *queue.QueueCounts `json:"counters,omitempty"` // this instance's, since it started
+	Policy           *RuleInfo          `json:"policy,omitempty"`   // GET /api/v1/queues/{name} only
+}
+
+// RuleInfo is the effective rule of a queue (README "Queue rules"), defaults filled in; durations
+// are Go duration strings ("30s").
+type RuleInfo struct {
+	Match             string  `json:"match"`
+	MaxBytes          int64   `json:"max_bytes"`
+	Format            string  `json:"format"`
+	Schema            string  `json:"schema,omitempty"`
+	Envelope          bool    `json:"envelope"`
+	Deliver           string  `json:"deliver"`
+	Dedup             string  `json:"dedup"` // off | body | a JSON pointer
+	DedupWindow       string  `json:"dedup_window,omitempty"`
+	Delivery          string  `json:"delivery"`
+	Ack               string  `json:"ack,omitempty"`
+	VisibilityTimeout string  `json:"visibility_timeout,omitempty"`
+	MaxAttempts       int     `json:"max_attempts,omitempty"`
+	BackoffInitial    string  `json:"backoff_initial,omitempty"`
+	BackoffMax        string  `json:"backoff_max,omitempty"`
+	BackoffMultiplier float64 `json:"backoff_multiplier,omitempty"`
+	BackoffJitter     float64 `json:"backoff_jitter,omitempty"`
+	DeadLetter        *bool   `json:"dead_letter,omitempty"`
+}
+
+func ruleInfo(p *policy.Policy) *RuleInfo {
+	ri := &RuleInfo{Match: p.Match, MaxBytes: p.MaxBytes, Format: "any", Schema: p.SchemaName, Envelope: p.Envelope,
+		Deliver: "payload", Dedup: "off", Delivery: "at-most-once"}
+	if p.JSON {
+		ri.Format = "json"
+	}
+	if p.DeliverEnvelope {
+		ri.Deliver = "envelope"
+	}
+	switch {
+	case p.DedupBody:
+		ri.Dedup = "body"
+	case p.DedupPointer != "":
+		ri.Dedup = p.DedupPointer
+	}
+	if p.Dedup() {
+		ri.DedupWindow = p.DedupWindow.String()
+	}
+	if p.AtLeastOnce {
+		dl := p.DeadLetter
+		ri.Delivery, ri.Ack, ri.VisibilityTimeout, ri.MaxAttempts = "at-least-once", "explicit", p.VisibilityTimeout.String(), p.MaxAttempts
+		if p.AckNextPop {
+			ri.Ack = "next-pop"
+		}
+		ri.BackoffInitial, ri.BackoffMax = p.BackoffInitial.String(), p.BackoffMax.String()
+		ri.BackoffMultiplier, ri.BackoffJitter, ri.DeadLetter = p.BackoffMultiplier, p.BackoffJitter, &dl
+	}
+	return ri
 }
 
 func (s *Server) info(name string, st queue.QueueStats, seen time.Time) QueueInfo {
@@ -156,6 +211,15 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request, _ string) {
 			names = append(names, q)
 		}
 	}
+	if r.URL.Query().Get("detail") == "1" {
+		out, err := s.details(r.Context(), names, known)
+		if err != nil {
+			backendFailure(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"queues": out})
+		return
+	}
 	stats, err := e.SampleQueues(r.Context(), names)
 	if err != nil {
 		backendFailure(w, err)
@@ -166,6 +230,76 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request, _ string) {
 		out = append(out, s.info(q, stats[q], known[q]))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"queues": out})
+}
+
+// detailChunk bounds the queues of one backend pipeline of a ?detail=1 listing.
+const detailChunk = 128
+
+// details is GET /api/v1/queues?detail=1 (the dashboard's table, proxy/DESIGN.md "Dashboard"):
+// each entry with the detail fields of GET /api/v1/queues/{name}. A queue whose counts Redis refuses
+// (e.g. WRONGTYPE: a key of that name that is no list) is listed with zero counts, as in the plain
+// listing; a transport failure or the request's deadline fails the whole listing.
+func (s *Server) details(ctx context.Context, names []string, known map[string]time.Time) ([]QueueInfo, error) {
+	e := s.o.Source.Queues()
+	counts := e.QueueCounts()
+	out := make([]QueueInfo, 0, len(names))
+	for start := 0; start < len(names) && ctx.Err() == nil; start += detailChunk {
+		chunk := names[start:min(start+detailChunk, len(names))]
+		ops := make([]*queue.Result[queue.QueueStats], len(chunk))
+		batch := make([]queue.Queued, len(chunk))
+		for i, q := range chunk {
+			ops[i] = e.QueueStats(q)
+			batch[i] = ops[i]
+		}
+		e.Run(batch)
+		for i, q := range chunk {
+			st, err := ops[i].Result()
+			var reply interface{ RedisError() } // an error reply from Redis, as against a transport failure
+			switch {
+			case err == nil:
+			case errors.As(err, &reply):
+				st = queue.QueueStats{OldestReadyAgeMs: -1}
+			default:
+				return nil, fmt.Errorf("list queues: %w", err)
+			}
+			qi := s.info(q, st, known[q])
+			qi.Handoff, qi.OldestReadyAgeMs = &st.Handoff, &st.OldestReadyAgeMs
+			if c, ok := counts[q]; ok {
+				qi.Counters = &c
+			}
+			out = append(out, qi)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	return out, nil
+}
+
+// Status is GET /api/v1/status: this instance and its backend, for the dashboard's header.
+type Status struct {
+	Instance         string    `json:"instance"`
+	Version          string    `json:"version"`
+	Started          time.Time `json:"started"`
+	UptimeSeconds    float64   `json:"uptime_seconds"`
+	Backend          string    `json:"backend"` // "ok", or why not (as /readyz says)
+	ShuttingDown     bool      `json:"shutting_down"`
+	ConnectedClients int       `json:"connected_clients"`
+	KnownQueues      int64     `json:"known_queues"`
+	Auth             bool      `json:"auth"` // users are configured
+	User             string    `json:"user,omitempty"`
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request, _ string) {
+	st := s.o.Source.Stats()
+	backend := "ok"
+	if err := s.ready.ping(r.Context()); err != nil {
+		backend = err.Error()
+	}
+	writeJSON(w, http.StatusOK, Status{Instance: st.Instance, Version: st.Version, Started: st.Started,
+		UptimeSeconds: time.Since(st.Started).Seconds(), Backend: backend, ShuttingDown: s.o.Source.ShuttingDown(),
+		ConnectedClients: st.ConnectedClients, KnownQueues: st.KnownQueues, Auth: s.o.Source.Users().Required(),
+		User: userName(r)})
 }
 
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request, name string) {
@@ -183,6 +317,7 @@ func (s *Server) getQueue(w http.ResponseWriter, r *http.Request, name string) {
 	if c, ok := e.QueueCounts()[name]; ok {
 		qi.Counters = &c
 	}
+	qi.Policy = ruleInfo(s.o.Source.Policies().Queue(name))
 	writeJSON(w, http.StatusOK, qi)
 }
 
