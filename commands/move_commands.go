@@ -190,15 +190,15 @@ func parseMPop(args [][]byte, at int) (mpopArgs, string) {
 }
 
 // mpopKeys returns the Targets of LMPOP (numkeys at position at) and BLMPOP: the keys numkeys names,
-// none when it is not a number (the command then fails with Redis's error).
+// none when numkeys is not a number or leaves no room for the end (the command then fails with
+// Redis's error, not with a NOPERM naming "LEFT").
 func mpopKeys(at int) func([][]byte) [][]byte {
 	return func(args [][]byte) [][]byte {
 		n, ok := ParseLong(args[at])
-		if !ok || n < 1 {
+		if !ok || n < 1 || n >= int64(len(args)-at-1) {
 			return nil
 		}
-		last := min(int64(at)+n, int64(len(args)-1))
-		return args[at+1 : last+1]
+		return args[at+1 : at+1+int(n)]
 	}
 }
 

@@ -179,6 +179,8 @@ func TestMove_RightsOnSourceAndDestination(t *testing.T) {
 		{[]string{"BRPOPLPUSH", "rawsrc", "rawother", "0"}, errR("NOPERM user 'worker' has no 'push' right on queue 'rawother'")},
 		{[]string{"LMPOP", "2", "rawsrc", "rawdst", "LEFT"}, errR("NOPERM user 'worker' has no 'pop' right on queue 'rawdst'")},
 		{[]string{"BLMPOP", "0", "2", "rawsrc", "rawdst", "LEFT"}, errR("NOPERM user 'worker' has no 'pop' right on queue 'rawdst'")},
+		// A numkeys past the arguments names no key to check: Redis's syntax error.
+		{[]string{"LMPOP", "3", "rawsrc", "LEFT"}, errR("ERR syntax error")},
 		{[]string{"LMOVE", "rawsrc", "rawdst", "LEFT", "LEFT"}, "$-1\r\n"},
 		{[]string{"LMOVE", "rawboth", "rawboth", "LEFT", "LEFT"}, "$-1\r\n"},
 		{[]string{"LMPOP", "1", "rawsrc", "LEFT"}, "*-1\r\n"},
