@@ -546,3 +546,27 @@ func TestBLMove_ChainOfWaiters(t *testing.T) {
 		t.Fatalf("%d leases on alostage2, want 1", got)
 	}
 }
+
+// TestMove_OutOfMemoryAsRedis: at maxmemory with noeviction a move is refused with Redis's own OOM
+// reply (LMOVE is denyoom), the item stays in its source; an LMOVE from an empty source is still nil.
+func TestMove_OutOfMemoryAsRedis(t *testing.T) {
+	e := e2eStart(t, func(c *proxy.Config) { c.Queues = moveRawRules })
+	ctx := e2eCtx(t)
+	e.Direct.RPush(ctx, "oomsrc", "a")
+	faultFill(t, e.Direct)
+	// Well below what Redis uses now, so that no client buffer's ups and downs decide the check.
+	if err := e.Direct.ConfigSet(ctx, "maxmemory", "1mb").Err(); err != nil {
+		t.Fatal(err)
+	}
+	via := e.Client(t, 3)
+	direct := e.DirectClient(t, 3)
+	e2eSame(t, ctx, via, direct, "LMOVE", "oomsrc", "oomdst", "LEFT", "LEFT")
+	e2eSame(t, ctx, via, direct, "RPOPLPUSH", "oomsrc", "oomdst")
+	if _, errText := e2eDo(ctx, via, "BLMOVE", "oomsrc", "oomdst", "LEFT", "LEFT", "0"); !strings.HasPrefix(errText, "OOM ") {
+		t.Fatalf("BLMOVE at maxmemory: %q, want Redis's OOM reply", errText)
+	}
+	e2eSame(t, ctx, via, direct, "LMOVE", "oomnone", "oomdst", "LEFT", "LEFT")
+	if got := e.Direct.LRange(ctx, "oomsrc", 0, -1).Val(); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("source %q after refused moves, want [a]", got)
+	}
+}
