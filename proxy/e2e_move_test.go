@@ -146,7 +146,7 @@ var moveRESP = [][]string{
 	{"BLMOVE", "a", "b", "LEFT", "RIGHT", "0"}, {"BRPOPLPUSH", "b", "a", "0"},
 	// Wrong types: the source is checked first.
 	{"LMOVE", "none", "str", "LEFT", "LEFT"}, {"LMOVE", "a", "str", "LEFT", "LEFT"}, {"LMOVE", "str", "a", "LEFT", "LEFT"},
-	{"BLMOVE", "str", "a", "LEFT", "LEFT", "0"}, {"LMPOP", "2", "none", "str", "LEFT"}, {"LMPOP", "2", "str", "a", "LEFT"},
+	{"BLMOVE", "str", "a", "LEFT", "LEFT", "0"}, {"BLMOVE", "none", "str", "LEFT", "LEFT", "0.05"}, {"LMPOP", "2", "none", "str", "LEFT"}, {"LMPOP", "2", "str", "a", "LEFT"},
 	{"BLMPOP", "0", "2", "str", "a", "LEFT"},
 	// Multi-pops.
 	{"LMPOP", "2", "none", "m", "RIGHT", "COUNT", "2"}, {"LMPOP", "1", "m", "left"}, {"LMPOP", "2", "m", "a", "left", "COUNT", "100"},
