@@ -50,8 +50,8 @@ func init() {
 	)
 }
 
-// parseEnd reads LEFT or RIGHT (any case), as Redis's getListPositionFromObjectOrReply.
-func parseEnd(arg []byte) (left, ok bool) {
+// parseLeftRight reads LEFT or RIGHT (any case), as Redis's getListPositionFromObjectOrReply.
+func parseLeftRight(arg []byte) (left, ok bool) {
 	switch {
 	case equalFold(arg, "left"):
 		return true, true
@@ -62,8 +62,8 @@ func parseEnd(arg []byte) (left, ok bool) {
 }
 
 func lmove(c Conn, args [][]byte) {
-	from, ok1 := parseEnd(args[3])
-	to, ok2 := parseEnd(args[4])
+	from, ok1 := parseLeftRight(args[3])
+	to, ok2 := parseLeftRight(args[4])
 	if !ok1 || !ok2 {
 		c.Reply().Error(ErrSyntax)
 		return
@@ -105,8 +105,8 @@ func move(c Conn, srcArg, dstArg []byte, from, to bool) {
 }
 
 func blmove(c Conn, args [][]byte) {
-	from, ok1 := parseEnd(args[3])
-	to, ok2 := parseEnd(args[4])
+	from, ok1 := parseLeftRight(args[3])
+	to, ok2 := parseLeftRight(args[4])
 	if !ok1 || !ok2 {
 		c.Reply().Error(ErrSyntax)
 		return
@@ -165,7 +165,7 @@ func parseMPop(args [][]byte, at int) (mpopArgs, string) {
 		return m, ErrSyntax // no room for the end after the keys
 	}
 	whereAt := at + 1 + int(n)
-	if m.left, ok = parseEnd(args[whereAt]); !ok {
+	if m.left, ok = parseLeftRight(args[whereAt]); !ok {
 		return m, ErrSyntax
 	}
 	m.count = -1

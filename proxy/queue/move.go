@@ -31,10 +31,10 @@ func (e *Engine) Move(src, dst string, fromLeft, toLeft bool) *Result[*string] {
 }
 
 func moveCmd(ctx context.Context, src, dst string, fromLeft, toLeft bool) *redis.StringCmd {
-	return redis.NewStringCmd(ctx, "lmove", src, dst, end(fromLeft), end(toLeft))
+	return redis.NewStringCmd(ctx, "lmove", src, dst, moveEnd(fromLeft), moveEnd(toLeft))
 }
 
-func end(left bool) string {
+func moveEnd(left bool) string {
 	if left {
 		return "left"
 	}
@@ -119,20 +119,20 @@ func (e *Engine) MPop(c *Consumer, keys []string, left bool, count int64) *Resul
 	})
 }
 
-// blockCount is the COUNT argument of a blocked multi-pop's pops: at most MaxPopChunk items per pop,
+// blockMPopCount is the COUNT argument of a blocked multi-pop's pops: at most MaxPopChunk items per pop,
 // so that a take is one atomic script call.
-func blockCount(count int64) string {
+func blockMPopCount(count int64) string {
 	return strconv.FormatInt(min(max(count, 1), MaxPopChunk), 10)
 }
 
 // BlockMPop is BLMPOP on at-most-once queues: BlockPop with COUNT (at most MaxPopChunk items).
 func (e *Engine) BlockMPop(keys []string, left bool, count int64, timeout time.Duration, p Parker) (*Pop, error) {
-	return e.blockPop(keys, left, blockCount(count), timeout, p)
+	return e.blockPop(keys, left, blockMPopCount(count), timeout, p)
 }
 
 // BlockLeaseMPop is BLMPOP on at-least-once queues: BlockLeasePop with COUNT (at most MaxPopChunk).
 func (e *Engine) BlockLeaseMPop(c *Consumer, keys []string, left bool, count int64, timeout time.Duration, p Parker) (*Pop, error) {
-	return e.blockLeasePop(c, keys, left, blockCount(count), timeout, p)
+	return e.blockLeasePop(c, keys, left, blockMPopCount(count), timeout, p)
 }
 
 // popN pops up to count items ("" = one, without COUNT) from key into the transit record now (a
