@@ -446,9 +446,11 @@ func TestBLMove_ManyBlockedClientsFewBackendConns(t *testing.T) {
 		}
 	}
 	e2eWaitBlocked(t, via, clients)
-	if n, limit := backendConns(t, e.Redis), 16; n > limit {
+	n, limit := backendConns(t, e.Redis), 16
+	if n > limit {
 		t.Errorf("backend has %d connections for %d blocked clients on %d queues, want at most %d", n, clients, queues, limit)
 	}
+	t.Logf("%d clients blocked on %d queues: %d backend connections", clients, queues, n)
 	for i := 0; i < clients; i++ {
 		if err := via.RPush(ctx, "mq"+strconv.Itoa(i%queues), "item"+strconv.Itoa(i)).Err(); err != nil {
 			t.Fatal(err)
@@ -479,7 +481,7 @@ func TestBLMove_ManyBlockedClientsFewBackendConns(t *testing.T) {
 }
 
 // TestMove_ClusterCrossSlot: on Redis Cluster, LMOVE between queues in different slots is refused
-// with Redis's own CROSSSLOT error; queues in one slot move.
+// with Redis's own CROSSSLOT error; queues in one slot move; multi-pops span slots.
 func TestMove_ClusterCrossSlot(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
 	cfg := proxy.DefaultConfig()
@@ -517,6 +519,16 @@ func TestMove_ClusterCrossSlot(t *testing.T) {
 	_, err = c.BLMove(ctx, b, other, "LEFT", "RIGHT", 0).Result()
 	if got, want := e2eErrText(err), "CROSSSLOT Keys in request don't hash to the same slot"; got != want {
 		t.Fatalf("BLMOVE across slots: %q, want %q", got, want)
+	}
+	// LMPOP and BLMPOP pop key by key, so their keys may be in different slots (README "Commands").
+	if err := c.RPush(ctx, other, "y").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if key, items, err := c.LMPop(ctx, "left", 5, a, other).Result(); err != nil || key != other || !slices.Equal(items, []string{"y"}) {
+		t.Fatalf("LMPOP across slots = %q %q, %v; want %s [y]", key, items, err, other)
+	}
+	if key, items, err := c.BLMPop(ctx, time.Second, "left", 5, other, b).Result(); err != nil || key != b || !slices.Equal(items, []string{"x"}) {
+		t.Fatalf("BLMPOP across slots = %q %q, %v; want %s [x]", key, items, err, b)
 	}
 }
 
