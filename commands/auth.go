@@ -101,7 +101,15 @@ func checkAccess(c Conn, spec *Spec, args [][]byte) string {
 	if right == 0 {
 		return ""
 	}
-	for _, nb := range spec.targets(args) {
+	if msg := checkTargets(c, u, spec, right, spec.targets(args)); msg != "" || spec.PushTargets == nil {
+		return msg
+	}
+	return checkTargets(c, u, spec, auth.RightPush, spec.PushTargets(args))
+}
+
+// checkTargets returns the NOPERM reply for the first name u may not use with right, or "".
+func checkTargets(c Conn, u *auth.User, spec *Spec, right auth.Right, names [][]byte) string {
+	for _, nb := range names {
 		name := string(nb)
 		var ok bool
 		kind := "queue"

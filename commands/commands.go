@@ -99,6 +99,9 @@ type Spec struct {
 	Targets func(args [][]byte) [][]byte
 	// PatternArgs: the targets are PSUBSCRIBE patterns (see auth.User.MaySubscribePattern).
 	PatternArgs bool
+	// PushTargets returns the queues that also need the push right (LMOVE's destination), checked
+	// after the Verb's right on the targets; nil: none.
+	PushTargets func(args [][]byte) [][]byte
 }
 
 // Arg documents one argument for COMMAND DOCS.
@@ -168,6 +171,10 @@ type Conn interface {
 	// without an item.
 	BlockPop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error)
 	BlockLeasePop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error)
+	// Block writes the replies so far and runs wait with the connection as the queue.Parker of any
+	// engine wait it makes (BLMOVE, BLMPOP: queue.Engine.BlockMove, BlockMPop, BlockLeaseMPop). wait
+	// does not run when the client is already gone.
+	Block(wait func(p queue.Parker))
 	// Subscribe and Unsubscribe change the connection's shared backend subscriptions; Subscribe returns
 	// once the backend confirmed, so a PUBLISH sent after the reply is delivered.
 	Subscribe(pattern bool, name string) error

@@ -565,6 +565,15 @@ func (c *conn) BlockLeasePop(keys []string, left bool, timeout time.Duration) (*
 	return c.srv.engine.BlockLeasePop(&c.sess.Consumer, keys, left, timeout, c)
 }
 
+// Block implements commands.Conn (BLMOVE, BLMPOP), with the connection as the Parker.
+func (c *conn) Block(wait func(p queue.Parker)) {
+	if !c.beginBlock() {
+		return
+	}
+	defer c.endBlock()
+	wait(c)
+}
+
 // beginBlock writes the batch's replies so far before a blocking pop; false if the client is gone.
 func (c *conn) beginBlock() bool {
 	c.obs.blocked.Store(true)

@@ -353,6 +353,13 @@ func (c *Conn) BlockLeasePop(keys []string, left bool, timeout time.Duration) (*
 	return c.srv.engine.BlockLeasePop(&c.sess.Consumer, keys, left, timeout, parker{c})
 }
 
+// Block implements commands.Conn.
+func (c *Conn) Block(wait func(p queue.Parker)) {
+	c.flush()
+	defer c.begin()
+	wait(parker{c})
+}
+
 // parker is the connection's queue.Parker: it waits for the waiter, the deadline or the close.
 type parker struct{ c *Conn }
 

@@ -88,12 +88,12 @@ func (e *Engine) wake(queue string) {
 // tryPop pops from the first non-empty key without blocking (into the transit record). Keys that
 // already have waiters count as empty: an item arriving there belongs to the clients blocked first
 // (Redis's FIFO rule, one FIFO per key for both ends).
-func (e *Engine) tryPop(keys []string, left bool) (*Pop, error) {
+func (e *Engine) tryPop(keys []string, left bool, count string) (*Pop, error) {
 	for _, key := range keys {
 		if e.waits.HasWaiters(key) {
 			continue
 		}
-		p, err := e.transit.popOne(e.ctx, key, left)
+		p, err := e.transit.popN(e.ctx, key, left, count)
 		if err != nil || p != nil {
 			return p, err
 		}
@@ -106,14 +106,19 @@ func (e *Engine) tryPop(keys []string, left bool) (*Pop, error) {
 // until the Hub takes an item for it, with the same transit pop. nil when the wait ended without an
 // item (timeout, client gone, shutdown). Pass a non-nil Pop to Settle with its reply.
 func (e *Engine) BlockPop(keys []string, left bool, timeout time.Duration, p Parker) (*Pop, error) {
+	return e.blockPop(keys, left, "", timeout, p)
+}
+
+// blockPop is BlockPop of up to count items ("": one, without COUNT; BLMPOP passes its COUNT).
+func (e *Engine) blockPop(keys []string, left bool, count string, timeout time.Duration, p Parker) (*Pop, error) {
 	deadline := deadlineOf(timeout)
-	if got, err := e.tryPop(keys, left); err != nil || got != nil {
+	if got, err := e.tryPop(keys, left, count); err != nil || got != nil {
 		return got, err
 	}
 	req := wait.Request{
 		Keys: keys,
 		Take: func(_ context.Context, key string) (any, bool, error) {
-			got, err := e.transit.popOne(e.ctx, key, left)
+			got, err := e.transit.popN(e.ctx, key, left, count)
 			return got, got != nil, err
 		},
 		GiveBack: func(_ string, res any) { e.Settle([]*Pop{res.(*Pop)}, false) },
@@ -139,6 +144,11 @@ func (e *Engine) BlockPop(keys []string, left bool, timeout time.Duration, p Par
 // goes back to the end it came from (lease_return, no attempt counted). The result holds one item,
 // or is nil when the wait ended without one.
 func (e *Engine) BlockLeasePop(c *Consumer, keys []string, left bool, timeout time.Duration, p Parker) (*Pop, error) {
+	return e.blockLeasePop(c, keys, left, "", timeout, p)
+}
+
+// blockLeasePop is BlockLeasePop of up to count items ("": one, without COUNT; BLMPOP passes its COUNT).
+func (e *Engine) blockLeasePop(c *Consumer, keys []string, left bool, count string, timeout time.Duration, p Parker) (*Pop, error) {
 	deadline := deadlineOf(timeout)
 	for _, key := range keys {
 		pol := e.Policy(key)
@@ -156,7 +166,7 @@ func (e *Engine) BlockLeasePop(c *Consumer, keys []string, left bool, timeout ti
 		if err != nil {
 			return nil, err
 		}
-		k, args := leasePopArgs(c.LeaseOwner, key, left, "", pol, acks)
+		k, args := leasePopArgs(c.LeaseOwner, key, left, count, pol, acks)
 		res, err := rdb.LeasePop.Run(e.ctx, e.direct(), k, args...).Slice()
 		if err == nil && len(res) != 2 {
 			err = errUnexpectedReply
@@ -164,7 +174,7 @@ func (e *Engine) BlockLeasePop(c *Consumer, keys []string, left bool, timeout ti
 		if err != nil {
 			return nil, err
 		}
-		if got := e.leasePopResult(c, key, left, pol, acks, res); got != nil && len(got.Items) == 1 {
+		if got := e.leasePopResult(c, key, left, pol, acks, res); got != nil && len(got.Items) > 0 {
 			return got, nil
 		}
 	}
@@ -178,7 +188,7 @@ func (e *Engine) BlockLeasePop(c *Consumer, keys []string, left bool, timeout ti
 	req := wait.Request{
 		Keys: keys,
 		Take: func(_ context.Context, key string) (any, bool, error) {
-			got, err := e.leaseOne(owner, key, left)
+			got, err := e.leaseN(owner, key, left, count)
 			return got, got != nil, err
 		},
 		GiveBack: func(_ string, res any) { e.returnLeases(owner, res.(*Pop)) },
@@ -198,14 +208,15 @@ func (e *Engine) BlockLeasePop(c *Consumer, keys []string, left bool, timeout ti
 	return got, nil
 }
 
-// leaseOne is a waiter's take on an at-least-once queue: lease_pop of one item for owner (no acks).
+// leaseN is a waiter's take on an at-least-once queue: lease_pop of up to count items ("": one,
+// without COUNT) for owner (no acks).
 // The lease is counted here; the caller records it in its Consumer.
-func (e *Engine) leaseOne(owner, key string, left bool) (*Pop, error) {
+func (e *Engine) leaseN(owner, key string, left bool, count string) (*Pop, error) {
 	if err := e.registerQueue(e.ctx, key); err != nil {
 		return nil, err
 	}
 	pol := e.Policy(key)
-	k, args := leasePopArgs(owner, key, left, "", pol, nil)
+	k, args := leasePopArgs(owner, key, left, count, pol, nil)
 	res, err := rdb.LeasePop.Run(e.ctx, e.direct(), k, args...).Slice()
 	if err == nil && len(res) != 2 {
 		err = errUnexpectedReply

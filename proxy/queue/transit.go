@@ -280,20 +280,6 @@ func (t *transit) settle(p *transitPop, unknown bool) {
 	t.mu.Unlock()
 }
 
-// popOne pops one item from key into the transit record synchronously (a blocking pop's first try).
-func (t *transit) popOne(ctx context.Context, key string, left bool) (*Pop, error) {
-	p, err := t.newPop(ctx, key, left, "")
-	if err != nil {
-		return nil, err
-	}
-	_ = t.e.direct().Process(ctx, p.cmd)
-	items, err := p.result()
-	if err != nil || items == nil {
-		return nil, err
-	}
-	return &Pop{Key: key, Left: left, Items: items, parts: []*transitPop{p}}, nil
-}
-
 // done forgets the records of delivered pops (batched: one script per queue per round trip).
 func (t *transit) done(p *transitPop) {
 	t.dmu.Lock()
