@@ -173,22 +173,8 @@ func (e *Engine) Del(unlink bool, keys []string) *Result[int64] {
 func (e *Engine) Exists(keys []string) *Result[int64] { return e.perSlot("exists", keys) }
 
 func (e *Engine) perSlot(name string, keys []string) *Result[int64] {
-	var groups [][]string
-	if _, cluster := e.client.(*redis.ClusterClient); cluster {
-		at := map[uint16]int{}
-		for _, k := range keys {
-			s := rdb.Slot(k)
-			i, ok := at[s]
-			if !ok {
-				i = len(groups)
-				at[s] = i
-				groups = append(groups, nil)
-			}
-			groups[i] = append(groups[i], k)
-		}
-	} else {
-		groups = [][]string{keys}
-	}
+	_, cluster := e.client.(*redis.ClusterClient)
+	groups := slotGroups(keys, cluster)
 	cmds := make([]redis.Cmder, len(groups))
 	ints := make([]*redis.IntCmd, len(groups))
 	for i, g := range groups {
@@ -211,6 +197,27 @@ func (e *Engine) perSlot(name string, keys []string) *Result[int64] {
 		}
 		return sum, nil
 	})
+}
+
+// slotGroups splits keys by hash slot on a Cluster (in order of first appearance, each group in
+// argument order), else returns them as one group.
+func slotGroups(keys []string, cluster bool) [][]string {
+	if !cluster {
+		return [][]string{keys}
+	}
+	var groups [][]string
+	at := map[uint16]int{}
+	for _, k := range keys {
+		s := rdb.Slot(k)
+		i, ok := at[s]
+		if !ok {
+			i = len(groups)
+			at[s] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], k)
+	}
+	return groups
 }
 
 // Type is TYPE of a key: "list", "none", or whatever the key holds.

@@ -19,7 +19,7 @@ func init() {
 	contracts["list_rem.lua"] = "TestContract_ListRem"
 	contracts["list_insert.lua"] = "TestContract_ListInsert"
 	contracts["list_pushx.lua"] = "TestContract_ListPushX"
-	contracts["purge.lua"] = "TestContract_Purge"
+	contracts["purge.lua"] = "TestContract_ListPurge"
 }
 
 // envOf is a stored envelope of queue q holding payload, pushed by producer, always the same id and
@@ -176,7 +176,7 @@ func TestContract_ListPushX(t *testing.T) {
 	})
 }
 
-func TestContract_Purge(t *testing.T) {
+func TestContract_ListPurge(t *testing.T) {
 	keys := rdb.PurgeKeys(q)
 	prefix := rdb.PurgeTransitPrefix(q)
 	runContract(t, rdb.Purge, []contractCase{
