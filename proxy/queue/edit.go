@@ -267,4 +267,3 @@ func (e *Engine) Purge(queues []string) *Result[int64] {
 		return sum, nil
 	})
 }
-
