@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"encoding/base64"
 	"errors"
 	"strings"
 
@@ -42,7 +41,7 @@ func (e *Engine) Index(queue string, index []byte) *Result[*string] {
 // maxlen not negative (the caller checks them as Redis does).
 func (e *Engine) Pos(queue string, elem []byte, rank, count, maxlen int64) *Result[[]int64] {
 	keys := []string{queue}
-	args := []interface{}{elem, base64.StdEncoding.EncodeToString(elem), rank, count, maxlen}
+	args := []interface{}{elem, envelope.Tail(elem), rank, count, maxlen}
 	cmd := rdb.ListPos.Cmd(e.ctx, e.cmds(), keys, args...)
 	return newResult([]redis.Cmder{cmd}, func() ([]int64, error) {
 		return e.evalFallback(rdb.ListPos, cmd, keys, args).Int64Slice()
@@ -73,7 +72,7 @@ func (e *Engine) Insert(queue string, before bool, pivot []byte, producer string
 		where = "BEFORE"
 	}
 	keys := []string{queue}
-	args := []interface{}{pivot, base64.StdEncoding.EncodeToString(pivot), where, stored[0], tombstone()}
+	args := []interface{}{pivot, envelope.Tail(pivot), where, stored[0], tombstone()}
 	cmd := rdb.ListInsert.Cmd(e.ctx, e.cmds(), keys, args...)
 	return newResult([]redis.Cmder{cmd}, func() (int64, error) {
 		n, err := e.evalFallback(rdb.ListInsert, cmd, keys, args).Int64()
@@ -89,7 +88,7 @@ func (e *Engine) Insert(queue string, before bool, pivot []byte, producer string
 // from the tail (count < 0), or all of them (0); the result is how many.
 func (e *Engine) Rem(queue string, count int64, elem []byte) *Result[int64] {
 	keys := []string{queue}
-	args := []interface{}{elem, base64.StdEncoding.EncodeToString(elem), count, tombstone()}
+	args := []interface{}{elem, envelope.Tail(elem), count, tombstone()}
 	cmd := rdb.ListRem.Cmd(e.ctx, e.cmds(), keys, args...)
 	return newResult([]redis.Cmder{cmd}, func() (int64, error) {
 		return e.evalFallback(rdb.ListRem, cmd, keys, args).Int64()

@@ -2,7 +2,6 @@ package rdb_test
 
 import (
 	"context"
-	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -31,13 +30,13 @@ func envOf(payload, producer string) string {
 	}))
 }
 
-func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+func tail(s string) string { return envelope.Tail([]byte(s)) } // ARGV[2] of the list scripts
 
 const wrongType = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
 // posArgs are list_pos.lua's ARGV for elem: RANK 1, every match, whole list.
 func posArgs(elem string, rest ...any) []any {
-	args := []any{elem, b64(elem), 1, 0, 0}
+	args := []any{elem, tail(elem), 1, 0, 0}
 	for i, v := range rest {
 		args[2+i] = v
 	}
@@ -121,7 +120,7 @@ func TestContract_ListPos(t *testing.T) {
 func TestContract_ListRem(t *testing.T) {
 	a := envOf("a", "default")
 	fill := func(t *testing.T, c *redis.Client) { rpush(t, c, q, a, "b", "a", "c", a) }
-	args := func(elem string, count int) []any { return []any{elem, b64(elem), count, "\x00tomb"} }
+	args := func(elem string, count int) []any { return []any{elem, tail(elem), count, "\x00tomb"} }
 	runContract(t, rdb.ListRem, []contractCase{
 		{name: "no key", keys: []string{q}, args: args("a", 0), want: int64(0), after: map[string]any{}},
 		{name: "count 0: every match", setup: fill, keys: []string{q}, args: args("a", 0), want: int64(3),
@@ -144,7 +143,7 @@ func TestContract_ListRem(t *testing.T) {
 func TestContract_ListInsert(t *testing.T) {
 	a := envOf("a", "default")
 	fill := func(t *testing.T, c *redis.Client) { rpush(t, c, q, "x", a, "a") }
-	args := func(pivot, where, val string) []any { return []any{pivot, b64(pivot), where, val, "\x00tomb"} }
+	args := func(pivot, where, val string) []any { return []any{pivot, tail(pivot), where, val, "\x00tomb"} }
 	runContract(t, rdb.ListInsert, []contractCase{
 		{name: "no key: 0, nothing written", keys: []string{q}, args: args("a", "BEFORE", "v"), want: int64(0), after: map[string]any{}},
 		{name: "BEFORE the first match (an envelope)", setup: fill, keys: []string{q}, args: args("a", "BEFORE", "v"), want: int64(4),
@@ -214,10 +213,10 @@ func TestContract_ListEditOOM(t *testing.T) {
 	if got, err := rdb.ListPos.Run(ctx, c, []string{q}, posArgs("a")...).Result(); err != nil || show(got) != show(arr(0, 2)) {
 		t.Errorf("list_pos under OOM: %s, %v", show(got), err)
 	}
-	if got, err := rdb.ListRem.Run(ctx, c, []string{q}, "a", b64("a"), 1, "\x00tomb").Result(); err != nil || got != int64(1) {
+	if got, err := rdb.ListRem.Run(ctx, c, []string{q}, "a", tail("a"), 1, "\x00tomb").Result(); err != nil || got != int64(1) {
 		t.Errorf("list_rem under OOM: %s, %v", show(got), err)
 	}
-	if _, err := rdb.ListInsert.Run(ctx, c, []string{q}, "b", b64("b"), "BEFORE", "v", "\x00tomb").Result(); err == nil || !strings.HasPrefix(err.Error(), "OOM") {
+	if _, err := rdb.ListInsert.Run(ctx, c, []string{q}, "b", tail("b"), "BEFORE", "v", "\x00tomb").Result(); err == nil || !strings.HasPrefix(err.Error(), "OOM") {
 		t.Errorf("list_insert under OOM: %v, want OOM", err)
 	}
 	if _, err := rdb.ListPushX.Run(ctx, c, []string{q, rdb.DedupKey(q, "h")}, "RPUSH", 1000, "v").Result(); err == nil || !strings.HasPrefix(err.Error(), "OOM") {
@@ -226,4 +225,38 @@ func TestContract_ListEditOOM(t *testing.T) {
 	if got, err := rdb.Purge.Run(ctx, c, rdb.PurgeKeys(q), rdb.PurgeTransitPrefix(q)).Result(); err != nil || got != int64(2) {
 		t.Errorf("purge under OOM: %s, %v", show(got), err)
 	}
+}
+
+// BenchmarkListPos compares a full scan of a 10,000-item list by list_pos.lua (envelopes, matched by
+// payload) with Redis's native LPOS on the raw payloads (README "List edits": O(N) like Redis's).
+// go test -run '^$' -bench BenchmarkListPos -benchtime 50x ./proxy/rdb/
+func BenchmarkListPos(b *testing.B) {
+	ctx := context.Background()
+	c := fresh(&testing.T{})
+	const n = 10000
+	envs, raws := make([]any, 0, n+2), make([]any, 0, n+2)
+	envs, raws = append(envs, "RPUSH", "envs"), append(raws, "RPUSH", "raws")
+	for i := 0; i < n; i++ {
+		p := `{"job":` + strings.Repeat("1", 1+i%7) + `}`
+		envs, raws = append(envs, envOf(p, "default")), append(raws, p)
+	}
+	for _, args := range [][]any{envs, raws} {
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("script-envelopes", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if err := rdb.ListPos.Run(ctx, c, []string{"envs"}, posArgs("missing")...).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("native-raw", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if err := c.Do(ctx, "LPOS", "raws", "missing").Err(); err != nil && err != redis.Nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1,24 +1,26 @@
 -- list_match.lua is not run on its own: proxy/rdb/listedit.go puts it right after the flags line of
--- list_pos.lua, list_rem.lua and list_insert.lua, defining matches(). It takes no KEYS[] or ARGV[] of
--- its own (the callers pass the element and its base64 from their ARGV) and Returns nothing.
+-- list_pos.lua, list_rem.lua and list_insert.lua, defining matches() and list_len(). It takes no
+-- KEYS[] or ARGV[] of its own (the callers pass the element and its envelope tail from their ARGV)
+-- and Returns nothing.
 --
--- matches(item, elem, elem64) is README "List edits": an item matches an element argument when its
+-- matches(item, elem, tail) is README "List edits": an item matches an element argument when its
 -- stored bytes are the element, or when it is a qgate envelope whose payload is the element (what a
 -- client in payload mode sees of it). The envelope is decoded here, not in Go, so the check and the
--- edit are one atomic step. The layout is AppendEnvelope's (proxy/envelope/envelope.go): the header
--- retry.lua also relies on, then ,"producer":"<JSON string>", then exactly one payload member and
--- the closing brace:
---   ,"json":<the payload verbatim>}   compared byte for byte (a JSON payload is never re-encoded)
---   ,"text":"<JSON string>"}          unescaped with cjson only when it holds a backslash
---   ,"b64":"<base64>"}                compared with elem64, the element's standard base64
--- Anything else (not an envelope, or an envelope laid out otherwise) matches only by its stored
--- bytes. Cost: a prefix compare per item; the header is read only for envelopes whose length can fit.
+-- edit are one atomic step. tail is envelope.Tail(elem): the payload member AppendEnvelope writes
+-- for elem and the closing brace (,"json":<elem verbatim>} for a JSON payload, so it is compared as
+-- its exact bytes, never re-encoded; ,"text":"<JSON string>"} or ,"b64":"<base64>"} otherwise).
+-- The item matches when it ends with tail and its payload member starts exactly where tail does:
+-- the header is read with the pattern retry.lua relies on (proxy/envelope/envelope.go), then the
+-- producer's JSON string up to its closing quote. Envelopes laid out otherwise match only by their
+-- stored bytes. Cost per item: one compare of #tail bytes; the header is read only when it matches.
 local ENVELOPE_HEAD = '^{"qgate":1,"id":"[^"\\]+","queue":"[^"\\]*","enqueued_at":"[^"\\]*","attempts":%d+,"producer":"'
 
-local function matches(item, elem, elem64)
+local function matches(item, elem, tail)
   if item == elem then return true end
-  local n = #item
-  if n < #elem + 60 or string.sub(item, 1, 17) ~= '{"qgate":1,"id":"' or string.byte(item, n) ~= 125 then
+  local n, t = #item, #tail
+  -- string.find at the one position where tail can start: no new Lua string per item (string.sub
+  -- would intern one, doubling the cost of a scan)
+  if n < t + 70 or not string.find(item, tail, n - t + 1, true) or string.sub(item, 1, 17) ~= '{"qgate":1,"id":"' then
     return false
   end
   local _, e = string.find(item, ENVELOPE_HEAD)
@@ -31,29 +33,12 @@ local function matches(item, elem, elem64)
     if string.byte(item, j) == 92 then
       i = j + 2
     else
-      i = j + 1
-      break
+      return j + 1 == n - t + 1
     end
   end
-  local member = string.sub(item, i, i + 7)
-  if member == ',"json":' then
-    return n - 1 - (i + 8) + 1 == #elem and string.sub(item, i + 8, n - 1) == elem
-  elseif member == ',"text":' then
-    local len = n - 1 - (i + 8) + 1 -- the JSON string, quotes included
-    if len < #elem + 2 or string.byte(item, n - 1) ~= 34 then return false end
-    local raw = string.sub(item, i + 8, n - 1)
-    if not string.find(raw, '\\', 2, true) then
-      return len == #elem + 2 and string.sub(raw, 2, -2) == elem
-    end
-    local ok, s = pcall(cjson.decode, raw)
-    return ok and s == elem
-  elseif member == ',"b64":"' then
-    return n - 2 - (i + 8) + 1 == #elem64 and string.byte(item, n - 1) == 34 and string.sub(item, i + 8, n - 2) == elem64
-  end
-  return false
 end
 
--- list_type fails like a Redis list command on a key of another type; it returns the list's length
+-- list_len fails like a Redis list command on a key of another type; it returns the list's length
 -- (0 when there is no key).
 local function list_len(key)
   local t = redis.call('TYPE', key)['ok']

@@ -4,7 +4,7 @@
 --
 -- KEYS[1]  the queue's ready list
 -- ARGV[1]  the element
--- ARGV[2]  the element in standard base64
+-- ARGV[2]  the element's envelope tail (envelope.Tail)
 -- ARGV[3]  RANK: not 0; negative scans from the tail
 -- ARGV[4]  COUNT: the most positions to return, 0 for all (the caller passes 1 without COUNT)
 -- ARGV[5]  MAXLEN: the most items to compare, 0 for all
@@ -12,7 +12,7 @@
 -- Returns the positions (from the head, 0-based) of the matches, in scan order: skipping the first
 -- |RANK|-1 matches, at most COUNT of them; {} when there is no key or no match. A key of another type:
 -- the WRONGTYPE error. O(N): at most the list (or MAXLEN items) is read, 1000 items per LRANGE.
-local elem, elem64 = ARGV[1], ARGV[2]
+local elem, tail = ARGV[1], ARGV[2]
 local rank, count, maxlen = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local llen, err = list_len(KEYS[1])
 if err then return err end
@@ -31,7 +31,7 @@ while index < limit do
   end
   for k = 1, n do
     local item = forward and items[k] or items[n - k + 1]
-    if matches(item, elem, elem64) then
+    if matches(item, elem, tail) then
       seen = seen + 1
       if seen >= rank then
         out[#out + 1] = forward and index or llen - index - 1

@@ -4,14 +4,14 @@
 --
 -- KEYS[1]  the queue's ready list
 -- ARGV[1]  the element
--- ARGV[2]  the element in standard base64
+-- ARGV[2]  the element's envelope tail (envelope.Tail)
 -- ARGV[3]  count: > 0 removes the first count matches from the head, < 0 the first -count from the
 --          tail, 0 every match
 -- ARGV[4]  a tombstone: a value found nowhere in the list (the caller makes a random one)
 --
 -- Returns the number of items removed (0 when there is no key). A key of another type: the WRONGTYPE
 -- error. O(N) reading (1000 items per LRANGE) plus one LSET per match and one LREM of the tombstones.
-local elem, elem64, count, tomb = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local elem, tail, count, tomb = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local llen, err = list_len(KEYS[1])
 if err then return err end
 local forward = count >= 0
@@ -28,7 +28,7 @@ while index < llen do
   end
   for k = 1, n do
     local item = forward and items[k] or items[n - k + 1]
-    if matches(item, elem, elem64) then
+    if matches(item, elem, tail) then
       hits[#hits + 1] = forward and index or -(index + 1)
       if want > 0 and #hits >= want then break end
     end
