@@ -20,7 +20,7 @@ func init() {
 			Group: "generic", Since: "1.0.0", Summary: "Determines the type of value stored at a key.",
 			Args: []Arg{{Name: "key", Type: "key"}}, Run: typeCmd},
 		&Spec{Name: "qpurge", Arity: -2, Flags: Write | Pipelined, Verb: VerbAdmin, FirstKey: 1, LastKey: -1, KeyStep: 1,
-			Group: "list", Since: "1.0.0", Summary: "Deletes queues with every key qgate keeps for them (leases, delayed, dead, transit records); returns the items removed.",
+			Group: "qgate", Since: "qgate 0.1", Summary: "Deletes queues with every key qgate keeps for them (leases, delayed, dead, transit records); returns the items removed.",
 			Args: keys, Run: qpurge},
 	)
 }
