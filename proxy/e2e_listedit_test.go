@@ -18,6 +18,8 @@ import (
 	"github.com/qgate/qgate/proxy"
 	"github.com/qgate/qgate/proxy/auth"
 	"github.com/qgate/qgate/proxy/policy"
+	"github.com/qgate/qgate/proxy/proxytest"
+	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // The list edits and key commands (README "List edits") against a real redis-server: every command,
@@ -446,5 +448,55 @@ func TestPurge_AtLeastOnceQueue(t *testing.T) {
 	keys, err := env.Direct.Keys(ctx, "*alo*").Result()
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("keys left: %v, %v", keys, err)
+	}
+}
+
+// On a Cluster: multi-key DEL/EXISTS across slots are split per slot and summed, the list edit
+// scripts run on the queue's node, and QPURGE reaches every instance's transit record (keys it
+// builds from the owners set, in the queue's slot).
+func TestKey_ClusterMultiSlot(t *testing.T) {
+	addrs := proxytest.StartCluster(t, 3)
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	q := proxytest.StartQgate(t, cfg)
+	ctx := e2eCtx(t)
+	c := q.Client(t)
+	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { _ = direct.Close() })
+	names := []string{"a", "b", "c", "d", "e"} // spread over the slots of three masters
+	for _, n := range names {
+		if err := c.RPush(ctx, n, "x", "y", "x").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := c.Exists(ctx, "a", "b", "c", "a", "nokey").Result(); err != nil || got != 4 {
+		t.Fatalf("EXISTS across slots: %d, %v; want 4", got, err)
+	}
+	if got, err := c.LRem(ctx, "b", 0, "x").Result(); err != nil || got != 2 {
+		t.Fatalf("LREM: %d, %v; want 2", got, err)
+	}
+	if got, err := c.LInsertBefore(ctx, "c", "y", "w").Result(); err != nil || got != 4 {
+		t.Fatalf("LINSERT: %d, %v; want 4", got, err)
+	}
+	if got, err := c.LPos(ctx, "c", "y", redis.LPosArgs{}).Result(); err != nil || got != 2 {
+		t.Fatalf("LPOS: %d, %v; want 2", got, err)
+	}
+	if got, err := c.Del(ctx, "a", "b", "c", "nokey").Result(); err != nil || got != 3 {
+		t.Fatalf("DEL across slots: %d, %v; want 3", got, err)
+	}
+	for _, cmd := range [][]any{
+		{"HSET", rdb.TransitKey("d", "dead-instance"), "L1.0", "t1", "L1.1", "t2"},
+		{"SADD", rdb.TransitOwnersKey("d"), "dead-instance"},
+		{"RPUSH", rdb.DeadKey("e"), "z"},
+	} {
+		if err := direct.Do(ctx, cmd...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := c.Do(ctx, "QPURGE", "d", "e").Int64(); err != nil || got != 9 {
+		t.Fatalf("QPURGE: %d, %v; want 9 (3 + 2 in transit, 3 + 1 dead)", got, err)
+	}
+	if got := direct.Exists(ctx, "d", "e", rdb.TransitKey("d", "dead-instance"), rdb.TransitOwnersKey("d"), rdb.DeadKey("e")).Val(); got != 0 {
+		t.Fatalf("%d keys left after QPURGE", got)
 	}
 }
