@@ -122,7 +122,11 @@ func aclCategories(s *Spec) []string {
 			}
 		}
 	}
-	if group != "" && group != "server" {
+	switch group {
+	case "", "server":
+	case "generic": // Redis's ACL category of the generic group (DEL, EXISTS, TYPE …)
+		cats = append(cats, "@keyspace")
+	default:
 		cats = append(cats, "@"+group)
 	}
 	if group == "server" {

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qgate/qgate/proxy/envelope"
+	"github.com/qgate/qgate/proxy/policy"
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
@@ -46,26 +47,9 @@ func (e *TooLargeError) Error() string {
 // *TooLargeError, and nothing is sent. A backend failure whose OutcomeUnknown may have pushed.
 func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (*Result[int64], error) {
 	p := e.Policy(queue)
-	for i, v := range vals {
-		if err := p.Check(v); err != nil {
-			e.countRejected(queue, err)
-			return nil, &RejectedError{Index: i + 1, Count: len(vals), Rule: p.Name(), Err: err}
-		}
-	}
-	stored := make([]interface{}, len(vals))
-	for i, v := range vals {
-		if p.Envelope {
-			stored[i] = envelope.Append(nil, queue, producer, v)
-		} else {
-			stored[i] = v
-		}
-	}
-	for i, v := range stored {
-		if n := storedLen(v); n > e.maxBulk {
-			err := &TooLargeError{Index: i + 1, Count: len(vals), Size: n, Limit: e.maxBulk}
-			e.countRejected(queue, err)
-			return nil, err
-		}
+	stored, err := e.store(p, queue, producer, vals)
+	if err != nil {
+		return nil, err
 	}
 	name := "rpush"
 	if left {
@@ -110,6 +94,34 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 		e.countPushed(queue, len(vals))
 		return res[0], nil
 	}), nil
+}
+
+// store checks values against the queue's rule p (all or nothing) and returns what to store: each in
+// an envelope naming producer when the rule says so. A refused value is a *RejectedError or a
+// *TooLargeError. Every command that adds items (pushes and the list edits, edit.go) stores through it.
+func (e *Engine) store(p *policy.Policy, queue, producer string, vals [][]byte) ([]interface{}, error) {
+	for i, v := range vals {
+		if err := p.Check(v); err != nil {
+			e.countRejected(queue, err)
+			return nil, &RejectedError{Index: i + 1, Count: len(vals), Rule: p.Name(), Err: err}
+		}
+	}
+	stored := make([]interface{}, len(vals))
+	for i, v := range vals {
+		if p.Envelope {
+			stored[i] = envelope.Append(nil, queue, producer, v)
+		} else {
+			stored[i] = v
+		}
+	}
+	for i, v := range stored {
+		if n := storedLen(v); n > e.maxBulk {
+			err := &TooLargeError{Index: i + 1, Count: len(vals), Size: n, Limit: e.maxBulk}
+			e.countRejected(queue, err)
+			return nil, err
+		}
+	}
+	return stored, nil
 }
 
 // storedLen is the length of a value as sent to the backend.
