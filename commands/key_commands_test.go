@@ -31,7 +31,7 @@ func TestKey_DelExistsType(t *testing.T) {
 			{[]string{"EXISTS"}, errR("ERR wrong number of arguments for 'exists' command")},
 			{[]string{"TYPE"}, errR("ERR wrong number of arguments for 'type' command")},
 			{[]string{"TYPE", "a", "b"}, errR("ERR wrong number of arguments for 'type' command")},
-			{[]string{"DEL", "ok", "a b"}, errR("ERR invalid queue name \"a b\": use printable ASCII without spaces, quotes, backslashes, braces or * ? [ ]")},
+			{[]string{"DEL", "ok", "a b"}, errR("ERR invalid queue name \"a b\": use printable ASCII without spaces, quotes, backslashes or * ? [ ]")},
 		})
 	}
 }

@@ -102,7 +102,7 @@ func TestListEdit_Errors(t *testing.T) {
 		{[]string{"LTRIM", "rawstr", "0", "1"}, wrongTypeR},
 		{[]string{"LPUSHX", "rawstr", "a"}, wrongTypeR},
 		{[]string{"RPUSHX", "rawstr", "a"}, wrongTypeR},
-		{[]string{"LPOS", "a b", "x"}, errR("ERR invalid queue name \"a b\": use printable ASCII without spaces, quotes, backslashes, braces or * ? [ ]")},
+		{[]string{"LPOS", "a b", "x"}, errR("ERR invalid queue name \"a b\": use printable ASCII without spaces, quotes, backslashes or * ? [ ]")},
 		{[]string{"LRANGE", "rawq", "0", "-1"}, "*1\r\n" + bulk("a")},
 	})
 }

@@ -29,7 +29,7 @@ func TestMove_ArgumentErrors(t *testing.T) {
 		{[]string{"BRPOPLPUSH", "rawa", "rawb", "abc"}, errR("ERR timeout is not a float or out of range")},
 		{[]string{"BRPOPLPUSH", "rawa", "rawb", "-1"}, errR("ERR timeout is negative")},
 		{[]string{"BRPOPLPUSH", "rawa", "rawb"}, errR("ERR wrong number of arguments for 'brpoplpush' command")},
-		{[]string{"LMOVE", "rawa", "a b", "LEFT", "LEFT"}, errR("ERR invalid queue name \"a b\": use printable ASCII without spaces, quotes, backslashes, braces or * ? [ ]")},
+		{[]string{"LMOVE", "rawa", "a b", "LEFT", "LEFT"}, errR("ERR invalid queue name \"a b\": use printable ASCII without spaces, quotes, backslashes or * ? [ ]")},
 	})
 }
 
