@@ -36,10 +36,10 @@ type Rule struct {
 	Schema   string `yaml:"schema"`    // JSON Schema file (draft 2020-12), relative to the config file
 	// SchemaFormats makes the schema's "format" keywords (email, date-time, uuid, …) assertions:
 	// by default they are annotations only, as draft 2020-12 specifies (README "Queue and channel rules").
-	SchemaFormats bool `yaml:"schema_formats"`
-	Envelope *bool  `yaml:"envelope"`  // store values in a JSON envelope (default true)
-	Deliver  string `yaml:"deliver"`   // payload (default) | envelope
-	Dedup    Dedup  `yaml:"dedup"`
+	SchemaFormats bool   `yaml:"schema_formats"`
+	Envelope      *bool  `yaml:"envelope"` // store values in a JSON envelope (default true)
+	Deliver       string `yaml:"deliver"`  // payload (default) | envelope
+	Dedup         Dedup  `yaml:"dedup"`
 
 	// Delivery and retry (README "Delivery rules" and "Retry rules"; queues only).
 	Delivery          string        `yaml:"delivery"`           // at-most-once (default) | at-least-once
