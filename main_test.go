@@ -362,7 +362,7 @@ func TestServe_SIGHUPReloadsUsers(t *testing.T) {
 	h2, _ := bcrypt.GenerateFromPassword([]byte("pw-two"), bcrypt.MinCost)
 	path := filepath.Join(t.TempDir(), "qgate.yaml")
 	write := func(users string) {
-		body := "listen: " + addr + "\nbackend: " + r.URL() + "\nusers:\n" + users
+		body := "listen: " + addr + "\nbackend: " + r.URL() + "\nqueues:\n  - {match: jobs, max_attempts: 3}\nusers:\n" + users
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -406,6 +406,9 @@ func TestServe_SIGHUPReloadsUsers(t *testing.T) {
 	}
 	if got := roundTrip(one, rd, "AUTH one pw-one"); got != "+OK" {
 		t.Fatalf("AUTH one = %q", got)
+	}
+	if want := `msg="config: queues[0] \"jobs\": max_attempts does nothing without delivery: at-least-once"`; !strings.Contains(logs.String(), want) {
+		t.Fatalf("start-up log lacks the rule warning %s:\n%s", want, logs.String())
 	}
 	write("  - {name: two, password_hash: \"" + string(h2) + "\", push: [\"*\"]}\n")
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
