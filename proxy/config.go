@@ -382,6 +382,16 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, badPaths *[]string) (p
 		key, val := n.Content[i], n.Content[i+1]
 		ft, ok := fields[key.Value]
 		switch first, dup := seen[key.Value]; {
+		case key.ShortTag() == "!!merge": // <<: *defaults (or a list of them): the same fields
+			merged := []*yaml.Node{val}
+			if val.Kind == yaml.SequenceNode {
+				merged = val.Content
+			}
+			for _, m := range merged {
+				p, _ := checkNode(m, t, path, badPaths)
+				problems = append(problems, p...)
+			}
+			kept = append(kept, key, val)
 		case !ok:
 			msg := fmt.Sprintf("unknown field %q", key.Value)
 			if s := nearest(key.Value, names); s != "" {

@@ -218,6 +218,9 @@ func TestLoadConfig_ReportsEveryProblem(t *testing.T) {
 		{"scalar expected", "listen: [a, b]\n", []string{`line 1: listen: must be a string, got a list`}},
 		{"rights must be a list", "users:\n  - name: a\n    push: \"*\"\n", []string{`line 3: users[0].push: must be a list, got "*"`}},
 		{"duplicate key", "log_level: warn\nlog_level: info\n", []string{`line 2: log_level: given twice (first on line 1)`}},
+		{"merge key checked as the same fields", "base: &b {match: a, max_atempts: 2}\nqueues:\n  - <<: *b\n    format: json\n", []string{
+			`line 1: unknown field "base"`,
+			`line 1: queues[0]: unknown field "max_atempts" (did you mean max_attempts?)`}},
 		{"not a mapping", "- listen\n", []string{`line 1: the file must be a mapping of settings (name: value), got a list`}},
 		{"every problem at once", "max_client: 5\nmax_clients: many\nqueues:\n  - match: a\n    visiblity_timeout: 1s\n    max_attempts: x\n", []string{
 			`line 1: unknown field "max_client" (did you mean max_clients?)`,
