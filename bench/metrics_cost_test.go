@@ -13,22 +13,34 @@ import (
 )
 
 // BenchmarkCommandCounting is what qgate's per-command metrics add to one command while the HTTP
-// listener is on (proxy/server_admin.go beginCmd/endCmd): a series lookup, two clock reads, a counter
-// and a histogram update; run in parallel, as the connections do. Compare with qgate's CPU per
-// operation in the metrics-cost scenario (RESULTS-metrics.md).
+// listener is on (proxy/server_admin.go beginCmd/endCmd): two clock reads, a counter and a histogram
+// update (a connection keeps its last command's series, so pipelines skip the lookup; "lookup" adds
+// it back: a command that differs from the one before); run in parallel, as the connections do.
+// Compare with qgate's CPU per operation in the metrics-cost scenario (RESULTS-metrics.md).
 //
-//	cd bench && go test -run '^$' -bench CommandCounting -cpu 1,2 .
+//	cd bench && go test -run '^$' -bench 'CommandCounting|MetricsGather' -cpu 2 .
 func BenchmarkCommandCounting(b *testing.B) {
-	m := admin.NewMetrics().Commands
-	cpu := cpuTime()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			s := m.Series("rpush")
-			start := time.Now()
-			s.Observe(time.Since(start), false)
+	for _, lookup := range []bool{false, true} {
+		name := "same-command"
+		if lookup {
+			name = "lookup"
 		}
-	})
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+		b.Run(name, func(b *testing.B) {
+			m := admin.NewMetrics().Commands
+			cpu := cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				s := m.Series("rpush")
+				for pb.Next() {
+					if lookup {
+						s = m.Series("rpush")
+					}
+					start := time.Now()
+					s.Observe(time.Since(start), false)
+				}
+			})
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
 
 // cpuTime is the CPU time (user + system) this process used: unlike ns/op it does not grow when a
