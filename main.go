@@ -24,8 +24,12 @@ import (
 	"github.com/qgate/qgate/proxy"
 )
 
-// version is set at build time with -ldflags "-X main.version=v1.2.3".
+// version, when set at build time (go build -ldflags "-X main.version=v1.2.3"), is qgate's version
+// as is; otherwise it comes from the build information (README "Configuration", Version).
 var version = ""
+
+// INFO's qgate_version and `qgate --version` print the same string.
+func init() { proxy.Version = versionString() }
 
 // configEnv names the config file when --config is not given.
 const configEnv = "QGATE_CONFIG"
@@ -60,62 +64,103 @@ var configFlags = []configFlag{
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv))
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
 // run is main with an exit code: 0 ok, 1 runtime failure, 2 bad usage or configuration.
-func run(args []string, getenv func(string) string) int {
-	if len(args) > 0 && args[0] == "version" {
-		fmt.Println("qgate", versionString(), runtime.Version())
-		return 0
-	}
-	if len(args) > 0 && args[0] == "check-config" {
-		return checkConfig(args[1:], os.Stdout)
-	}
-	if len(args) > 0 && args[0] == "hash-password" {
-		return hashPassword(args[1:], os.Stdin, os.Stdout, os.Stderr)
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version", "--version", "-version":
+			fmt.Fprintln(stdout, "qgate", proxy.Version, runtime.Version())
+			return 0
+		case "check-config":
+			return checkConfig(args[1:], stdout)
+		case "hash-password":
+			return hashPassword(args[1:], os.Stdin, stdout, stderr)
+		}
 	}
 	cfg, err := loadSettings(args, getenv)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		fs, _, _ := newFlagSet()
-		fs.SetOutput(os.Stdout)
+		fs.SetOutput(stdout)
 		fs.Usage()
 		return 0
 	case err != nil:
-		fmt.Fprintf(os.Stderr, "qgate: %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		fmt.Fprintf(stderr, "qgate: %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
 	}
 	level, _ := cfg.SlogLevel() // validated
 	opts := &slog.HandlerOptions{Level: level}
-	var handler slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	var handler slog.Handler = slog.NewTextHandler(stderr, opts)
 	if cfg.LogFormat == "json" {
-		handler = slog.NewJSONHandler(os.Stderr, opts)
+		handler = slog.NewJSONHandler(stderr, opts)
 	}
 	reload := func() (proxy.Config, error) { return loadSettings(args, getenv) }
 	return serve(cfg, slog.New(handler), reload)
 }
 
 // checkConfig validates a config file (rules and JSON Schemas included) and prints every problem
-// with its path: exit status 0 when it is valid, 1 when it is not, 2 for bad usage.
+// with its line or path, then the warnings (settings that do nothing): exit status 0 when it is
+// valid (warnings or not), 1 when it is not, 2 for bad usage. Starting qgate with the file prints
+// the same problems (loadSettings).
 func checkConfig(args []string, out io.Writer) int {
 	if len(args) != 1 {
 		fmt.Fprintln(out, "usage: qgate check-config FILE")
 		return 2
 	}
 	cfg, err := proxy.LoadConfig(args[0])
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
-		fmt.Fprintf(out, "%s: invalid\n", args[0])
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(out, "  %s\n", line)
-		}
+	var fileErr *proxy.FileError
+	if err != nil && !errors.As(err, &fileErr) {
+		fmt.Fprintf(out, "%s: invalid\n  %s\n", args[0], err)
 		return 1
 	}
-	fmt.Fprintf(out, "%s: ok (%d queue rules, %d channel rules, %d users)\n", args[0], len(cfg.Queues), len(cfg.Channels), len(cfg.Users))
+	problems := configProblems(err, cfg)
+	warnings := cfg.Warnings()
+	if len(problems) > 0 {
+		fmt.Fprintf(out, "%s: invalid (%s, %s)\n", args[0], plural(len(problems), "error"), plural(len(warnings), "warning"))
+	} else {
+		fmt.Fprintf(out, "%s: ok (%s, %s, %s; %s)\n", args[0], plural(len(cfg.Queues), "queue rule"),
+			plural(len(cfg.Channels), "channel rule"), plural(len(cfg.Users), "user"), plural(len(warnings), "warning"))
+	}
+	for _, p := range problems {
+		fmt.Fprintf(out, "  %s\n", p)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(out, "  warning: %s\n", w)
+	}
+	if len(problems) > 0 {
+		return 1
+	}
 	return 0
+}
+
+// configProblems is every problem of a configuration, one a line: the config file's structural
+// problems (loadErr, a *proxy.FileError or nil), then what Validate finds in the rest.
+func configProblems(loadErr error, cfg proxy.Config) []string {
+	var problems []string
+	var fe *proxy.FileError
+	if errors.As(loadErr, &fe) {
+		problems = append(problems, fe.Problems...)
+	}
+	if err := cfg.Validate(); err != nil {
+		for _, p := range strings.Split(err.Error(), "\n") {
+			if path, _, ok := strings.Cut(p, ": "); ok && fe != nil && fe.Covers(path) {
+				continue // the same value, already reported as unreadable (it has its default now)
+			}
+			problems = append(problems, p)
+		}
+	}
+	return problems
+}
+
+// plural is "1 error", "2 errors".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // serve runs the proxy until SIGTERM or SIGINT, then shuts it down within cfg.ShutdownTimeout. On
@@ -125,7 +170,10 @@ func serve(cfg proxy.Config, log *slog.Logger, reload func() (proxy.Config, erro
 	if cfg.Backend != "" {
 		backend = proxy.RedactBackendURL(cfg.Backend)
 	}
-	log.Info("starting qgate", "version", versionString(), "listen", cfg.Listen, "backend", backend)
+	log.Info("starting qgate", "version", proxy.Version, "listen", cfg.Listen, "backend", backend)
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w) // settings that do nothing; check-config prints the same
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -202,9 +250,13 @@ func loadSettings(args []string, getenv func(string) string) (proxy.Config, erro
 	if path == "" {
 		path = getenv(configEnv)
 	}
+	var fileErr error // the file's structural problems, reported with Validate's below
 	if path != "" {
 		var err error
-		if cfg, err = proxy.LoadConfig(path); err != nil {
+		var fe *proxy.FileError
+		if cfg, err = proxy.LoadConfig(path); errors.As(err, &fe) {
+			fileErr = fe
+		} else if err != nil {
 			return proxy.Config{}, err
 		}
 	}
@@ -218,8 +270,8 @@ func loadSettings(args []string, getenv func(string) string) (proxy.Config, erro
 			}
 		}
 	})
-	if err := cfg.Validate(); err != nil {
-		return proxy.Config{}, fmt.Errorf("invalid configuration:\n%w", err)
+	if problems := configProblems(fileErr, cfg); len(problems) > 0 {
+		return proxy.Config{}, fmt.Errorf("invalid configuration:\n%s", strings.Join(problems, "\n"))
 	}
 	return cfg, nil
 }
@@ -251,7 +303,7 @@ func newFlagSet() (fs *flag.FlagSet, configPath *string, fromFlags *proxy.Config
 		fmt.Fprintln(out, "Usage: qgate [flags]    run the proxy")
 		fmt.Fprintln(out, "       qgate check-config FILE    validate a config file, schemas included")
 		fmt.Fprintln(out, "       qgate hash-password [--cost N]    read a password (stdin or prompt), print its bcrypt hash")
-		fmt.Fprintln(out, "       qgate version    print the version")
+		fmt.Fprintln(out, "       qgate --version    print the version (also: qgate version)")
 		fmt.Fprintln(out, "\nSettings come from the defaults, then the --config file, then QGATE_* environment")
 		fmt.Fprintln(out, "variables, then flags; each later source overrides the earlier ones.")
 		fmt.Fprintln(out, "\nFlags:")
@@ -274,15 +326,39 @@ func copyField(dst, src any) {
 	}
 }
 
-// versionString is the -ldflags version, else the module version, else "dev".
+// versionString is qgate's version: the -ldflags value when set, else the module version when the
+// binary was built from a module version (go install …@v1.2.3; with VCS stamping Go also derives one
+// from the commit), else proxy.Version's default with the commit when the build recorded it
+// ("0.1.0-dev+0123456789ab", ".dirty" with uncommitted changes).
 func versionString() string {
-	if version != "" {
-		return version
+	bi, _ := debug.ReadBuildInfo()
+	return buildVersion(version, proxy.Version, bi)
+}
+
+// buildVersion is versionString's rule, for any build information (nil: none).
+func buildVersion(ldflags, base string, bi *debug.BuildInfo) string {
+	if ldflags != "" {
+		return ldflags
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if bi == nil {
+		return base
 	}
-	return "dev"
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = ".dirty"
+		}
+	}
+	if rev == "" {
+		return base
+	}
+	return base + "+" + rev[:min(len(rev), 12)] + dirty
 }
 
 // hashPassword implements `qgate hash-password`: it reads a password from stdin (the first line) or,

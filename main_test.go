@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -172,6 +173,149 @@ func TestCheckConfig_ReportsEveryProblem(t *testing.T) {
 	}
 }
 
+// TestCheckConfig_EachBadFieldExactMessage: one bad field per file, its exact line of output.
+func TestCheckConfig_EachBadFieldExactMessage(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"misspelt rule field", "queues:\n  - match: a\n    visiblity_timeout: 30s\n",
+			`line 3: queues[0]: unknown field "visiblity_timeout" (did you mean visibility_timeout?)`},
+		{"wrong type in a rule", "queues:\n  - {match: a}\n  - {match: b}\n  - {match: c, max_attempts: three}\n",
+			`line 4: queues[2].max_attempts: must be an integer, got "three"`},
+		{"misspelt top-level field", "max_client: 5\n", `line 1: unknown field "max_client" (did you mean max_clients?)`},
+		{"duration without unit", "shutdown_timeout: 10\n", `line 1: shutdown_timeout: must be a duration such as 30s or 1m30s, got "10"`},
+		{"bad value", "log_format: xml\n", `log_format: must be text or json, got "xml"`},
+		{"bad rule value", "queues:\n  - {match: a, deliver: sometimes}\n", `queues[0].deliver: must be payload or envelope, got "sometimes"`},
+		{"rule without match", "queues:\n  - {format: json}\n", `queues[0].match: required (a glob such as "email_*")`},
+		{"rule that is not a mapping", "queues:\n  - email_*\n", `line 2: queues[0]: must be a mapping (name: value), got "email_*"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "qgate.yaml")
+			if err := os.WriteFile(path, []byte(tt.body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			if got, want := checkConfig([]string{path}, &out), 1; got != want {
+				t.Fatalf("check-config = %d, want %d:\n%s", got, want, out.String())
+			}
+			if got, want := out.String(), path+": invalid (1 error, 0 warnings)\n  "+tt.want+"\n"; got != want {
+				t.Fatalf("check-config printed\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestCheckConfig_WrongTypesDoNotHideOtherProblems: type errors, unknown fields and Validate's
+// problems come out together, and a value that could not be read is not reported twice.
+func TestCheckConfig_WrongTypesDoNotHideOtherProblems(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "qgate.yaml")
+	body := "max_clients: many\nlog_format: xml\nqueues:\n  - match: a\n    visiblity_timeout: 1s\n    max_attempts: three\n  - match: b\n    format: xml\nusers:\n  - name: u\n    password_hash: [x]\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if got, want := checkConfig([]string{path}, &out), 1; got != want {
+		t.Fatalf("check-config = %d, want %d", got, want)
+	}
+	want := path + `: invalid (6 errors, 0 warnings)
+  line 1: max_clients: must be an integer, got "many"
+  line 5: queues[0]: unknown field "visiblity_timeout" (did you mean visibility_timeout?)
+  line 6: queues[0].max_attempts: must be an integer, got "three"
+  line 11: users[0].password_hash: must be a string, got a list
+  log_format: must be text or json, got "xml"
+  queues[1].format: must be any or json, got "xml"
+`
+	if got := out.String(); got != want {
+		t.Fatalf("check-config printed\n%s\nwant\n%s", got, want)
+	}
+
+	// Starting qgate with the same file prints the same list and exits 2.
+	var stdout, stderr strings.Builder
+	if got, want := run([]string{"--config", path}, func(string) string { return "" }, &stdout, &stderr), 2; got != want {
+		t.Fatalf("run = %d, want %d", got, want)
+	}
+	lines := strings.Split(strings.TrimSuffix(want, "\n"), "\n")[1:]
+	if got, want := stderr.String(), "qgate: invalid configuration:\n"+strings.Join(lines, "\n")+"\n"; got != want {
+		t.Fatalf("start printed\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestCheckConfig_WarningsDoNotFail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "qgate.yaml")
+	body := "queues:\n  - {match: \"email_*\", max_attempts: 3}\n  - {match: email_urgent, format: json}\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if got, want := checkConfig([]string{path}, &out), 0; got != want {
+		t.Fatalf("check-config = %d, want %d:\n%s", got, want, out.String())
+	}
+	want := path + `: ok (2 queue rules, 0 channel rules, 0 users; 2 warnings)
+  warning: queues[0] "email_*": max_attempts does nothing without delivery: at-least-once
+  warning: queues[1] "email_urgent": never applies: queues[0] "email_*" comes first and matches every name it matches
+`
+	if got := out.String(); got != want {
+		t.Fatalf("check-config printed\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestVersion_BuildInfo(t *testing.T) {
+	info := func(version string, settings ...string) *debug.BuildInfo {
+		bi := &debug.BuildInfo{Main: debug.Module{Path: "github.com/qgate/qgate", Version: version}}
+		for i := 0; i+1 < len(settings); i += 2 {
+			bi.Settings = append(bi.Settings, debug.BuildSetting{Key: settings[i], Value: settings[i+1]})
+		}
+		return bi
+	}
+	rev := "0123456789abcdef0123456789abcdef01234567"
+	tests := []struct {
+		name, ldflags string
+		bi            *debug.BuildInfo
+		want          string
+	}{
+		{"ldflags win", "v9.9.9", info("v1.2.3"), "v9.9.9"},
+		{"module version", "", info("v1.2.3"), "v1.2.3"},
+		{"devel with commit", "", info("(devel)", "vcs.revision", rev, "vcs.modified", "false"), "0.1.0-dev+0123456789ab"},
+		{"devel with changes", "", info("(devel)", "vcs.revision", rev, "vcs.modified", "true"), "0.1.0-dev+0123456789ab.dirty"},
+		{"devel without vcs", "", info("(devel)"), "0.1.0-dev"},
+		{"no build info", "", nil, "0.1.0-dev"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := buildVersion(tt.ldflags, "0.1.0-dev", tt.bi); got != tt.want {
+				t.Fatalf("buildVersion() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestVersion_FlagAndINFOAgree: `qgate --version` prints the version INFO reports as qgate_version.
+func TestVersion_FlagAndINFOAgree(t *testing.T) {
+	var out, errOut strings.Builder
+	if code := run([]string{"--version"}, func(string) string { return "" }, &out, &errOut); code != 0 {
+		t.Fatalf("--version exit %d: %s", code, errOut.String())
+	}
+	fields := strings.Fields(out.String())
+	if len(fields) != 3 || fields[0] != "qgate" {
+		t.Fatalf("--version printed %q, want \"qgate VERSION GOVERSION\"", out.String())
+	}
+	if got, want := fields[1], versionString(); got != want {
+		t.Fatalf("--version = %q, want %q", got, want)
+	}
+	r := proxytest.StartRedis(t)
+	cfg := proxy.DefaultConfig()
+	cfg.Listen, cfg.Backend = "127.0.0.1:0", r.URL()
+	q := proxytest.StartQgate(t, cfg)
+	info, err := q.Client(t).Info(t.Context(), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := info, "qgate_version:"+fields[1]+"\r\n"; !strings.Contains(got, want) {
+		t.Fatalf("INFO server lacks %q:\n%s", want, got)
+	}
+}
+
 func TestHashPassword(t *testing.T) {
 	in, err := os.CreateTemp(t.TempDir(), "pw")
 	if err != nil {
@@ -218,7 +362,7 @@ func TestServe_SIGHUPReloadsUsers(t *testing.T) {
 	h2, _ := bcrypt.GenerateFromPassword([]byte("pw-two"), bcrypt.MinCost)
 	path := filepath.Join(t.TempDir(), "qgate.yaml")
 	write := func(users string) {
-		body := "listen: " + addr + "\nbackend: " + r.URL() + "\nusers:\n" + users
+		body := "listen: " + addr + "\nbackend: " + r.URL() + "\nqueues:\n  - {match: jobs, max_attempts: 3}\nusers:\n" + users
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -262,6 +406,9 @@ func TestServe_SIGHUPReloadsUsers(t *testing.T) {
 	}
 	if got := roundTrip(one, rd, "AUTH one pw-one"); got != "+OK" {
 		t.Fatalf("AUTH one = %q", got)
+	}
+	if want := `msg="config: queues[0] \"jobs\": max_attempts does nothing without delivery: at-least-once"`; !strings.Contains(logs.String(), want) {
+		t.Fatalf("start-up log lacks the rule warning %s:\n%s", want, logs.String())
 	}
 	write("  - {name: two, password_hash: \"" + string(h2) + "\", push: [\"*\"]}\n")
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {

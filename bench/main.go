@@ -122,6 +122,7 @@ var scenarios = []scenario{
 	{"idle-blocked", "RSS and backend connections for many idle clients blocked in BLPOP, and for as many subscribers", func(*bench) int { return 4 }, (*bench).runIdle},
 	{"envelope", "RPUSH/LPOP through qgate with envelope off, on, and on + JSON Schema validation", envelopeRuns, (*bench).runEnvelope},
 	{"at-least-once", "push → pop → ack end to end; Redis Streams and asynq baselines", alsRuns, (*bench).runAtLeastOnce},
+	{"metrics-cost", "RPUSH/LPOP through qgate without and with --http (and /metrics scraped every second): the ratio on/off", metricsRuns, (*bench).runMetricsCost},
 }
 
 func scenarioNames() []string {

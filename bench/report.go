@@ -340,6 +340,12 @@ func (b *bench) sections(md bool) []string {
 			table([]string{"Variant", "qgate plain (envelope off)", "envelope on", "envelope + schema"}, ev))
 	}
 
+	if mc := b.metricsCostRows(); len(mc) > 0 {
+		out = append(out, h("metrics-cost: the RESP hot path with the HTTP listener and metrics on (/metrics scraped every second) against qgate without --http, same run, interleaved")+
+			table([]string{"Variant", "qgate (no --http)", "qgate (--http, scraped)", "on/off (medians)",
+				"on/off per repetition: median (min–max)", "qgate CPU s/Mop off → on (per-rep median)", "budget (per-rep median)"}, mc))
+	}
+
 	if t := b.targetChecks(); len(t) > 0 {
 		title := "Targets (issues 3 and 7)"
 		if b.cfg.Quick {

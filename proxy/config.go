@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agnivade/levenshtein"
 	"gopkg.in/yaml.v3"
 
 	"github.com/qgate/qgate/proxy/auth"
@@ -243,21 +243,246 @@ func (c Config) SlogLevel() (slog.Level, error) {
 	return 0, fmt.Errorf("parse log level: unknown level %q", c.LogLevel)
 }
 
-// LoadConfig reads a YAML config file over DefaultConfig. Unknown fields are errors.
+// LoadConfig reads a YAML config file over DefaultConfig. A file that cannot be read or is not YAML
+// is an error of its own; otherwise every structural problem (unknown fields, values of the wrong
+// type, duplicate keys) is reported at once in a *FileError, and the returned Config holds every
+// field that could be read (the others keep their defaults), so Validate can report the rest.
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
-	f, err := os.Open(path)
+	body, err := os.ReadFile(path)
 	if err != nil {
 		return cfg, fmt.Errorf("load config %s: %w", path, err)
 	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // EOF: empty file
+	cfg.Dir = filepath.Dir(path)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(body, &doc); err != nil {
 		return cfg, fmt.Errorf("load config %s: %w", path, err)
 	}
+	if len(doc.Content) == 0 { // empty file
+		return cfg, nil
+	}
+	root := doc.Content[0]
+	var badPaths []string
+	problems, bad := checkNode(root, reflect.TypeFor[Config](), "", &badPaths) // reports and removes what cannot be read
+	if !bad {
+		if err := root.Decode(&cfg); err != nil {
+			// A shape the walk does not know: report the decoder's own words rather than nothing.
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return cfg, fmt.Errorf("load config %s: %w", path, err)
+			}
+			problems = append(problems, te.Errors...)
+		}
+	}
 	cfg.Dir = filepath.Dir(path)
+	if len(problems) > 0 {
+		return cfg, &FileError{File: path, Problems: problems, Unread: badPaths}
+	}
 	return cfg, nil
+}
+
+// FileError lists the structural problems of a config file, each "line N: path: message", in the
+// order of the file (README "Configuration", check-config).
+type FileError struct {
+	File     string
+	Problems []string
+	Unread   []string // paths of the values that could not be read (they keep their defaults)
+}
+
+// Covers reports whether a problem Validate found at path (e.g. "users[0].password_hash") is about a
+// value the file error already reports as unreadable, so it need not be reported twice.
+func (e *FileError) Covers(path string) bool {
+	for _, u := range e.Unread {
+		if path == u || strings.HasPrefix(path, u+".") || strings.HasPrefix(path, u+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *FileError) Error() string { return strings.Join(e.Problems, "\n") }
+
+// checkNode walks a YAML node against the Go type it will be decoded into, using the yaml tags, and
+// returns every problem with its line: unknown fields (with the nearest valid name), duplicate keys,
+// lists or mappings where they do not belong, and scalars the decoder would refuse for the field's
+// type (decided by yaml.v3 itself, by decoding the lone node). It removes what it reports from the
+// tree (a bad field's key and value; a bad list item becomes null), so that decoding the rest cannot
+// fail and every other field is read. bad reports that n itself cannot be decoded.
+func checkNode(n *yaml.Node, t reflect.Type, path string, badPaths *[]string) (problems []string, bad bool) {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil, false // decodes to the zero value, as if the field were absent
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	at := func(format string, args ...any) ([]string, bool) {
+		msg := fmt.Sprintf(format, args...)
+		if path != "" {
+			msg = path + ": " + msg
+		}
+		*badPaths = append(*badPaths, path)
+		return []string{fmt.Sprintf("line %d: %s", n.Line, msg)}, true
+	}
+	custom := reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]())
+	switch {
+	case custom && n.Kind != yaml.MappingNode, t == durationType, t.Kind() != reflect.Struct && t.Kind() != reflect.Slice && t.Kind() != reflect.Map:
+		if n.Kind != yaml.ScalarNode {
+			return at("must be %s, got %s", typeWords(t), nodeWords(n))
+		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			return at("must be %s, got %s", typeWords(t), nodeWords(n))
+		}
+		return nil, false
+	case t.Kind() == reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return at("must be a list, got %s", nodeWords(n))
+		}
+		for i, item := range n.Content {
+			p, bad := checkNode(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), badPaths)
+			problems = append(problems, p...)
+			if bad {
+				n.Content[i] = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: item.Line}
+			}
+		}
+		return problems, false
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return at("must be a mapping (name: value), got %s", nodeWords(n))
+		}
+		var kept []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p, bad := checkNode(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value), badPaths)
+			problems = append(problems, p...)
+			if !bad {
+				kept = append(kept, n.Content[i], n.Content[i+1])
+			}
+		}
+		n.Content = kept
+		return problems, false
+	}
+	// A struct: a mapping of its yaml-tagged fields.
+	if n.Kind != yaml.MappingNode {
+		if path == "" {
+			return at("the file must be a mapping of settings (name: value), got %s", nodeWords(n))
+		}
+		return at("must be a mapping (name: value), got %s", nodeWords(n))
+	}
+	fields := map[string]reflect.Type{}
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		fields[name] = f.Type
+		names = append(names, name)
+	}
+	seen := map[string]int{}
+	var kept []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		ft, ok := fields[key.Value]
+		switch first, dup := seen[key.Value]; {
+		case key.ShortTag() == "!!merge": // <<: *defaults (or a list of them): the same fields
+			merged := []*yaml.Node{val}
+			if val.Kind == yaml.SequenceNode {
+				merged = val.Content
+			}
+			for _, m := range merged {
+				p, _ := checkNode(m, t, path, badPaths)
+				problems = append(problems, p...)
+			}
+			kept = append(kept, key, val)
+		case !ok:
+			msg := fmt.Sprintf("unknown field %q", key.Value)
+			if s := nearest(key.Value, names); s != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", s)
+			}
+			if path != "" {
+				msg = path + ": " + msg
+			}
+			problems = append(problems, fmt.Sprintf("line %d: %s", key.Line, msg))
+		case dup:
+			problems = append(problems, fmt.Sprintf("line %d: %s: given twice (first on line %d)", key.Line, joinPath(path, key.Value), first))
+		default:
+			seen[key.Value] = key.Line
+			p, bad := checkNode(val, ft, joinPath(path, key.Value), badPaths)
+			problems = append(problems, p...)
+			if !bad {
+				kept = append(kept, key, val)
+			}
+		}
+	}
+	n.Content = kept
+	return problems, false
+}
+
+func joinPath(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// nearest returns the valid name closest to a misspelt one (edit distance at most 2, and less than
+// the name's length), or "".
+func nearest(name string, valid []string) string {
+	best, bestD := "", 3
+	for _, v := range valid {
+		if d := levenshtein.ComputeDistance(strings.ToLower(name), v); d < bestD && d < len(name) {
+			best, bestD = v, d
+		}
+	}
+	return best
+}
+
+// typeWords says in user words what a field of type t holds.
+func typeWords(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return "a duration such as 30s or 1m30s"
+	case t == reflect.TypeFor[policy.Dedup]():
+		return "off, body, a JSON pointer or a mapping {key, window}"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "an integer"
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uintptr:
+		return "a non-negative integer"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "a number"
+	case t.Kind() == reflect.String:
+		return "a string"
+	}
+	return "a " + t.String()
+}
+
+// nodeWords describes what the file holds: a quoted scalar (shortened), "a list" or "a mapping".
+func nodeWords(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	}
+	v := n.Value
+	if len(v) > 40 {
+		v = v[:40] + "…"
+	}
+	return strconv.Quote(v)
+}
+
+// Warnings lists settings that are valid but do nothing (README "Queue and channel rules"); qgate
+// logs them at start and check-config prints them without failing.
+func (c Config) Warnings() []string {
+	return policy.Warnings(c.Queues, c.Channels)
 }
 
 // EnvName is the environment variable for the config field with the given YAML name.

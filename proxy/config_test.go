@@ -175,35 +175,126 @@ func TestLoadConfig_EmptyFileKeepsDefaults(t *testing.T) {
 	}
 }
 
-func TestLoadConfig_Errors(t *testing.T) {
+func TestLoadConfig_NotYAML(t *testing.T) {
+	path := writeFile(t, "listen: [\n")
+	_, err := proxy.LoadConfig(path)
+	if err == nil {
+		t.Fatal("LoadConfig() = nil error")
+	}
+	if got, want := err.Error(), "load config "+path+": yaml: "; !strings.HasPrefix(got, want) {
+		t.Fatalf("LoadConfig() = %q, want prefix %q", got, want)
+	}
+	var fe *proxy.FileError
+	if errors.As(err, &fe) {
+		t.Fatalf("LoadConfig() = %T, want a plain error for a file that is not YAML", err)
+	}
+}
+
+// TestLoadConfig_ReportsEveryProblem: each structural mistake gets its own line, in user words, with
+// the line number, and the rest of the file is still read.
+func TestLoadConfig_ReportsEveryProblem(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
 		want []string
 	}{
-		{"unknown field", "listen: :6380\nmax_client: 5\n", []string{"line 2", "field max_client not found"}},
-		{"bad duration", "shutdown_timeout: ten seconds\n", []string{"line 1", "time.Duration"}},
-		{"duration without unit", "shutdown_timeout: 10\n", []string{"line 1", "time.Duration"}},
-		{"bad integer", "log_level: info\nmax_clients: many\n", []string{"line 2", "int"}},
-		{"not yaml", "listen: [\n", []string{"yaml"}},
+		{"unknown field", "listen: :6380\nmax_client: 5\n", []string{`line 2: unknown field "max_client" (did you mean max_clients?)`}},
+		{"unknown field far from any", "colour: blue\n", []string{`line 1: unknown field "colour"`}},
+		{"dashes for underscores", "log-level: warn\n", []string{`line 1: unknown field "log-level" (did you mean log_level?)`}},
+		{"unknown rule field", "queues:\n  - match: a\n    visiblity_timeout: 30s\n",
+			[]string{`line 3: queues[0]: unknown field "visiblity_timeout" (did you mean visibility_timeout?)`}},
+		{"unknown nested field", "queues:\n  - match: a\n    backoff: {initial: 1s, maxx: 5m}\n",
+			[]string{`line 3: queues[0].backoff: unknown field "maxx" (did you mean max?)`}},
+		{"bad duration", "shutdown_timeout: ten seconds\n", []string{`line 1: shutdown_timeout: must be a duration such as 30s or 1m30s, got "ten seconds"`}},
+		{"duration without unit", "shutdown_timeout: 10\n", []string{`line 1: shutdown_timeout: must be a duration such as 30s or 1m30s, got "10"`}},
+		{"bad integer", "log_level: info\nmax_clients: many\n", []string{`line 2: max_clients: must be an integer, got "many"`}},
+		{"bad rule integer", "queues:\n  - {match: a}\n  - {match: b}\n  - match: c\n    max_attempts: three\n",
+			[]string{`line 5: queues[2].max_attempts: must be an integer, got "three"`}},
+		{"bad number", "queues:\n  - match: a\n    backoff: {jitter: lots}\n", []string{`line 3: queues[0].backoff.jitter: must be a number, got "lots"`}},
+		{"bad boolean", "queues:\n  - match: a\n    envelope: maybe\n", []string{`line 3: queues[0].envelope: must be true or false, got "maybe"`}},
+		{"bad dedup", "queues:\n  - match: a\n    dedup: [body]\n", []string{`line 3: queues[0].dedup: must be off, body, a JSON pointer or a mapping {key, window}, got a list`}},
+		{"list expected", "channels: \"events.*\"\n", []string{`line 1: channels: must be a list, got "events.*"`}},
+		{"mapping expected", "tls: yes\n", []string{`line 1: tls: must be a mapping (name: value), got "yes"`}},
+		{"scalar expected", "listen: [a, b]\n", []string{`line 1: listen: must be a string, got a list`}},
+		{"rights must be a list", "users:\n  - name: a\n    push: \"*\"\n", []string{`line 3: users[0].push: must be a list, got "*"`}},
+		{"duplicate key", "log_level: warn\nlog_level: info\n", []string{`line 2: log_level: given twice (first on line 1)`}},
+		{"merge key checked as the same fields", "base: &b {match: a, max_atempts: 2}\nqueues:\n  - <<: *b\n    format: json\n", []string{
+			`line 1: unknown field "base"`,
+			`line 1: queues[0]: unknown field "max_atempts" (did you mean max_attempts?)`}},
+		{"not a mapping", "- listen\n", []string{`line 1: the file must be a mapping of settings (name: value), got a list`}},
+		{"every problem at once", "max_client: 5\nmax_clients: many\nqueues:\n  - match: a\n    visiblity_timeout: 1s\n    max_attempts: x\n", []string{
+			`line 1: unknown field "max_client" (did you mean max_clients?)`,
+			`line 2: max_clients: must be an integer, got "many"`,
+			`line 5: queues[0]: unknown field "visiblity_timeout" (did you mean visibility_timeout?)`,
+			`line 6: queues[0].max_attempts: must be an integer, got "x"`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := writeFile(t, tt.body)
-			_, err := proxy.LoadConfig(path)
-			if err == nil {
-				t.Fatal("LoadConfig() = nil error")
+			_, err := proxy.LoadConfig(writeFile(t, tt.body))
+			var fe *proxy.FileError
+			if !errors.As(err, &fe) {
+				t.Fatalf("LoadConfig() = %v, want a *FileError", err)
 			}
-			msg := err.Error()
-			if want := "load config " + path + ": "; !strings.HasPrefix(msg, want) {
-				t.Fatalf("LoadConfig() = %q, want prefix %q", msg, want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(msg, w) {
-					t.Fatalf("LoadConfig() = %q, want it to contain %q", msg, w)
-				}
+			if got, want := fe.Problems, tt.want; !reflect.DeepEqual(got, want) {
+				t.Fatalf("problems = %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+func TestLoadConfig_ReadsTheRestDespiteProblems(t *testing.T) {
+	path := writeFile(t, "max_clients: many\nlog_level: warn\nlog_level: info\nlisten: :7000\nqueues:\n  - match: a\n    max_attempts: x\n  - match: b\n    format: json\n")
+	cfg, err := proxy.LoadConfig(path)
+	var fe *proxy.FileError
+	if !errors.As(err, &fe) {
+		t.Fatalf("LoadConfig() = %v, want a *FileError", err)
+	}
+	if got, want := cfg.MaxClients, proxy.DefaultMaxClients; got != want {
+		t.Errorf("MaxClients = %d, want the default %d (the bad value is not read)", got, want)
+	}
+	if got, want := cfg.Listen, ":7000"; got != want {
+		t.Errorf("Listen = %q, want %q (read despite the other problems)", got, want)
+	}
+	if got, want := len(cfg.Queues), 2; got != want {
+		t.Fatalf("len(Queues) = %d, want %d", got, want)
+	}
+	if got, want := cfg.Queues[1].Format, "json"; got != want {
+		t.Errorf("Queues[1].Format = %q, want %q", got, want)
+	}
+	if got, want := fe.Unread, []string{"max_clients", "queues[0].max_attempts"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Unread = %q, want %q", got, want)
+	}
+	if !fe.Covers("queues[0].max_attempts") || fe.Covers("queues[0].match") || !fe.Covers("max_clients") {
+		t.Errorf("Covers: wrong for %q", fe.Unread)
+	}
+}
+
+func TestConfig_Warnings(t *testing.T) {
+	cfg, err := proxy.LoadConfig(writeFile(t, `queues:
+  - match: "*"
+    max_bytes: 10
+  - match: "email_*"
+    visibility_timeout: 30s
+    backoff: {initial: 2s}
+channels:
+  - match: "audit.*"
+    deliver: envelope
+    envelope: false
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`queues[1] "email_*": visibility_timeout, backoff do nothing without delivery: at-least-once`,
+		`queues[1] "email_*": never applies: queues[0] "*" comes first and matches every name it matches`,
+		`channels[0] "audit.*": deliver: envelope does nothing with envelope: false (items are stored without an envelope, so consumers get the payload)`,
+	}
+	if got := cfg.Warnings(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Warnings() = %q, want %q", got, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate() = %v, want nil (warnings are not errors)", err)
 	}
 }
 

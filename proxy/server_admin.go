@@ -104,6 +104,11 @@ type connObs struct {
 	leases   atomic.Int32           // leases held
 	blocked  atomic.Bool            // in a blocked pop
 	lastName string                 // the value last stored in name (connection goroutine only)
+
+	// The series of the connection's last command, by its name as sent: pipelines repeat one
+	// command, and this spares each the table lookup and the series map (connection goroutine only).
+	cmdName   []byte
+	cmdSeries *admin.CommandSeries
 }
 
 // cmdMark is a command being measured.
@@ -114,17 +119,27 @@ type cmdMark struct {
 	queued int // len(c.pending) when it started
 }
 
+// maxCachedCmdName bounds the name beginCmd keeps (the longest command name is far shorter).
+const maxCachedCmdName = 32
+
 // beginCmd starts measuring a command (only while the HTTP listener runs).
 func (c *conn) beginCmd(name []byte) cmdMark {
 	m := c.srv.cmdMetrics
 	if m == nil {
 		return cmdMark{}
 	}
-	label := "unknown"
-	if spec := commands.Lookup(name); spec != nil {
-		label = spec.Name
+	if c.obs.cmdSeries == nil || !bytes.Equal(name, c.obs.cmdName) {
+		label := "unknown"
+		if spec := commands.Lookup(name); spec != nil {
+			label = spec.Name
+		}
+		series := m.Series(label)
+		if len(name) > maxCachedCmdName { // not a command name: not worth keeping
+			return cmdMark{series: series, start: time.Now(), out: len(c.w.B), queued: len(c.pending)}
+		}
+		c.obs.cmdSeries, c.obs.cmdName = series, append(c.obs.cmdName[:0], name...)
 	}
-	return cmdMark{series: m.Series(label), start: time.Now(), out: len(c.w.B), queued: len(c.pending)}
+	return cmdMark{series: c.obs.cmdSeries, start: time.Now(), out: len(c.w.B), queued: len(c.pending)}
 }
 
 // endCmd records a command once Exec returned: at once if it wrote its reply, else when its queued

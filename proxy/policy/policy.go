@@ -35,9 +35,12 @@ type Rule struct {
 	MaxBytes int64  `yaml:"max_bytes"` // largest value accepted; 0 = only the global max_bulk_bytes
 	Format   string `yaml:"format"`    // any (default) | json
 	Schema   string `yaml:"schema"`    // JSON Schema file (draft 2020-12), relative to the config file
-	Envelope *bool  `yaml:"envelope"`  // store values in a JSON envelope (default true)
-	Deliver  string `yaml:"deliver"`   // payload (default) | envelope
-	Dedup    Dedup  `yaml:"dedup"`
+	// SchemaFormats makes the schema's "format" keywords (email, date-time, uuid, …) assertions:
+	// by default they are annotations only, as draft 2020-12 specifies (README "Queue and channel rules").
+	SchemaFormats bool   `yaml:"schema_formats"`
+	Envelope      *bool  `yaml:"envelope"` // store values in a JSON envelope (default true)
+	Deliver       string `yaml:"deliver"`  // payload (default) | envelope
+	Dedup         Dedup  `yaml:"dedup"`
 
 	// Delivery and retry (README "Delivery rules" and "Retry rules"; queues only).
 	Delivery          string        `yaml:"delivery"`           // at-most-once (default) | at-least-once
@@ -222,11 +225,14 @@ func compile(kind string, i int, r Rule, baseDir string) (*Policy, error) {
 		if !filepath.IsAbs(file) && baseDir != "" {
 			file = filepath.Join(baseDir, file)
 		}
-		sch, err := loadSchema(file)
+		sch, err := loadSchema(file, r.SchemaFormats)
 		if err != nil {
 			bad("schema", "%v", err)
 		}
 		p.Schema, p.SchemaName, p.JSON = sch, filepath.Base(r.Schema), true
+	}
+	if r.SchemaFormats && r.Schema == "" {
+		bad("schema_formats", "needs a schema")
 	}
 	if p.DedupPointer != "" && !p.JSON {
 		bad("dedup.key", "a JSON pointer needs format: json or a schema")
@@ -303,9 +309,79 @@ func compileDelivery(p *Policy, r Rule, bad func(field, format string, args ...a
 	}
 }
 
-// loadSchema compiles a JSON Schema file (draft 2020-12 unless it says otherwise), cached by path
-// and modification time.
-func loadSchema(file string) (*jsonschema.Schema, error) {
+// Warnings lists rules, or settings of rules, that are valid but do nothing (README "Queue and
+// channel rules"): retry settings on a queue that is not at-least-once, deliver: envelope with
+// envelope: false, and rules no name can reach because an earlier rule matches every name they
+// match. That last check is deliberately partial: an earlier pattern covers a later one when they
+// are identical, when it is "*", when the later one is a plain name it matches, or when it is a
+// literal prefix followed by a single "*" and the later one's literal prefix starts with it
+// ("email_*" covers "email_urgent_*"). Other overlaps (e.g. "a?c" and "a[bc]c") are not detected.
+func Warnings(queues, channels []Rule) []string {
+	var out []string
+	for _, list := range []struct {
+		kind  string
+		rules []Rule
+	}{{"queues", queues}, {"channels", channels}} {
+		for j, r := range list.rules {
+			name := fmt.Sprintf("%s[%d] %q", list.kind, j, r.Match)
+			if list.kind == "queues" && (r.Delivery == "" || r.Delivery == "at-most-once") {
+				var unused []string
+				if r.Ack != "" {
+					unused = append(unused, "ack")
+				}
+				if r.VisibilityTimeout != 0 {
+					unused = append(unused, "visibility_timeout")
+				}
+				if r.MaxAttempts != nil {
+					unused = append(unused, "max_attempts")
+				}
+				if r.Backoff != (Backoff{}) {
+					unused = append(unused, "backoff")
+				}
+				if r.DeadLetter != nil {
+					unused = append(unused, "dead_letter")
+				}
+				if len(unused) > 0 {
+					out = append(out, fmt.Sprintf("%s: %s %s nothing without delivery: at-least-once",
+						name, strings.Join(unused, ", "), map[bool]string{true: "does", false: "do"}[len(unused) == 1]))
+				}
+			}
+			if r.Deliver == "envelope" && r.Envelope != nil && !*r.Envelope {
+				out = append(out, fmt.Sprintf("%s: deliver: envelope does nothing with envelope: false (items are stored without an envelope, so consumers get the payload)", name))
+			}
+			if r.Match == "" {
+				continue
+			}
+			for i, earlier := range list.rules[:j] {
+				if covers(earlier.Match, r.Match) {
+					out = append(out, fmt.Sprintf("%s: never applies: %s[%d] %q comes first and matches every name it matches", name, list.kind, i, earlier.Match))
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// covers reports whether pattern a matches every name pattern b matches, in the cases Warnings lists.
+func covers(a, b string) bool {
+	if a == "" {
+		return false
+	}
+	if a == b || a == "*" {
+		return true
+	}
+	bPrefix, bRest := glob.LiteralPrefix(b)
+	if bRest == "" {
+		return glob.Match(a, bPrefix) // b is one name
+	}
+	aPrefix, aRest := glob.LiteralPrefix(a)
+	return aRest == "*" && strings.HasPrefix(bPrefix, aPrefix)
+}
+
+// loadSchema compiles a JSON Schema file (draft 2020-12 unless it says otherwise), cached by path,
+// modification time and whether "format" is asserted (formats).
+func loadSchema(file string, formats bool) (*jsonschema.Schema, error) {
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		return nil, err
@@ -314,12 +390,15 @@ func loadSchema(file string) (*jsonschema.Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read schema: %w", err)
 	}
-	key := abs + "@" + strconv.FormatInt(st.ModTime().UnixNano(), 10)
+	key := abs + "@" + strconv.FormatInt(st.ModTime().UnixNano(), 10) + "@" + strconv.FormatBool(formats)
 	if sch, ok := schemaCache.Get(key); ok {
 		return sch, nil
 	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
+	if formats {
+		c.AssertFormat()
+	}
 	sch, err := c.Compile(abs)
 	if err != nil {
 		return nil, fmt.Errorf("compile schema %s: %w", filepath.Base(file), err)

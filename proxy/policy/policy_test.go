@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -312,5 +313,100 @@ func TestSet_RulesMatchTaggedNames(t *testing.T) {
 	}
 	if got, want := s.Channel("news{t}").MaxBytes, int64(4); got != want {
 		t.Errorf("channel news{t}: rule with max_bytes %d, want %d", got, want)
+	}
+}
+
+// TestSchema_FormatsAreAnnotationsUnlessAsserted: "format" only fails a value with schema_formats: true.
+func TestSchema_FormatsAreAnnotationsUnlessAsserted(t *testing.T) {
+	dir := t.TempDir()
+	schema := `{"type":"object","properties":{"to":{"type":"string","format":"email"}},"required":["to"]}`
+	if err := os.WriteFile(filepath.Join(dir, "mail.json"), []byte(schema), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSet([]Rule{
+		{Match: "plain", Schema: "mail.json"},
+		{Match: "strict", Schema: "mail.json", SchemaFormats: true},
+	}, nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, good := []byte(`{"to":"not an address"}`), []byte(`{"to":"a@example.com"}`)
+	if err := s.Queue("plain").Check(bad); err != nil {
+		t.Fatalf("plain.Check(bad email) = %v, want nil (format is an annotation by default)", err)
+	}
+	if err := s.Queue("strict").Check(good); err != nil {
+		t.Fatalf("strict.Check(good email) = %v, want nil", err)
+	}
+	err = s.Queue("strict").Check(bad)
+	if err == nil {
+		t.Fatal("strict.Check(bad email) = nil, want a format error")
+	}
+	if got, want := err.Error(), `schema mail.json: /to: 'not an address' is not valid email: missing @`; got != want {
+		t.Fatalf("strict.Check(bad email) = %q, want %q", got, want)
+	}
+}
+
+func TestSchema_FormatsNeedASchema(t *testing.T) {
+	_, err := NewSet([]Rule{{Match: "q", Format: "json", SchemaFormats: true}}, nil, "")
+	if got, want := errString(err), "queues[0].schema_formats: needs a schema"; got != want {
+		t.Fatalf("NewSet() = %q, want %q", got, want)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func TestPolicy_WarningsShadowedRules(t *testing.T) {
+	tests := []struct {
+		name    string
+		earlier string
+		later   string
+		want    bool // the later rule is reported as never applying
+	}{
+		{"identical", "email_*", "email_*", true},
+		{"star covers all", "*", "a?[bc]", true},
+		{"literal matched by glob", "email_*", "email_urgent", true},
+		{"literal matched by class", "q[0-9]", "q7", true},
+		{"escaped literal", `a\*`, `a\*`, true},
+		{"prefix star covers longer prefix", "email_*", "email_urgent_*", true},
+		{"literal not matched", "email_*", "sms", false},
+		{"narrower first is fine", "email_urgent", "email_*", false},
+		{"prefix star vs other prefix", "email_*", "e*", false},
+		{"not detected: general subsumption", "a?c", "a[bc]c", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Warnings([]Rule{{Match: tt.earlier}, {Match: tt.later}}, nil)
+			want := []string(nil)
+			if tt.want {
+				want = []string{fmt.Sprintf("queues[1] %q: never applies: queues[0] %q comes first and matches every name it matches", tt.later, tt.earlier)}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("Warnings() = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestPolicy_WarningsRetrySettingsWithoutAtLeastOnce(t *testing.T) {
+	three := 3
+	got := Warnings([]Rule{
+		{Match: "a", MaxAttempts: &three, DeadLetter: off(), Ack: "next-pop"},
+		{Match: "b", Delivery: "at-least-once", MaxAttempts: &three},
+		{Match: "c", Delivery: "at-most-once", Backoff: Backoff{Max: time.Minute}},
+		{Match: "d", Deliver: "envelope", Envelope: off()},
+		{Match: "e", Deliver: "envelope"},
+	}, nil)
+	want := []string{
+		`queues[0] "a": ack, max_attempts, dead_letter do nothing without delivery: at-least-once`,
+		`queues[2] "c": backoff does nothing without delivery: at-least-once`,
+		`queues[3] "d": deliver: envelope does nothing with envelope: false (items are stored without an envelope, so consumers get the payload)`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Warnings() = %q, want %q", got, want)
 	}
 }
