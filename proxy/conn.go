@@ -78,7 +78,8 @@ type conn struct {
 	lastUser string                 // the value last stored in authUser (connection goroutine only)
 	openMode atomic.Bool            // accepted while no users were configured
 	subs     atomic.Int32           // channels and patterns subscribed
-	obs      connObs                // name, leases, blocked: for the HTTP API (server_admin.go)
+	obs      connObs                // session state for the HTTP API and CLIENT LIST, command measures (server_admin.go)
+	killed   atomic.Bool            // closed by CLIENT KILL (Server.Kill)
 
 	omu      sync.Mutex
 	ocond    *sync.Cond
@@ -280,9 +281,9 @@ func (c *conn) execBuffered() error {
 			continue
 		}
 		c.srv.stats.commands.Add(1)
-		mark := c.beginCmd(args[0])
-		commands.Exec(c, args)
-		c.endCmd(mark)
+		mark := c.beginCmd()
+		spec, out := commands.Exec(c, args)
+		c.endCmd(mark, spec, out)
 		if c.sess.AuthUser != c.lastUser {
 			c.setAuthUser(c.sess.AuthUser)
 		}
@@ -487,12 +488,14 @@ func (c *conn) BlockLeasePop(keys []string, left bool, timeout time.Duration) (*
 func (c *conn) beginBlock() bool {
 	c.obs.blocked.Store(true)
 	c.endBatch()
+	c.obs.blockStart = time.Now()
 	return !c.dead
 }
 
 // endBlock lets the handler go on writing this batch's reply.
 func (c *conn) endBlock() {
 	c.obs.blocked.Store(false)
+	c.obs.blockedFor += time.Since(c.obs.blockStart)
 	c.omu.Lock()
 	c.inBatch = true
 	c.omu.Unlock()
