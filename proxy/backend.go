@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -699,5 +701,61 @@ func fromClusterOptions(o *redis.ClusterOptions) *redis.UniversalOptions {
 		ConnMaxLifetimeJitter:   o.ConnMaxLifetimeJitter,
 		TLSConfig:               o.TLSConfig,
 		FailingTimeoutSeconds:   o.FailingTimeoutSeconds,
+	}
+}
+
+// WatchHealth logs the backend going down and coming back (README "Operations", "Logs"): one line on
+// each transition, from what the client's own commands and dials see, never one per failed command.
+// Down means a transport failure (refused, reset, timeout); a Redis error reply means it is up.
+func (b *Backend) WatchHealth(log *slog.Logger) {
+	b.Client.AddHook(&health{log: log, addr: b.Addr})
+}
+
+// health is the redis.Hook of WatchHealth.
+type health struct {
+	log  *slog.Logger
+	addr string
+	down atomic.Bool
+}
+
+func (h *health) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		h.note(ctx, err)
+		return c, err
+	}
+}
+
+func (h *health) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.note(ctx, err)
+		return err
+	}
+}
+
+func (h *health) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.note(ctx, err)
+		return err
+	}
+}
+
+// note records one outcome. Failures that say nothing about the backend are ignored: the caller's
+// cancelled context, a busy pool, a client closed at shutdown.
+func (h *health) note(ctx context.Context, err error) {
+	var re redis.Error
+	switch {
+	case err == nil || errors.Is(err, redis.Nil) || errors.As(err, &re):
+		if h.down.CompareAndSwap(true, false) {
+			h.log.Info("backend back up", "backend", h.addr)
+		}
+	case ctx.Err() != nil, errors.Is(err, context.Canceled), errors.Is(err, redis.ErrClosed),
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+	default:
+		if h.down.CompareAndSwap(false, true) {
+			h.log.Warn("backend down", "backend", h.addr, "err", err)
+		}
 	}
 }

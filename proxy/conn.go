@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -578,6 +579,12 @@ func (c *conn) close() {
 	}
 	c.omu.Unlock()
 	_ = c.nc.Close()
+	for queue, held := range c.sess.Held {
+		if len(held) > 0 {
+			c.srv.engine.Events().Log(slog.LevelInfo, "consumer disconnected holding leases", "queue", queue, "leases", len(held),
+				"client", c.id, "addr", c.sess.Addr, "killed", c.killed.Load())
+		}
+	}
 	c.srv.engine.Requeue(&c.sess.Consumer)
 	c.srv.removeConn(c)
 }

@@ -110,6 +110,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.backend = b
+	b.WatchHealth(log)
 	if b.Kind == BackendEmbedded {
 		log.Warn("no backend configured: using an embedded in-memory Redis; data is lost when qgate stops", "backend", b.Addr)
 	} else {
