@@ -14,6 +14,8 @@ import (
 
 	"github.com/qgate/qgate/proxy"
 	"github.com/qgate/qgate/proxy/auth"
+	"github.com/qgate/qgate/proxy/policy"
+	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // CLIENT LIST, CLIENT KILL and INFO commandstats/errorstats over raw sockets, each scenario run
@@ -304,4 +306,130 @@ func sortLines(s string) string {
 	l := strings.Split(s, "\r\n")
 	sort.Strings(l)
 	return strings.Join(l, "\n")
+}
+
+// logLines returns the lines of logs with msg="<msg>" (the text handler quotes messages with spaces).
+func logLines(logs, msg string) []string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, ` msg="`+msg+`"`) || strings.Contains(l, " msg="+msg+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// waitLog waits until the server logged a line with msg and every field (key=value) given.
+func waitLog(t *testing.T, q func() string, msg string, fields ...string) string {
+	t.Helper()
+	var found string
+	e2eEventually(t, "log "+msg+" "+strings.Join(fields, " "), func() bool {
+		for _, l := range logLines(q(), msg) {
+			ok := true
+			for _, f := range fields {
+				ok = ok && strings.Contains(l, " "+f)
+			}
+			if ok {
+				found = l
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// Every event of an item's life is logged with its queue and counts, and never with its payload.
+func TestLog_ItemEventsWithoutPayload(t *testing.T) {
+	const marker = "PAYLOAD-MARKER-7f3a"
+	one := 1
+	e := e2eStart(t, httpOn, func(c *proxy.Config) {
+		c.Queues = []policy.Rule{
+			{Match: "jobs*", Delivery: "at-least-once", VisibilityTimeout: 30 * time.Second, MaxAttempts: &one},
+			{Match: "small*", MaxBytes: 8},
+			{Match: "typed*", Format: "json"},
+		}
+	})
+	ctx := e2eCtx(t)
+	logs := e.Qgate.Logs.String
+	c := envClient(t, e, ctx)
+
+	// Refused pushes: the reason is named, the value is not quoted.
+	if err := c.RPush(ctx, "small", "ok", marker).Err(); err == nil {
+		t.Fatal("RPUSH over max_bytes accepted")
+	}
+	waitLog(t, logs, "push rejected", "queue=small", `rule="queues[1] \"small*\""`, "reason=max_bytes")
+	if err := c.RPush(ctx, "typed", "{"+marker).Err(); err == nil {
+		t.Fatal("RPUSH of bad JSON accepted")
+	}
+	waitLog(t, logs, "push rejected", "queue=typed", "reason=not_json")
+
+	// A lease that runs out with max_attempts 1: expired, then dead-lettered.
+	c.RPush(ctx, "jobs", marker+"-1")
+	env := mustDecode(t, c.LPop(ctx, "jobs").Val())
+	c.Do(ctx, "qextend", "jobs", env.Receipt, 1)
+	reapUntil(t, e, "the expired lease dead-lettered", func() bool { return e.Direct.LLen(ctx, rdb.DeadKey("jobs")).Val() == 1 })
+	waitLog(t, logs, "leases expired", "queue=jobs", "items=1", "dead_lettered=1", "max_attempts=1")
+	waitLog(t, logs, "items dead-lettered", "queue=jobs", "items=1", "cause=\"lease expired\"")
+
+	// Redrive over RESP, then over HTTP.
+	if got, err := c.Do(ctx, "qredrive", "jobs").Int(); err != nil || got != 1 {
+		t.Fatalf("QREDRIVE = %d, %v", got, err)
+	}
+	waitLog(t, logs, "dead letters redriven", "queue=jobs", "items=1", "via=resp")
+	env = mustDecode(t, c.LPop(ctx, "jobs").Val())
+	c.Do(ctx, "qextend", "jobs", env.Receipt, 1)
+	reapUntil(t, e, "dead-lettered again", func() bool { return e.Direct.LLen(ctx, rdb.DeadKey("jobs")).Val() == 1 })
+	if code, body := httpDo(t, "POST", httpBase(t, e.Qgate)+"/api/v1/queues/jobs/redrive", "", "", `{"count":1}`); code != 200 {
+		t.Fatalf("HTTP redrive = %d %s", code, body)
+	}
+	waitLog(t, logs, "dead letters redriven", "queue=jobs", "items=1", "via=http")
+
+	// A consumer leaving with a lease.
+	consumer := envClient(t, e, ctx)
+	if got := consumer.LPop(ctx, "jobs").Val(); got == "" {
+		t.Fatal("nothing to lease")
+	}
+	_ = consumer.Close()
+	waitLog(t, logs, "consumer disconnected holding leases", "queue=jobs", "leases=1", "killed=false")
+
+	if strings.Contains(logs(), marker) {
+		t.Fatalf("the payload marker is in the logs:\n%s", logs())
+	}
+}
+
+// With the backend stopped and restarted on its port, qgate logs one "backend down" and one "backend
+// back up", however many commands fail in between.
+func TestLog_BackendDownAndUpOnce(t *testing.T) {
+	e := e2eStart(t)
+	ctx := e2eCtx(t)
+	c := e.Client(t, 2, func(o *redis.Options) { o.MaxRetries = -1 })
+	if err := c.RPush(ctx, "q", "a").Err(); err != nil {
+		t.Fatal(err)
+	}
+	logs := e.Qgate.Logs.String
+	e.Redis.Stop()
+	e2eEventually(t, "backend down logged", func() bool {
+		_ = c.LLen(ctx, "q").Err()
+		return len(logLines(logs(), "backend down")) > 0
+	})
+	for range 20 {
+		if err := c.LLen(ctx, "q").Err(); err == nil {
+			t.Fatal("LLEN succeeded with the backend stopped")
+		}
+	}
+	e.Redis.Restart(t)
+	e2eEventually(t, "commands succeed again", func() bool { return c.LLen(ctx, "q").Err() == nil })
+	e2eEventually(t, "backend back up logged", func() bool { return len(logLines(logs(), "backend back up")) > 0 })
+	for range 20 {
+		if err := c.LLen(ctx, "q").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := len(logLines(logs(), "backend down")), 1; got != want {
+		t.Errorf("%d backend down lines, want %d:\n%s", got, want, strings.Join(logLines(logs(), "backend down"), "\n"))
+	}
+	if got, want := len(logLines(logs(), "backend back up")), 1; got != want {
+		t.Errorf("%d backend back up lines, want %d:\n%s", got, want, logs())
+	}
 }

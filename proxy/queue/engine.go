@@ -257,16 +257,13 @@ func rejectReason(err error) string {
 	return "rule"
 }
 
-// logRejected logs a refused push: queue, rule, reason, the value's size and place in the command.
+// logRejected logs a refused push: queue, rule, reason (and sizes for a value over the backend's
+// limit).
 func (e *Engine) logRejected(queue string, err error) {
 	args := []any{"queue", queue, "rule", e.Policy(queue).Name(), "reason", rejectReason(err)}
-	var re *RejectedError
 	var tl *TooLargeError
-	switch {
-	case errors.As(err, &re):
-		args = append(args, "value", re.Index, "values", re.Count)
-	case errors.As(err, &tl):
-		args = append(args, "value", tl.Index, "values", tl.Count, "bytes", tl.Size, "limit_bytes", tl.Limit)
+	if errors.As(err, &tl) {
+		args = append(args, "bytes", tl.Size, "limit_bytes", tl.Limit)
 	}
 	e.events.Log(slog.LevelInfo, "push rejected", args...)
 }
