@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/commands/commandstest"
 	"github.com/qgate/qgate/proxy/auth"
 )
@@ -84,3 +85,15 @@ func TestInfo_CommandstatsOnTheFake(t *testing.T) {
 }
 
 var usec = regexp.MustCompile(`usec=\d+,usec_per_call=\d+\.\d\d,`)
+
+// BenchmarkCommandStats_Record is the per-command cost of the counters on the RESP path.
+func BenchmarkCommandStats_Record(b *testing.B) {
+	cs := commands.NewCommandStats()
+	spec := commands.Lookup([]byte("lpop"))
+	reply := []byte("$1\r\na\r\n")
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			cs.Record(spec, commands.Ran, 3, reply)
+		}
+	})
+}

@@ -100,6 +100,7 @@ func newConn(srv *Server, nc net.Conn, id int64) *conn {
 	c.sess = commands.Session{ID: id, Addr: nc.RemoteAddr().String(), LocalAddr: nc.LocalAddr().String(),
 		Created: time.Now(), Proto: 2, Consumer: queue.Consumer{LeaseOwner: srv.instance + ":" + strconv.FormatInt(id, 10)}}
 	c.proto.Store(2)
+	c.obs.lastActive.Store(c.sess.Created.UnixNano())
 	c.w.Proto = 2
 	c.w.Spill = c.spill
 	return c
