@@ -81,6 +81,7 @@ type conn struct {
 	subs     atomic.Int32           // channels and patterns subscribed
 	obs      connObs                // session state for the HTTP API and CLIENT LIST, command measures (server_admin.go)
 	killed   atomic.Bool            // closed by CLIENT KILL (Server.Kill)
+	cmdOut   int                    // where the running command's reply starts in w.B (server_admin.go)
 
 	omu      sync.Mutex
 	ocond    *sync.Cond
@@ -161,6 +162,7 @@ func (c *conn) runPending() {
 		c.doneQueued(&p[i])
 		p[i] = queued{}
 	}
+	c.cmdOut = len(c.w.B) // the replies of earlier commands come before the running command's
 }
 
 // serve is the connection's goroutine.
@@ -322,6 +324,7 @@ func (c *conn) endBatch() {
 	} else {
 		c.w.B = c.w.B[:0]
 	}
+	c.cmdOut = 0
 	if len(c.popped) > 0 {
 		c.srv.engine.Settle(c.popped, err == nil)
 		clear(c.popped)

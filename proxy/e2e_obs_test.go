@@ -269,8 +269,9 @@ var usecs = regexp.MustCompile(`usec=\d+,usec_per_call=\d+\.\d\d,`)
 func TestInfo_CommandstatsAndErrorstatsAsRedis(t *testing.T) {
 	newRawEnv(t, nil).both(t, func(t *testing.T, tg target) {
 		c, rd := dialRaw(t, tg.addr)
-		send(t, c, "PING\r\nPING\r\nCLIENT ID\r\nLPUSH\r\nECHO a b\r\nCLIENT NOSUCH\r\nNOSUCH\r\nCLIENT KILL 10.9.9.9:1\r\nSUBSCRIBE ch\r\nLLEN q\r\nRESET\r\n")
-		for range 16 { // eight replies, SUBSCRIBE's six lines, LLEN's error, RESET's
+		send(t, c, "PING\r\nPING\r\nCLIENT ID\r\nLPUSH\r\nECHO a b\r\nCLIENT NOSUCH\r\nNOSUCH\r\nRPUSH obsq a\r\nCLIENT KILL 10.9.9.9:1\r\nSUBSCRIBE ch\r\nLLEN q\r\nRESET\r\n")
+		// RPUSH is queued for the batch's round trip: CLIENT KILL's error is told apart from its reply.
+		for range 17 { // nine replies, SUBSCRIBE's six lines, LLEN's error, RESET's
 			readLine(t, rd)
 		}
 		send(t, c, "INFO commandstats\r\n")
@@ -282,6 +283,7 @@ func TestInfo_CommandstatsAndErrorstatsAsRedis(t *testing.T) {
 			"cmdstat_llen:calls=0,usec=U,usec_per_call=P,rejected_calls=1,failed_calls=0\r\n" +
 			"cmdstat_lpush:calls=0,usec=U,usec_per_call=P,rejected_calls=1,failed_calls=0\r\n" +
 			"cmdstat_ping:calls=2,usec=U,usec_per_call=P,rejected_calls=0,failed_calls=0\r\n" +
+			"cmdstat_rpush:calls=1,usec=U,usec_per_call=P,rejected_calls=0,failed_calls=0\r\n" +
 			"cmdstat_reset:calls=1,usec=U,usec_per_call=P,rejected_calls=0,failed_calls=0\r\n" +
 			"cmdstat_subscribe:calls=1,usec=U,usec_per_call=P,rejected_calls=0,failed_calls=0\r\n"
 		// Redis lists commands in hash order: compare sorted lines.

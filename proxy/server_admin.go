@@ -166,20 +166,21 @@ type cmdMark struct {
 	outcome commands.Outcome
 	start   time.Time
 	blocked time.Duration // its wait in a blocked pop, which commandstats leaves out as Redis does
-	out     int           // len(c.w.B) when it started (-1: unknown, taken for ok)
+	out     int           // where its reply starts in c.w.B (conn.cmdOut; -1: unknown, taken for ok)
 	queued  int           // len(c.pending) when it started
 }
 
 // beginCmd starts measuring a command.
 func (c *conn) beginCmd() cmdMark {
 	c.obs.blockedFor = 0
-	return cmdMark{start: time.Now(), out: len(c.w.B), queued: len(c.pending)}
+	c.cmdOut = len(c.w.B)
+	return cmdMark{start: time.Now(), queued: len(c.pending)}
 }
 
 // endCmd records a command once Exec returned: at once if it wrote its reply, else when its queued
 // operation's reply is written (runPending). It also refreshes the copies of session state.
 func (c *conn) endCmd(m cmdMark, spec *commands.Spec, out commands.Outcome) {
-	m.spec, m.outcome, m.blocked = spec, out, c.obs.blockedFor
+	m.spec, m.outcome, m.blocked, m.out = spec, out, c.obs.blockedFor, c.cmdOut
 	now := time.Now()
 	if len(c.pending) > m.queued {
 		m.out = -1
@@ -211,6 +212,10 @@ func (c *conn) endCmd(m cmdMark, spec *commands.Spec, out commands.Outcome) {
 
 // doneQueued writes a queued operation's reply and records its command.
 func (c *conn) doneQueued(q *queued) {
+	if q.m.start.IsZero() { // not its command's last operation: the last one records the command
+		q.done(&c.w)
+		return
+	}
 	q.m.out = len(c.w.B)
 	q.done(&c.w)
 	c.record(q.m, time.Now())
