@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 
@@ -98,7 +99,18 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		handler = slog.NewJSONHandler(stderr, opts)
 	}
 	reload := func() (proxy.Config, error) { return loadSettings(args, getenv) }
-	return serve(cfg, slog.New(handler), reload)
+	log := slog.New(handler)
+	redis.SetLogger(redisLogger{log.With("component", "go-redis")})
+	return serve(cfg, log, reload)
+}
+
+// redisLogger passes go-redis's own log lines (dial failures, pool and pub/sub reconnects) to the
+// server's logger, in its format (README "Operations", "Logs"), at warn level: go-redis logs only
+// trouble.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
 // checkConfig validates a config file (rules and JSON Schemas included) and prints every problem

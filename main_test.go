@@ -448,3 +448,16 @@ func TestServe_SIGHUPReloadsUsers(t *testing.T) {
 		t.Fatal("a password reached the log")
 	}
 }
+
+// go-redis's own lines go through the server's slog handler (JSON here), not plain stderr text.
+func TestLog_GoRedisLinesThroughSlog(t *testing.T) {
+	var buf proxytest.SafeBuffer
+	l := redisLogger{slog.New(slog.NewJSONHandler(&buf, nil)).With("component", "go-redis")}
+	l.Printf(t.Context(), "redis: connection pool: failed to dial after %d attempts: %s\n", 5, "refused")
+	got := strings.TrimSpace(buf.String())
+	for _, want := range []string{`"level":"WARN"`, `"component":"go-redis"`, `"msg":"redis: connection pool: failed to dial after 5 attempts: refused"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log line %s lacks %s", got, want)
+		}
+	}
+}

@@ -140,7 +140,7 @@ func TestAuth_InfoSectionsByRight(t *testing.T) {
 	if got := sections(send(t, w, "INFO", "qgate")); got != "" {
 		t.Fatalf("worker's INFO qgate sections: %q", got)
 	}
-	if got := sections(send(t, a, "INFO")); got != "Server,Clients,Persistence,Stats,Replication,Qgate" {
+	if got := sections(send(t, a, "INFO")); got != "Server,Clients,Persistence,Stats,Replication,Errorstats,Qgate" {
 		t.Fatalf("admin's INFO sections: %s", got)
 	}
 }

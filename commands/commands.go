@@ -102,6 +102,8 @@ type Spec struct {
 	// PushTargets returns the queues that also need the push right (LMOVE's destination), checked
 	// after the Verb's right on the targets; nil: none.
 	PushTargets func(args [][]byte) [][]byte
+
+	index int // position in specList: the command's counters in a CommandStats
 }
 
 // Arg documents one argument for COMMAND DOCS.
@@ -207,6 +209,14 @@ type Server interface {
 	Users() *auth.Store
 	// NoteDenied counts a NOPERM reply (on a channel or pattern when channel is set, else a queue).
 	NoteDenied(channel bool)
+	// Clients returns a snapshot of every client connection (CLIENT LIST, CLIENT KILL), in no order.
+	Clients() []ClientInfo
+	// Kill closes the connections with these ids as if their clients had disconnected (their
+	// leases and popped items are handled as for any disconnect) and returns how many it found. The
+	// caller's own connection is never among ids: it closes itself after its reply (Session.CloseAfter).
+	Kill(ids []int64) int
+	// CommandStats returns the server's per-command and error counters (INFO commandstats, errorstats).
+	CommandStats() *CommandStats
 }
 
 // Stats are server counters reported by INFO.
@@ -242,9 +252,21 @@ type Stats struct {
 // table maps lower-case names to specs; filled by the *_commands.go files' init functions.
 var table = map[string]*Spec{}
 
+// specList holds every spec and subcommand spec, each at its index (fixed once init is done).
+var specList []*Spec
+
 func register(specs ...*Spec) {
 	for _, s := range specs {
 		table[s.Name] = s
+		index(s)
+	}
+}
+
+func index(s *Spec) {
+	s.index = len(specList)
+	specList = append(specList, s)
+	for _, sub := range s.Subs {
+		index(sub)
 	}
 }
 
@@ -273,16 +295,30 @@ func All() []*Spec {
 	return out
 }
 
-// Exec runs one command for c: lookup, arity and context checks, then the handler.
-func Exec(c Conn, args [][]byte) {
+// Outcome is how Exec handled a command (for its counters: CommandStats.Record).
+type Outcome uint8
+
+const (
+	// Ran: the handler ran.
+	Ran Outcome = iota
+	// Rejected: refused before its handler ran (arity, NOAUTH, NOPERM, subscribed context), as
+	// Redis's rejected_calls.
+	Rejected
+	// Unknown: an unknown command (spec nil) or an unknown subcommand of spec.
+	Unknown
+)
+
+// Exec runs one command for c: lookup, arity and context checks, then the handler. It returns the
+// command's spec (the subcommand's for a container) and how it was handled.
+func Exec(c Conn, args [][]byte) (spec *Spec, out Outcome) {
 	if len(args) == 0 {
-		return
+		return nil, Ran
 	}
 	s := c.Session()
-	spec := Lookup(args[0])
+	spec = Lookup(args[0])
 	if spec == nil {
 		c.Reply().Error(unknownCommand(args))
-		return
+		return nil, Unknown
 	}
 	// Redis resolves the subcommand first, then checks arity, then the subscribed-state rule, so its
 	// errors name "parent|sub".
@@ -290,28 +326,29 @@ func Exec(c Conn, args [][]byte) {
 		sub := spec.sub(args[1])
 		if sub == nil {
 			c.Reply().Error(unknownSubcommand(spec.Name, args[1]))
-			return
+			return spec, Unknown
 		}
 		spec = sub
 	}
 	if !arityOK(spec.Arity, len(args)) || spec.Run == nil {
 		c.Reply().Error(WrongArgs(spec.Name))
-		return
+		return spec, Rejected
 	}
 	// Then authentication (NOAUTH) and rights (NOPERM), as Redis checks them before the context.
 	if msg := checkAccess(c, spec, args); msg != "" {
 		c.Reply().Error(msg)
-		return
+		return spec, Rejected
 	}
 	if s.Proto == 2 && s.Subscribed() && spec.Flags&SubscribedOK == 0 {
 		c.Reply().Error("ERR Can't execute '" + spec.Name + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
-		return
+		return spec, Rejected
 	}
 	s.LastCmd = spec.Name
 	if spec.Flags&Pipelined == 0 {
 		c.RunQueued()
 	}
 	spec.Run(c, args)
+	return spec, Ran
 }
 
 // sub returns the subcommand spec named by arg, or nil.

@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -45,6 +44,29 @@ func init() {
 					Run: func(c Conn, _ [][]byte) { c.Reply().Int(c.Session().ID) }},
 				{Name: "client|info", Arity: 2, Flags: conn, Summary: "Returns information about the connection.", Since: "6.2.0",
 					Run: func(c Conn, _ [][]byte) { c.Reply().Verbatim(ClientInfoLine(c.Session(), time.Now()) + "\n") }},
+				{Name: "client|list", Arity: -2, Flags: Loading | Stale, Verb: VerbAdmin, Targets: allQueues, Since: "2.4.0",
+					Summary: "Lists open connections.",
+					Args: []Arg{{Name: "client-type", Type: "oneof", Token: "TYPE", Optional: true, Sub: []Arg{
+						{Name: "normal", Type: "pure-token", Token: "NORMAL"}, {Name: "master", Type: "pure-token", Token: "MASTER"},
+						{Name: "replica", Type: "pure-token", Token: "REPLICA"}, {Name: "pubsub", Type: "pure-token", Token: "PUBSUB"}}},
+						{Name: "client-id", Type: "integer", Token: "ID", Optional: true, Multiple: true}},
+					Run: clientList},
+				{Name: "client|kill", Arity: -3, Flags: Loading | Stale, Verb: VerbAdmin, Targets: allQueues, Since: "2.4.0",
+					Summary: "Terminates open connections.",
+					Args: []Arg{{Name: "filter", Type: "oneof", Sub: []Arg{
+						{Name: "ip:port", Type: "string"},
+						{Name: "new-format", Type: "oneof", Multiple: true, Sub: []Arg{
+							{Name: "client-id", Type: "integer", Token: "ID", Optional: true},
+							{Name: "client-type", Type: "oneof", Token: "TYPE", Optional: true, Sub: []Arg{
+								{Name: "normal", Type: "pure-token", Token: "NORMAL"}, {Name: "master", Type: "pure-token", Token: "MASTER"},
+								{Name: "slave", Type: "pure-token", Token: "SLAVE"}, {Name: "replica", Type: "pure-token", Token: "REPLICA"},
+								{Name: "pubsub", Type: "pure-token", Token: "PUBSUB"}}},
+							{Name: "username", Type: "string", Token: "USER", Optional: true},
+							{Name: "ip:port", Type: "string", Token: "ADDR", Optional: true},
+							{Name: "ip:port", Type: "string", Token: "LADDR", Optional: true},
+							{Name: "skipme", Type: "oneof", Token: "SKIPME", Optional: true, Sub: []Arg{
+								{Name: "yes", Type: "pure-token", Token: "YES"}, {Name: "no", Type: "pure-token", Token: "NO"}}}}}}}},
+					Run: clientKill},
 				{Name: "client|setinfo", Arity: 4, Flags: conn, Summary: "Sets information specific to the client or connection.", Since: "7.2.0",
 					Args: []Arg{{Name: "attr", Type: "oneof", Sub: []Arg{{Name: "libname", Type: "string", Token: "LIB-NAME"}, {Name: "libver", Type: "string", Token: "LIB-VER"}}}},
 					Run:  clientSetInfo},
@@ -66,6 +88,15 @@ func init() {
 							"GETNAME", "    Return the name of the current connection.",
 							"ID", "    Return the ID of the current connection.",
 							"INFO", "    Return information about the current client connection.",
+							"KILL <ip:port>", "    Kill connection made from <ip:port>.",
+							"KILL <option> <value> [<option> <value> [...]]", "    Kill connections. Options are:",
+							"    * ADDR (<ip:port>|<unixsocket>:0)", "      Kill connections made from the specified address",
+							"    * LADDR (<ip:port>|<unixsocket>:0)", "      Kill connections made to specified local address",
+							"    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)", "      Kill connections by type.",
+							"    * USER <username>", "      Kill connections authenticated by <username>.",
+							"    * SKIPME (YES|NO)", "      Skip killing current connection (default: yes).",
+							"LIST [options ...]", "    Return information about client connections. Options:",
+							"    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)", "      Return clients of specified type.",
 							"SETNAME <name>", "    Assign the name <name> to the current connection.",
 							"SETINFO <option> <value>", "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
 							"NO-EVICT (ON|OFF)", "    Accepted; qgate never evicts clients.",
@@ -292,25 +323,6 @@ func validName(s string) bool {
 		}
 	}
 	return true
-}
-
-// ClientInfoLine formats a session like a line of Redis's CLIENT LIST.
-func ClientInfoLine(s *Session, now time.Time) string {
-	flags := "N"
-	if s.Subscribed() {
-		flags = "P"
-	}
-	user := s.User
-	if user == "" {
-		user = "default"
-	}
-	cmd := s.LastCmd
-	if cmd == "" {
-		cmd = "NULL"
-	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=0 flags=%s db=0 sub=%d psub=%d ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s",
-		s.ID, s.Addr, s.LocalAddr, s.Name, int64(now.Sub(s.Created)/time.Second), flags,
-		len(s.Channels), len(s.Patterns), cmd, user, s.Proto, s.LibName, s.LibVer)
 }
 
 // clientTracking accepts what caching clients send on connect without ever caching anything: OFF, and ON

@@ -213,5 +213,5 @@ func qredrive(c Conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	writeInt(c, c.Server().Queues().Redrive(queue, n))
+	writeInt(c, c.Server().Queues().RedriveVia(queue, n, "resp"))
 }

@@ -258,7 +258,10 @@ func info(c Conn, args [][]byte) {
 	for _, a := range args[1:] {
 		want[strings.ToLower(string(a))] = true
 	}
-	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
+	// As Redis 7: no argument or "default" is the default sections (not commandstats); "all" and
+	// "everything" are every section.
+	all := want["all"] || want["everything"]
+	dflt := all || len(want) == 0 || want["default"]
 	// Without an admin right a user sees only Server, Clients and Persistence (redis_version and
 	// loading:0 are what client libraries such as ioredis read before they report ready).
 	admin := IsAdmin(c)
@@ -266,7 +269,8 @@ func info(c Conn, args [][]byte) {
 	now := time.Now()
 	var b strings.Builder
 	section := func(name string, lines ...string) {
-		if !all && !want[strings.ToLower(name)] {
+		inDefault := name != "Commandstats"
+		if !all && !(dflt && inDefault) && !want[strings.ToLower(name)] {
 			return
 		}
 		if !admin && name != "Server" && name != "Clients" && name != "Persistence" {
@@ -309,8 +313,15 @@ func info(c Conn, args [][]byte) {
 		"acl_access_denied_cmd:0",
 		fmt.Sprintf("acl_access_denied_key:%d", st.DeniedQueue),
 		fmt.Sprintf("acl_access_denied_channel:%d", st.DeniedChannel),
+		fmt.Sprintf("total_error_replies:%d", c.Server().CommandStats().ErrorReplies()),
 	)
 	section("Replication", "role:master", "connected_slaves:0")
+	if all || want["commandstats"] {
+		section("Commandstats", c.Server().CommandStats().commandstatsLines()...)
+	}
+	if dflt || want["errorstats"] {
+		section("Errorstats", c.Server().CommandStats().errorstatsLines()...)
+	}
 	kind, addr := c.Server().BackendInfo()
 	section("Qgate",
 		"backend_kind:"+kind,

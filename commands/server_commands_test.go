@@ -110,7 +110,7 @@ func TestServer_Info(t *testing.T) {
 	s := newServer(t, commandstest.Options{})
 	c2, c3 := s.Conn(t), s.Conn3(t)
 	got := send(t, c2, "INFO")
-	if got, want := sections(got), "Server,Clients,Persistence,Stats,Replication,Qgate"; got != want {
+	if got, want := sections(got), "Server,Clients,Persistence,Stats,Replication,Errorstats,Qgate"; got != want {
 		t.Fatalf("INFO sections %s, want %s", got, want)
 	}
 	for _, line := range []string{"redis_version:" + commands.RedisVersion, "redis_mode:standalone", "loading:0", "role:master",
@@ -133,9 +133,11 @@ func TestServer_Info(t *testing.T) {
 		{"server", "Server"},
 		{"SERVER clients", "Server,Clients"},
 		{"qgate", "Qgate"},
-		{"all", "Server,Clients,Persistence,Stats,Replication,Qgate"},
-		{"everything", "Server,Clients,Persistence,Stats,Replication,Qgate"},
-		{"default", "Server,Clients,Persistence,Stats,Replication,Qgate"},
+		{"all", "Server,Clients,Persistence,Stats,Replication,Commandstats,Errorstats,Qgate"},
+		{"everything", "Server,Clients,Persistence,Stats,Replication,Commandstats,Errorstats,Qgate"},
+		{"default", "Server,Clients,Persistence,Stats,Replication,Errorstats,Qgate"},
+		{"commandstats", "Commandstats"},
+		{"errorstats", "Errorstats"},
 		{"nosuch", ""},
 	} {
 		args := append([]string{"INFO"}, strings.Fields(tt.args)...)

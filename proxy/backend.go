@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -702,5 +704,79 @@ func fromClusterOptions(o *redis.ClusterOptions) *redis.UniversalOptions {
 		ConnMaxLifetimeJitter:   o.ConnMaxLifetimeJitter,
 		TLSConfig:               o.TLSConfig,
 		FailingTimeoutSeconds:   o.FailingTimeoutSeconds,
+	}
+}
+
+// WatchHealth logs the backend going down and coming back (README "Operations", "Logs"): one line on
+// each transition, from what the client's own commands and dials see, never one per failed command.
+// Down means a transport failure (refused, reset, timeout); a Redis error reply means it is up.
+func (b *Backend) WatchHealth(log *slog.Logger) {
+	b.Client.AddHook(&health{log: log, addr: b.Addr})
+}
+
+// health is the redis.Hook of WatchHealth.
+type health struct {
+	log  *slog.Logger
+	addr string
+	down atomic.Bool
+	// okAt is when an operation last succeeded (Unix ns, refreshed at most every healthGrain). The
+	// backend is down only after a failure with no success for healthQuiet: go-redis's pool keeps
+	// returning its last dial error for a while after the backend is back, and dials retried since
+	// before it came back fail late; neither may flap the state.
+	okAt atomic.Int64
+}
+
+const (
+	healthGrain = int64(10 * time.Millisecond)
+	healthQuiet = int64(time.Second)
+)
+
+func (h *health) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		start := time.Now().UnixNano()
+		c, err := next(ctx, network, addr)
+		h.note(ctx, start, err)
+		return c, err
+	}
+}
+
+func (h *health) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		start := time.Now().UnixNano()
+		err := next(ctx, cmd)
+		h.note(ctx, start, err)
+		return err
+	}
+}
+
+func (h *health) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		start := time.Now().UnixNano()
+		err := next(ctx, cmds)
+		h.note(ctx, start, err)
+		return err
+	}
+}
+
+// note records the outcome of an operation begun at start. Failures that say nothing about the
+// backend are ignored: the caller's cancelled context, a busy pool, a client closed at shutdown.
+func (h *health) note(ctx context.Context, start int64, err error) {
+	var re redis.Error
+	switch {
+	case err == nil || errors.Is(err, redis.Nil) || errors.As(err, &re):
+		if now := time.Now().UnixNano(); now-h.okAt.Load() > healthGrain {
+			h.okAt.Store(now)
+		}
+		if h.down.Load() && h.down.CompareAndSwap(true, false) {
+			h.okAt.Store(time.Now().UnixNano())
+			h.log.Info("backend back up", "backend", h.addr)
+		}
+	case ctx.Err() != nil, errors.Is(err, context.Canceled), errors.Is(err, redis.ErrClosed),
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+	case start < h.okAt.Load() || time.Now().UnixNano()-h.okAt.Load() < healthQuiet:
+	default:
+		if !h.down.Load() && h.down.CompareAndSwap(false, true) {
+			h.log.Warn("backend down", "backend", h.addr, "err", err)
+		}
 	}
 }

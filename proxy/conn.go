@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -80,7 +81,9 @@ type conn struct {
 	lastUser string                 // the value last stored in authUser (connection goroutine only)
 	openMode atomic.Bool            // accepted while no users were configured
 	subs     atomic.Int32           // channels and patterns subscribed
-	obs      connObs                // name, leases, blocked: for the HTTP API (server_admin.go)
+	obs      connObs                // session state for the HTTP API and CLIENT LIST, command measures (server_admin.go)
+	killed   atomic.Bool            // closed by CLIENT KILL (Server.Kill)
+	cmdOut   int                    // where the running command's reply starts in w.B (server_admin.go)
 
 	omu      sync.Mutex
 	ocond    *sync.Cond
@@ -106,6 +109,7 @@ func newConn(srv *Server, nc net.Conn, id int64) *conn {
 	c.sess = commands.Session{ID: id, Addr: nc.RemoteAddr().String(), LocalAddr: nc.LocalAddr().String(),
 		Created: time.Now(), Proto: 2, Consumer: queue.Consumer{LeaseOwner: srv.instance + ":" + strconv.FormatInt(id, 10)}}
 	c.proto.Store(2)
+	c.obs.lastActive.Store(c.sess.Created.UnixNano())
 	c.w.Proto = 2
 	c.w.Spill = c.spill
 	return c
@@ -166,6 +170,7 @@ func (c *conn) runPending() {
 		c.doneQueued(&p[i])
 		p[i] = queued{}
 	}
+	c.cmdOut = len(c.w.B) // the replies of earlier commands come before the running command's
 }
 
 // serve is the connection's goroutine.
@@ -362,9 +367,9 @@ func (c *conn) execBuffered() error {
 			return nil
 		}
 		c.srv.stats.commands.Add(1)
-		mark := c.beginCmd(args[0])
-		commands.Exec(c, args)
-		c.endCmd(mark)
+		mark := c.beginCmd()
+		spec, out := commands.Exec(c, args)
+		c.endCmd(mark, spec, out)
 		if c.sess.AuthUser != c.lastUser {
 			c.setAuthUser(c.sess.AuthUser)
 		}
@@ -401,6 +406,7 @@ func (c *conn) endBatch() {
 	} else {
 		c.w.B = c.w.B[:0]
 	}
+	c.cmdOut = 0
 	if len(c.popped) > 0 {
 		c.srv.engine.Settle(c.popped, err == nil)
 		clear(c.popped)
@@ -578,12 +584,14 @@ func (c *conn) Block(wait func(p queue.Parker)) {
 func (c *conn) beginBlock() bool {
 	c.obs.blocked.Store(true)
 	c.endBatch()
+	c.obs.blockStart = time.Now()
 	return !c.dead
 }
 
 // endBlock lets the handler go on writing this batch's reply.
 func (c *conn) endBlock() {
 	c.obs.blocked.Store(false)
+	c.obs.blockedFor += time.Since(c.obs.blockStart)
 	c.omu.Lock()
 	c.inBatch = true
 	c.omu.Unlock()
@@ -669,6 +677,12 @@ func (c *conn) close() {
 		c.lingerClose()
 	}
 	_ = c.nc.Close()
+	for queue, held := range c.sess.Held {
+		if len(held) > 0 {
+			c.srv.engine.Events().Log(slog.LevelInfo, "consumer disconnected holding leases", "queue", queue, "leases", len(held),
+				"client", c.id, "addr", c.sess.Addr, "killed", c.killed.Load())
+		}
+	}
 	c.srv.engine.Requeue(&c.sess.Consumer)
 	c.srv.removeConn(c)
 }

@@ -44,9 +44,9 @@ type Server struct {
 	ln        net.Listener
 	started   time.Time
 
-	// The HTTP listener (nil: off) and its command metrics, recorded by the connections (server_admin.go).
-	admin      *admin.Server
-	cmdMetrics *admin.CommandMetrics
+	// The HTTP listener (nil: off); the command counters and metrics, recorded by the connections (server_admin.go).
+	admin *admin.Server
+	cmds  cmdCounters
 
 	// ctx is cancelled when shutdown begins; bgctx only when the backend closes, so items taken from
 	// Redis can still be handed back while draining.
@@ -80,7 +80,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, conns: map[*conn]struct{}{}, started: time.Now()}
+	s := &Server{cfg: cfg, log: log, conns: map[*conn]struct{}{}, started: time.Now(), cmds: cmdCounters{stats: commands.NewCommandStats()}}
 	policies, err := policy.NewSet(cfg.Queues, cfg.Channels, cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("load policies: %w", err)
@@ -115,6 +115,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.backend = b
+	b.WatchHealth(log)
 	if b.Kind == BackendEmbedded {
 		log.Warn("no backend configured: using an embedded in-memory Redis; data is lost when qgate stops", "backend", b.Addr)
 	} else {

@@ -50,6 +50,10 @@ type Server struct {
 	nextID   atomic.Int64
 
 	deniedQueue, deniedChannel atomic.Int64
+
+	stats   *commands.CommandStats
+	connsMu sync.Mutex
+	conns   map[int64]*Conn // open connections (CLIENT LIST, CLIENT KILL)
 }
 
 var _ commands.Server = (*Server)(nil)
@@ -94,7 +98,8 @@ func NewServer(t testing.TB, o Options) *Server {
 		_ = client.Close()
 		rdb.ForgetClient(client)
 	})
-	return &Server{MR: mr, Client: client, engine: e, policies: set, authn: authn, started: time.Now()}
+	return &Server{MR: mr, Client: client, engine: e, policies: set, authn: authn, started: time.Now(),
+		stats: commands.NewCommandStats(), conns: map[int64]*Conn{}}
 }
 
 // Queues implements commands.Server.
@@ -123,6 +128,40 @@ func (s *Server) Denied() (queues, channels int64) {
 	return s.deniedQueue.Load(), s.deniedChannel.Load()
 }
 
+// Clients implements commands.Server from the open connections' sessions (the fake runs commands on
+// the test's goroutine, so reading them is safe as long as the test does not run connections at once).
+func (s *Server) Clients() []commands.ClientInfo {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	out := make([]commands.ClientInfo, 0, len(s.conns))
+	for _, c := range s.conns {
+		ss := &c.sess
+		out = append(out, commands.ClientInfo{ID: ss.ID, Addr: ss.Addr, LocalAddr: ss.LocalAddr, Name: ss.Name, User: ss.User,
+			LibName: ss.LibName, LibVer: ss.LibVer, LastCmd: ss.LastCmd, Created: ss.Created, LastActive: c.lastActive,
+			Channels: len(ss.Channels), Patterns: len(ss.Patterns), Proto: ss.Proto})
+	}
+	return out
+}
+
+// Kill implements commands.Server: the connections are closed as by their client (Conn.Close).
+func (s *Server) Kill(ids []int64) int {
+	var kill []*Conn
+	s.connsMu.Lock()
+	for _, id := range ids {
+		if c := s.conns[id]; c != nil {
+			kill = append(kill, c)
+		}
+	}
+	s.connsMu.Unlock()
+	for _, c := range kill {
+		c.Close()
+	}
+	return len(kill)
+}
+
+// CommandStats implements commands.Server.
+func (s *Server) CommandStats() *commands.CommandStats { return s.stats }
+
 // Stats implements commands.Server: the engine's counters and fixed values for the rest.
 func (s *Server) Stats() commands.Stats {
 	es := s.engine.Stats()
@@ -142,6 +181,10 @@ func (s *Server) Conn(t testing.TB) *Conn {
 	c.sess = commands.Session{ID: id, Addr: "127.0.0.1:" + strconv.FormatInt(40000+id, 10), LocalAddr: "127.0.0.1:6379",
 		Created: time.Now(), Proto: 2, Consumer: queue.Consumer{LeaseOwner: s.engine.Instance() + ":" + strconv.FormatInt(id, 10)}}
 	c.w.Proto = 2
+	c.lastActive = c.sess.Created
+	s.connsMu.Lock()
+	s.conns[id] = c
+	s.connsMu.Unlock()
 	t.Cleanup(c.Close)
 	return c
 }
@@ -170,14 +213,15 @@ type Conn struct {
 	// items popped in it go back to their queues (queue.Engine.Settle with delivered false).
 	Undeliverable bool
 
-	mu       sync.Mutex
-	inBatch  bool
-	deferred []byte        // pub/sub frames that arrived during the batch (Splice moves them into w)
-	async    []byte        // pub/sub frames that arrived between batches
-	pushed   chan struct{} // signalled when async grows
-	closed   bool
-	proto    int // copies of the session's protocol and QDELIVERY mode for the hub's goroutine
-	deliver  string
+	mu         sync.Mutex
+	inBatch    bool
+	deferred   []byte        // pub/sub frames that arrived during the batch (Splice moves them into w)
+	async      []byte        // pub/sub frames that arrived between batches
+	pushed     chan struct{} // signalled when async grows
+	closed     bool
+	lastActive time.Time // end of its last command (CLIENT LIST idle)
+	proto      int       // copies of the session's protocol and QDELIVERY mode for the hub's goroutine
+	deliver    string
 }
 
 var (
@@ -227,7 +271,15 @@ func (c *Conn) begin() {
 }
 
 func (c *Conn) exec(args [][]byte) {
-	commands.Exec(c, args)
+	start, off := time.Now(), len(c.w.B)
+	spec, out := commands.Exec(c, args)
+	// The reply of a queued operation is not written yet: the fake counts it as a success.
+	var reply []byte
+	if len(c.w.B) > off {
+		reply = c.w.B[off:]
+	}
+	c.srv.stats.Record(spec, out, time.Since(start).Microseconds(), reply)
+	c.lastActive = time.Now()
 	c.w.Proto = c.sess.Proto
 	c.mu.Lock()
 	c.proto, c.deliver = c.sess.Proto, c.sess.Deliver
@@ -269,6 +321,9 @@ func (c *Conn) Close() {
 	}
 	c.closed = true
 	c.mu.Unlock()
+	c.srv.connsMu.Lock()
+	delete(c.srv.conns, c.sess.ID)
+	c.srv.connsMu.Unlock()
 	c.cancel()
 	commands.UnsubscribeAll(c)
 	c.srv.engine.Requeue(&c.sess.Consumer)

@@ -78,30 +78,29 @@ func TestDecodeDead_RecordAndRaw(t *testing.T) {
 	}
 }
 
-func TestCommandSeries_CountsByResult(t *testing.T) {
+// qgate_commands_total is read from the server's command counters at scrape time (Totals; the
+// e2e HTTP test checks it); a command's series is its latency histogram.
+func TestCommandSeries_ObservesLatency(t *testing.T) {
 	m := NewMetrics()
 	s := m.Commands.Series("lpop")
 	if m.Commands.Series("lpop") != s {
 		t.Fatal("Series not cached")
 	}
-	s.Observe(1000, false)
-	s.Observe(1000, true)
+	s.Observe(1000)
+	s.Observe(1000)
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := 0
+	var count uint64
 	for _, mf := range mfs {
-		if mf.GetName() == "qgate_commands_total" {
+		if mf.GetName() == "qgate_command_duration_seconds" {
 			for _, x := range mf.GetMetric() {
-				if x.GetCounter().GetValue() != 1 {
-					t.Errorf("%v = %v, want 1", x.GetLabel(), x.GetCounter().GetValue())
-				}
-				found++
+				count += x.GetHistogram().GetSampleCount()
 			}
 		}
 	}
-	if found != 2 {
-		t.Errorf("%d series of qgate_commands_total, want 2 (ok, error)", found)
+	if got, want := count, uint64(2); got != want {
+		t.Errorf("latency samples = %d, want %d", got, want)
 	}
 }

@@ -404,7 +404,7 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request, name string) {
 		n = *body.Count
 	}
 	e := s.o.Source.Queues()
-	op := e.Redrive(name, n)
+	op := e.RedriveVia(name, n, "http")
 	e.Run([]queue.Queued{op})
 	moved, err := op.Result()
 	if err != nil {

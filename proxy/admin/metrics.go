@@ -29,7 +29,7 @@ func NewMetrics() *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &Metrics{reg: reg, Commands: newCommandMetrics()}
-	reg.MustRegister(m.Commands.total, m.Commands.dur)
+	reg.MustRegister(m.Commands.dur)
 	return m
 }
 
@@ -46,7 +46,9 @@ func (m *Metrics) handler() http.Handler {
 
 // CommandMetrics are qgate_commands_total and qgate_command_duration_seconds.
 type CommandMetrics struct {
-	total  *prometheus.CounterVec
+	// Totals reads qgate_commands_total at scrape time from the server's command counters, the ones
+	// INFO commandstats shows (nil: no series).
+	Totals func() []CommandTotal
 	dur    *prometheus.HistogramVec
 	series sync.Map // command name → *CommandSeries
 
@@ -56,10 +58,15 @@ type CommandMetrics struct {
 // NoteBackendError counts a command that failed on a backend transport error (not a Redis reply).
 func (m *CommandMetrics) NoteBackendError() { m.backendErrs.Add(1) }
 
-// CommandSeries are one command's series, resolved once (the connections' hot path only adds).
+// CommandTotal is one command's qgate_commands_total: replies by result.
+type CommandTotal struct {
+	Command   string
+	OK, Error int64
+}
+
+// CommandSeries are one command's latency series, resolved once (the connections' hot path only adds).
 type CommandSeries struct {
-	ok, failed prometheus.Counter
-	dur        prometheus.Observer
+	dur prometheus.Observer
 }
 
 // durationBuckets span a pipelined command's sub-millisecond latency to a long blocked pop.
@@ -67,8 +74,6 @@ var durationBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .0
 
 func newCommandMetrics() *CommandMetrics {
 	return &CommandMetrics{
-		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qgate_commands_total",
-			Help: "Commands executed, by command and result (ok or error reply)."}, []string{"command", "result"}),
 		dur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "qgate_command_duration_seconds",
 			Help:    "Time from a command's parsing to its reply being ready (blocked pops include their wait).",
 			Buckets: durationBuckets}, []string{"command"}),
@@ -81,27 +86,20 @@ func (m *CommandMetrics) Series(command string) *CommandSeries {
 	if v, ok := m.series.Load(command); ok {
 		return v.(*CommandSeries)
 	}
-	s := &CommandSeries{ok: m.total.WithLabelValues(command, "ok"), failed: m.total.WithLabelValues(command, "error"),
-		dur: m.dur.WithLabelValues(command)}
+	s := &CommandSeries{dur: m.dur.WithLabelValues(command)}
 	v, _ := m.series.LoadOrStore(command, s)
 	return v.(*CommandSeries)
 }
 
-// Observe records one command.
-func (s *CommandSeries) Observe(d time.Duration, failed bool) {
-	if failed {
-		s.failed.Inc()
-	} else {
-		s.ok.Inc()
-	}
-	s.dur.Observe(d.Seconds())
-}
+// Observe records one command's latency.
+func (s *CommandSeries) Observe(d time.Duration) { s.dur.Observe(d.Seconds()) }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(name, help, labels, nil)
 }
 
 var (
+	dCommands        = desc("qgate_commands_total", "Commands executed, by command and result (ok or error reply).", "command", "result")
 	dConnections     = desc("qgate_connections", "Connected clients.")
 	dConnsTotal      = desc("qgate_connections_received_total", "Client connections accepted.")
 	dRejectedConns   = desc("qgate_rejected_connections_total", "Client connections refused (max_clients).")
@@ -137,7 +135,7 @@ type collector struct {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dConnections, dConnsTotal, dRejectedConns, dBlocked, dSubscriptions, dBackendErrors,
+	for _, d := range []*prometheus.Desc{dCommands, dConnections, dConnsTotal, dRejectedConns, dBlocked, dSubscriptions, dBackendErrors,
 		dLost, dReturned, dRecovered, dAuthFailures, dDenied, dLeases, dKnownQueues, dSampleAge, dReady, dInFlight, dDelayed,
 		dDead, dPushed, dPopped, dAcked, dRetried, dDeadLettered, dRejected, dMetricsMaxQueue} {
 		ch <- d
@@ -170,6 +168,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n(dLeases, st.Dead, "dead")
 	n(dLeases, st.Redriven, "redriven")
 	g(dMetricsMaxQueue, float64(c.smp.maxQueues))
+	if c.cmds.Totals != nil {
+		for _, t := range c.cmds.Totals() {
+			n(dCommands, t.OK, t.Command, "ok")
+			n(dCommands, t.Error, t.Command, "error")
+		}
+	}
 
 	snap := c.smp.snapshot()
 	g(dKnownQueues, float64(snap.known))

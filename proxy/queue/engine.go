@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/qgate/qgate/proxy/policy"
 	"github.com/qgate/qgate/proxy/queue/wait"
+	"github.com/qgate/qgate/proxy/ratelog"
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
@@ -50,6 +52,7 @@ type Options struct {
 type Engine struct {
 	ctx         context.Context
 	log         *slog.Logger
+	events      *ratelog.Limiter // item events at info level, bounded per kind (README "Logs")
 	client      redis.UniversalClient
 	pipeliner   *redis.AutoPipeliner
 	policies    func() *policy.Set
@@ -88,6 +91,7 @@ func New(o Options) (*Engine, error) {
 	}
 	e := &Engine{ctx: o.Ctx, log: o.Log, client: o.Client, pipeliner: o.Pipeliner, policies: o.Policies,
 		instance: o.Instance, instanceTTL: o.InstanceTTL, maxBulk: o.MaxBulk, leasedTTL: leasedQueueTTL}
+	e.events = ratelog.New(o.Log, 0, 0)
 	e.leasedQueues, _ = lru.New[string, time.Time](leasedQueueCache)
 	e.transit = newTransit(e)
 	e.hub = newHub(e)
@@ -220,6 +224,62 @@ func RedisError(err error) (string, bool) {
 		return rerr.Error(), true
 	}
 	return "", false
+}
+
+// Logs of what happens to items (README "Operations", "Logs"): queue, rule and counts, never a
+// payload. Lines at info level go through e.events, which bounds each kind.
+
+// Logger is the engine's logger.
+func (e *Engine) Logger() *slog.Logger { return e.log }
+
+// Events is the engine's bounded logger of item events (the connections' disconnect lines use it too).
+func (e *Engine) Events() *ratelog.Limiter { return e.events }
+
+// rejectReason names why a pushed value was refused, from qgate's own error texts (the texts
+// themselves may quote the value: a schema pattern or a JSON syntax error).
+func rejectReason(err error) string {
+	var tl *TooLargeError
+	if errors.As(err, &tl) {
+		return "too_large"
+	}
+	msg := err.Error()
+	var re *RejectedError
+	if errors.As(err, &re) {
+		msg = re.Err.Error()
+	}
+	for _, r := range []struct{ prefix, reason string }{
+		{"value is ", "max_bytes"}, {"not JSON", "not_json"}, {"schema ", "schema"}, {"dedup key", "dedup_key"},
+	} {
+		if strings.HasPrefix(msg, r.prefix) {
+			return r.reason
+		}
+	}
+	return "rule"
+}
+
+// logRejected logs a refused push: queue, rule, reason (and sizes for a value over the backend's
+// limit).
+func (e *Engine) logRejected(queue string, err error) {
+	args := []any{"queue", queue, "rule", e.Policy(queue).Name(), "reason", rejectReason(err)}
+	var tl *TooLargeError
+	if errors.As(err, &tl) {
+		args = append(args, "bytes", tl.Size, "limit_bytes", tl.Limit)
+	}
+	e.events.Log(slog.LevelInfo, "push rejected", args...)
+}
+
+// logDeadCodes logs the items rdb.Nack's codes (one per receipt) sent to the dead list.
+func (e *Engine) logDeadCodes(queue string, codes []int64, cause string) {
+	n := 0
+	for _, r := range codes {
+		if r >= 3 {
+			n++
+		}
+	}
+	if n > 0 {
+		e.events.Log(slog.LevelWarn, "items dead-lettered", "queue", queue, "items", n,
+			"max_attempts", e.Policy(queue).MaxAttempts, "cause", cause)
+	}
 }
 
 func isRedisError(err error) bool {

@@ -411,6 +411,7 @@ func (e *Engine) Nack(c *Consumer, queue, receipt string, delay int64) *Result[i
 		}
 		c.DropLeases(queue, []string{receipt})
 		e.countQueueRetries(queue, res)
+		e.logDeadCodes(queue, res, "nack")
 		if e.countRetries(res) {
 			e.KickReaper()
 		}
@@ -487,41 +488,54 @@ func (e *Engine) Dead(queue string, n int64) *Result[[]string] {
 // Redrive moves up to n dead items back to the ready list with attempts reset; the result is how
 // many. More than rdb.Chunk makes a Sync operation: rdb.Chunk items per call, until n or a call that
 // finds the dead list empty.
-func (e *Engine) Redrive(queue string, n int64) *Result[int64] {
+func (e *Engine) Redrive(queue string, n int64) *Result[int64] { return e.RedriveVia(queue, n, "") }
+
+// RedriveVia is Redrive that logs the operator's action once it ran, naming the interface it came
+// through (via: "resp", "http").
+func (e *Engine) RedriveVia(queue string, n int64, via string) *Result[int64] {
+	logged := func(moved int64, err error) (int64, error) {
+		if err == nil && via != "" {
+			e.log.Info("dead letters redriven", "queue", queue, "items", moved, "via", via)
+		}
+		return moved, err
+	}
 	keys := []string{queue, rdb.DeadKey(queue)}
 	if n > rdb.Chunk {
-		return syncResult(func() (int64, error) {
-			total := int64(0)
-			for total < n {
-				want := min(n-total, rdb.Chunk)
-				moved, err := rdb.Redrive.Run(e.ctx, e.cmds(), keys, want).Int64()
-				if err != nil {
-					return 0, err
-				}
-				e.leases.Redriven.Add(moved)
-				total += moved
-				if moved > 0 {
-					e.wake(queue)
-				}
-				if moved < want {
-					break
-				}
-			}
-			return total, nil
-		})
+		return syncResult(func() (int64, error) { return logged(e.redriveChunks(queue, keys, n)) })
 	}
 	cmd := rdb.Redrive.Cmd(e.ctx, e.cmds(), keys, n)
 	return newResult([]redis.Cmder{cmd}, func() (int64, error) {
 		moved, err := e.evalFallback(rdb.Redrive, cmd, keys, []interface{}{n}).Int64()
 		if err != nil {
-			return 0, err
+			return logged(0, err)
 		}
 		e.leases.Redriven.Add(moved)
 		if moved > 0 {
 			e.wake(queue)
 		}
-		return moved, nil
+		return logged(moved, nil)
 	})
+}
+
+// redriveChunks is a redrive over rdb.Chunk: rdb.Chunk items per call.
+func (e *Engine) redriveChunks(queue string, keys []string, n int64) (int64, error) {
+	total := int64(0)
+	for total < n {
+		want := min(n-total, rdb.Chunk)
+		moved, err := rdb.Redrive.Run(e.ctx, e.cmds(), keys, want).Int64()
+		if err != nil {
+			return 0, err
+		}
+		e.leases.Redriven.Add(moved)
+		total += moved
+		if moved > 0 {
+			e.wake(queue)
+		}
+		if moved < want {
+			break
+		}
+	}
+	return total, nil
 }
 
 // Requeue gives back, at once, every lease a closing connection's Consumer still holds
@@ -570,6 +584,7 @@ func (e *Engine) requeueChunk(queue string, p *policy.Policy, owner string, rece
 		codes, err = rdb.Nack.Run(e.ctx, e.client, rdb.RetryKeys(queue), args...).Int64Slice()
 		if err == nil {
 			e.countQueueRetries(queue, codes)
+			e.logDeadCodes(queue, codes, "consumer disconnected")
 		}
 		if err == nil && e.countRetries(codes) {
 			e.KickReaper()

@@ -204,6 +204,7 @@ func (e *Engine) countAcked(queue string, n int64) {
 }
 
 func (e *Engine) countRejected(queue string, err error) {
+	e.logRejected(queue, err)
 	qc := e.obs().counters(queue)
 	if _, ok := err.(*TooLargeError); ok {
 		qc.rejLarge.Add(1)

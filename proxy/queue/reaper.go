@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/qgate/qgate/proxy/rdb"
@@ -163,6 +164,14 @@ func (e *Engine) reapQueue(ctx context.Context, queue string) (next time.Duratio
 		e.leases.Retried.Add(res[1])
 		e.leases.Dead.Add(res[2])
 		e.countReaped(queue, res[1], res[2])
+		if res[1]+res[2] > 0 {
+			e.events.Log(slog.LevelInfo, "leases expired", "queue", queue, "items", res[1]+res[2], "retried", res[1],
+				"dead_lettered", res[2], "max_attempts", p.MaxAttempts)
+		}
+		if res[2] > 0 {
+			e.events.Log(slog.LevelWarn, "items dead-lettered", "queue", queue, "items", res[2],
+				"max_attempts", p.MaxAttempts, "cause", "lease expired")
+		}
 		pd, err := rdb.PromoteDelayed.Run(ctx, e.client, []string{rdb.DelayedKey(queue), queue}, reapBatch).Int64Slice()
 		if err == nil && len(pd) != 2 {
 			err = errors.New("unexpected promote_delayed reply")
