@@ -9,33 +9,37 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/admin"
 )
 
-// BenchmarkCommandCounting is what qgate's per-command metrics add to one command while the HTTP
-// listener is on (proxy/server_admin.go beginCmd/endCmd): two clock reads, a counter and a histogram
-// update (a connection keeps its last command's series, so pipelines skip the lookup; "lookup" adds
-// it back: a command that differs from the one before); run in parallel, as the connections do.
-// Compare with qgate's CPU per operation in the metrics-cost scenario (RESULTS-metrics.md).
+// BenchmarkCommandCounting is what qgate counts per command: the command's counters (INFO
+// commandstats and qgate_commands_total, always on: commands.CommandStats.Record, by the spec Exec
+// returns) and, while the HTTP listener is on, its latency histogram (admin.CommandSeries, resolved
+// once per command when the listener starts); run in parallel, as the connections do. Compare with
+// qgate's CPU per operation in the metrics-cost scenario (RESULTS-metrics.md).
 //
 //	cd bench && go test -run '^$' -bench 'CommandCounting|MetricsGather' -cpu 2 .
 func BenchmarkCommandCounting(b *testing.B) {
-	for _, lookup := range []bool{false, true} {
-		name := "same-command"
-		if lookup {
-			name = "lookup"
+	for _, histogram := range []bool{false, true} {
+		name := "counters"
+		if histogram {
+			name = "counters+histogram"
 		}
 		b.Run(name, func(b *testing.B) {
-			m := admin.NewMetrics().Commands
+			stats := commands.NewCommandStats()
+			spec := commands.Lookup([]byte("rpush"))
+			s := admin.NewMetrics().Commands.Series("rpush")
+			reply := []byte(":1\r\n")
 			cpu := cpuTime()
 			b.RunParallel(func(pb *testing.PB) {
-				s := m.Series("rpush")
 				for pb.Next() {
-					if lookup {
-						s = m.Series("rpush")
-					}
 					start := time.Now()
-					s.Observe(time.Since(start), false)
+					d := time.Since(start)
+					stats.Record(spec, commands.Ran, d.Microseconds(), reply)
+					if histogram {
+						s.Observe(d)
+					}
 				}
 			})
 			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
@@ -58,7 +62,7 @@ func cpuTime() time.Duration {
 func BenchmarkMetricsGather(b *testing.B) {
 	m := admin.NewMetrics()
 	for _, c := range []string{"rpush", "lpush", "lpop", "rpop", "blpop", "brpop", "llen", "lrange", "qack", "ping"} {
-		m.Commands.Series(c).Observe(time.Millisecond, false)
+		m.Commands.Series(c).Observe(time.Millisecond)
 	}
 	h := promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{})
 	req := httptest.NewRequest("GET", "/metrics", nil)
