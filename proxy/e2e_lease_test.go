@@ -611,9 +611,11 @@ func TestLease_TwoReapers(t *testing.T) {
 	}
 }
 
-// A qgate shutting down closes its clients' connections, and their leases go back at once.
+// A qgate shutting down waits for a consumer holding leases to ack them (README "Running several
+// instances") until its drain time is up, then closes the connection and gives the leases back.
 func TestLease_ShutdownRequeues(t *testing.T) {
-	e := leaseEnv(t, nil)
+	r := policy.Rule{Match: "jobs*", Delivery: "at-least-once", VisibilityTimeout: 30 * time.Second}
+	e := e2eStart(t, func(c *proxy.Config) { c.Queues = []policy.Rule{r}; c.ShutdownTimeout = 2 * time.Second })
 	ctx := e2eCtx(t)
 	c := envClient(t, e, ctx)
 	c.RPush(ctx, "jobs", "a", "b")
