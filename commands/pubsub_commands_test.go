@@ -90,18 +90,33 @@ func TestPubSub_PublishDelivers(t *testing.T) {
 	expect(t, send(t, pub, "PUBLISH", "other", "x"), ":0\r\n")
 }
 
-// A client publishing to a channel it is subscribed to (RESP3) gets the message before PUBLISH's
-// reply, as from Redis.
-func TestPubSub_OwnMessageBeforePublishReply(t *testing.T) {
+// A client publishing to a channel it is subscribed to (RESP3) gets its own message, and only on
+// that channel. The order (the message before PUBLISH's reply, as from Redis) is asserted against a
+// real redis-server in proxy/e2e_pubsub_order_test.go (TestRaw_PublishToOwnChannelRESP3): miniredis
+// writes a message from a goroutine of its own, so its PONG can overtake it and the order here is
+// not Redis's to promise.
+func TestPubSub_OwnMessageDelivered(t *testing.T) {
 	s := newServer(t, commandstest.Options{Channels: rawRules})
+	ownMessage := func(t *testing.T, c *commandstest.Conn, reply, msg, rest string) {
+		t.Helper()
+		got := reply
+		if !strings.HasPrefix(got, msg) {
+			got = c.Pushed(pushWait) + got
+			if !strings.HasPrefix(reply, rest) {
+				t.Fatalf("reply %q, want %q after the message", reply, rest)
+			}
+		}
+		expect(t, got, msg+rest)
+	}
 	c := s.Conn3(t)
 	send(t, c, "SUBSCRIBE", "rawch")
-	got := c.Batch([]string{"PUBLISH", "rawch", "me"}, []string{"PING"})
-	expect(t, got, ">3\r\n"+bulk("message")+bulk("rawch")+bulk("me")+":1\r\n+PONG\r\n")
+	ownMessage(t, c, c.Batch([]string{"PUBLISH", "rawch", "me"}, []string{"PING"}),
+		">3\r\n"+bulk("message")+bulk("rawch")+bulk("me"), ":1\r\n+PONG\r\n")
 
 	p := s.Conn3(t)
 	send(t, p, "PSUBSCRIBE", "raw*")
-	expect(t, send(t, p, "PUBLISH", "rawx", "pm"), ">4\r\n"+bulk("pmessage")+bulk("raw*")+bulk("rawx")+bulk("pm")+":1\r\n")
+	ownMessage(t, p, send(t, p, "PUBLISH", "rawx", "pm"),
+		">4\r\n"+bulk("pmessage")+bulk("raw*")+bulk("rawx")+bulk("pm"), ":1\r\n")
 	if got := c.Pushed(0); got != "" {
 		t.Fatalf("a subscriber of another channel got %q", got)
 	}
