@@ -9,8 +9,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -318,5 +320,42 @@ func TestTLS_Backend(t *testing.T) {
 	plain.BackendTLS = proxy.BackendTLSConfig{CAFile: ca.file}
 	if err := plain.Validate(); err == nil || !strings.Contains(err.Error(), "backend_tls: needs a rediss://") {
 		t.Fatalf("backend_tls with redis://: %v", err)
+	}
+}
+
+// TestTLS_HTTPListenerReusesCertificates: with tls: set, the HTTP listener serves HTTPS with the same
+// certificate (README "Operations"), and a plain-HTTP request gets no page.
+func TestTLS_HTTPListenerReusesCertificates(t *testing.T) {
+	ca := newTestCA(t, "qgate-test")
+	cert, key, _ := ca.issue(t, "qgate-server", true)
+	e := startAuth(t, func(c *proxy.Config) {
+		c.TLS = proxy.TLSConfig{CertFile: cert, KeyFile: key}
+		c.HTTP = "127.0.0.1:0"
+	})
+	addr := e.q.Server.HTTPAddr()
+	if addr == nil {
+		t.Fatal("HTTP listener not started")
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
+	}}
+	resp, err := hc.Get("https://" + addr.String() + "/healthz")
+	if err != nil {
+		t.Fatalf("GET https /healthz: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got, want := resp.StatusCode, http.StatusOK; got != want {
+		t.Fatalf("GET https /healthz = %d %q, want %d", got, body, want)
+	}
+	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != "qgate-server" {
+		t.Fatalf("HTTPS listener did not present qgate's tls: certificate")
+	}
+	plain := &http.Client{Timeout: 10 * time.Second}
+	if resp, err := plain.Get("http://" + addr.String() + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP served /healthz on the TLS listener")
+		}
 	}
 }
