@@ -134,7 +134,7 @@ func blockMove(c Conn, srcArg, dstArg []byte, from, to bool, timeoutArg []byte) 
 	case err != nil:
 		w.Error(backendError(err))
 	case v == nil:
-		w.NullArray()
+		timedOut(c, w)
 	default:
 		w.BulkString(deliver(c, src, *v))
 	}
@@ -298,7 +298,7 @@ func blockMPop(c Conn, m mpopArgs, timeout time.Duration) {
 	case err != nil:
 		w.Error(backendError(err))
 	case p == nil || len(p.Items) == 0:
-		w.NullArray()
+		timedOut(c, w)
 	default:
 		writeMPop(c, w, p)
 	}
