@@ -378,7 +378,8 @@ func reject(c Conn, spec *Spec, msg string) {
 	if s.Multi != nil {
 		if spec != nil && spec.Name == "exec" {
 			s.Multi = nil
-			c.Reply().Error("EXECABORT Transaction discarded because of: " + msg)
+			// Redis's text: the refusal without its "ERR " code (other codes stay).
+			c.Reply().Error("EXECABORT Transaction discarded because of: " + strings.TrimPrefix(msg, "ERR "))
 			return
 		}
 		s.Multi.Dirty = true

@@ -133,6 +133,8 @@ func blockMove(c Conn, srcArg, dstArg []byte, from, to bool, timeoutArg []byte) 
 	switch {
 	case err != nil:
 		w.Error(backendError(err))
+	case v == nil && c.Session().InExec:
+		w.Null() // inside EXEC Redis runs it as LMOVE: a nil bulk string
 	case v == nil:
 		timedOut(c, w)
 	default:
