@@ -673,6 +673,12 @@ func (c *conn) Block(wait func(p queue.Parker)) {
 // beginBlock writes the batch's replies so far before a blocking pop; false if the client is gone.
 func (c *conn) beginBlock() bool {
 	c.unblocked = false
+	// An unblock that raced with the end of the previous wait must not end this one.
+	c.unblock.Store(0)
+	select {
+	case <-c.unblockCh:
+	default:
+	}
 	c.obs.blocked.Store(true)
 	c.endBatch()
 	c.obs.blockStart = time.Now()

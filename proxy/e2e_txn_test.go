@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	redigo "github.com/gomodule/redigo/redis"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -157,4 +158,43 @@ func TestClientReply_PoppedItemsAreDelivered(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestTxn_RedigoMulti sends MULTI … EXEC the redigo way (Send, then Do("EXEC")) to qgate and to the
+// backend redis-server directly: the same values.
+func TestTxn_RedigoMulti(t *testing.T) {
+	env := e2eStart(t)
+	for _, tc := range []struct {
+		name string
+		addr string
+		key  string
+	}{{"qgate", env.Qgate.Addr, "rgq"}, {"redis", env.Redis.Addr, "rgd"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e2eRedigo(t, tc.addr)
+			for _, cmd := range [][]any{{"MULTI"}, {"RPUSH", tc.key, "a", "b"}, {"LPOP", tc.key}, {"BLPOP", tc.key + "-empty", 0}, {"LLEN", tc.key}} {
+				if err := c.Send(cmd[0].(string), cmd[1:]...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			vals, err := redigo.Values(c.Do("EXEC"))
+			if err != nil {
+				t.Fatalf("EXEC: %v", err)
+			}
+			if got, want := len(vals), 4; got != want {
+				t.Fatalf("EXEC replies = %d, want %d", got, want)
+			}
+			if got, want := vals[0], any(int64(2)); got != want {
+				t.Errorf("RPUSH = %v, want %v", got, want)
+			}
+			if got, _ := redigo.String(vals[1], nil); got != "a" {
+				t.Errorf("LPOP = %q, want %q", got, "a")
+			}
+			if got := vals[2]; got != nil {
+				t.Errorf("BLPOP in MULTI = %v, want nil", got)
+			}
+			if got, want := vals[3], any(int64(1)); got != want {
+				t.Errorf("LLEN = %v, want %v", got, want)
+			}
+		})
+	}
 }
