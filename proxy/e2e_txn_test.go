@@ -146,6 +146,13 @@ func TestClientReply_PoppedItemsAreDelivered(t *testing.T) {
 	c, rd := dialRaw(t, env.Qgate.Addr)
 	send(t, c, "CLIENT REPLY OFF\r\nLPOP mq\r\nLPOP mq 2\r\nCLIENT REPLY ON\r\nLLEN mq\r\n")
 	expect(t, rd, "+OK\r\n:1\r\n")
+	// A reply large enough to be handed over in parts (resp.SpillMin) is dropped whole.
+	big := strings.Repeat("x", 200<<10)
+	if err := env.Direct.RPush(ctx, "bigq", big, "small").Err(); err != nil {
+		t.Fatal(err)
+	}
+	send(t, c, "PING\r\nCLIENT REPLY SKIP\r\nLPOP bigq\r\nLPOP bigq\r\n")
+	expect(t, rd, "+PONG\r\n$5\r\nsmall\r\n")
 	// The dropped replies' items are delivered: nothing comes back to the list.
 	if got, want := env.Direct.LRange(ctx, "mq", 0, -1).Val(), []string{"4"}; len(got) != 1 || got[0] != want[0] {
 		t.Fatalf("list = %q, want %q", got, want)
@@ -197,4 +204,12 @@ func TestTxn_RedigoMulti(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestTxn_SubscribeInMulti(t *testing.T) {
+	newRawEnv(t, nil).both(t, func(t *testing.T, tg target) {
+		c, rd := dialRaw(t, tg.addr)
+		send(t, c, "MULTI\r\nSUBSCRIBE tch\r\nEXEC\r\nPING\r\n")
+		expect(t, rd, "+OK\r\n+QUEUED\r\n*1\r\n*3\r\n$9\r\nsubscribe\r\n$3\r\ntch\r\n:1\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n")
+	})
 }
