@@ -170,3 +170,52 @@ func TestClientUnblock_RaceWithPush(t *testing.T) {
 		t.Logf("RESP%d: %d delivered, %d unblocked without an item", proto, delivered, unblocked)
 	})
 }
+
+// TestClientUnblock_Rights: with users configured a client unblocks its own user's connections; the
+// admin of every queue unblocks any; another user's connection answers :0 and stays blocked.
+func TestClientUnblock_Rights(t *testing.T) {
+	env := startAuth(t)
+	ctx := e2eCtx(t)
+	worker := env.client(t, 2, "worker", pwWorker)
+	cn := worker.Conn()
+	t.Cleanup(func() { _ = cn.Close() })
+	id, err := cn.ClientID(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func() <-chan error {
+		done := make(chan error, 1)
+		go func() { done <- cn.BLPop(ctx, 0, "email_rights").Err() }()
+		return done
+	}
+	admin := env.client(t, 2, "admin", pwAdmin)
+	waitBlocked := func() {
+		e2eEventually(t, "the worker blocked", func() bool {
+			return strings.Contains(admin.ClientList(ctx).Val(), "id="+strconv.FormatInt(id, 10)+" ") &&
+				strings.Contains(admin.ClientList(ctx).Val(), "flags=b")
+		})
+	}
+
+	done := block()
+	waitBlocked()
+	producer := env.client(t, 2, "producer", pwProducer)
+	if got, err := producer.Do(ctx, "CLIENT", "UNBLOCK", id).Int(); err != nil || got != 0 {
+		t.Fatalf("another user's CLIENT UNBLOCK = %d, %v; want 0", got, err)
+	}
+	other := env.client(t, 2, "worker", pwWorker)
+	if got, err := other.Do(ctx, "CLIENT", "UNBLOCK", id).Int(); err != nil || got != 1 {
+		t.Fatalf("the same user's CLIENT UNBLOCK = %d, %v; want 1", got, err)
+	}
+	if err := e2eRecv(t, "BLPOP", done); !errors.Is(err, redis.Nil) {
+		t.Fatalf("BLPOP after CLIENT UNBLOCK = %v, want nil reply", err)
+	}
+
+	done = block()
+	waitBlocked()
+	if got, err := admin.Do(ctx, "CLIENT", "UNBLOCK", id, "ERROR").Int(); err != nil || got != 1 {
+		t.Fatalf("admin's CLIENT UNBLOCK = %d, %v; want 1", got, err)
+	}
+	if err := e2eRecv(t, "BLPOP", done); err == nil || err.Error() != "UNBLOCKED client unblocked via CLIENT UNBLOCK" {
+		t.Fatalf("BLPOP after CLIENT UNBLOCK ERROR = %v", err)
+	}
+}
