@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/proxy"
+	"github.com/qgate/qgate/proxy/policy"
 )
 
 // CLIENT UNBLOCK (README "Commands"), byte for byte against redis-server 7.0.
@@ -97,13 +100,22 @@ func TestClientUnblock_Errors(t *testing.T) {
 
 // TestClientUnblock_RaceWithPush unblocks a waiting BLPOP while an item is pushed at the same moment,
 // many times: every item is either delivered to the client or still in the list.
+// The queues alo* are at-least-once (the item is leased for the client), the others at-most-once.
 func TestClientUnblock_RaceWithPush(t *testing.T) {
-	env := e2eStart(t)
+	env := e2eStart(t, func(c *proxy.Config) {
+		c.Queues = []policy.Rule{{Match: "alo*", Delivery: "at-least-once", VisibilityTimeout: time.Hour}}
+	})
+	for _, prefix := range []string{"race", "alo"} {
+		t.Run(prefix, func(t *testing.T) { raceUnblockWithPush(t, env, prefix) })
+	}
+}
+
+func raceUnblockWithPush(t *testing.T, env *e2eEnv, prefix string) {
 	e2eProtos(t, func(t *testing.T, proto int) {
 		ctx := e2eCtx(t)
 		c := env.Client(t, proto)
 		admin := env.Client(t, proto)
-		key := "race" + strconv.Itoa(proto)
+		key := prefix + strconv.Itoa(proto)
 		cn := c.Conn()
 		t.Cleanup(func() { _ = cn.Close() })
 		id, err := cn.ClientID(ctx).Result()
@@ -144,7 +156,7 @@ func TestClientUnblock_RaceWithPush(t *testing.T) {
 			r := <-done
 			switch {
 			case r.err == nil:
-				if got, want := r.v, []string{key, item}; len(got) != 2 || got[1] != want[1] {
+				if got, want := r.v, []string{key, item}; len(got) != 2 || got[0] != want[0] || !strings.Contains(got[1], item) {
 					t.Fatalf("BLPOP = %q, want %q", got, want)
 				}
 				delivered++
