@@ -213,3 +213,23 @@ func TestTxn_SubscribeInMulti(t *testing.T) {
 		expect(t, rd, "+OK\r\n+QUEUED\r\n*1\r\n*3\r\n$9\r\nsubscribe\r\n$3\r\ntch\r\n:1\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n")
 	})
 }
+
+// TestClientReply_BlockedPopWithRepliesOff: a blocked pop whose reply is dropped still takes its
+// item (as Redis does) and the item counts as delivered.
+func TestClientReply_BlockedPopWithRepliesOff(t *testing.T) {
+	env := e2eStart(t)
+	ctx := e2eCtx(t)
+	c, rd := dialRaw(t, env.Qgate.Addr)
+	send(t, c, "CLIENT REPLY OFF\r\nBLPOP offq 0\r\n")
+	q := env.Client(t, 3)
+	e2eWaitBlocked(t, q, 1)
+	if err := q.RPush(ctx, "offq", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e2eWaitBlocked(t, q, 0)
+	send(t, c, "CLIENT REPLY ON\r\nLLEN offq\r\n")
+	expect(t, rd, "+OK\r\n:0\r\n")
+	e2eEventually(t, "the transit record emptied", func() bool {
+		return len(env.Direct.Keys(ctx, "*transit:*").Val()) == 0
+	})
+}
