@@ -109,7 +109,7 @@ type conn struct {
 	unblockCh chan struct{}
 	unblocked bool
 
-	// CLIENT REPLY (README "Commands"): while muting, replies go nowhere (muteReplies); mutedPops
+	// CLIENT REPLY (README "Commands"): while muting, replies go nowhere (beginMute, endMute); mutedPops
 	// are the items of dropped replies, delivered at the end of the batch.
 	muting    bool
 	mutedPops []*queue.Pop
