@@ -2,6 +2,8 @@ package commands
 
 import (
 	"fmt"
+
+	"github.com/qgate/qgate/proxy/auth"
 	"sort"
 	"strconv"
 	"strings"
@@ -283,3 +285,62 @@ func userExists(c Conn, name string) bool {
 
 // allQueues is the target of CLIENT LIST and CLIENT KILL's rights check: the admin right on every queue.
 func allQueues([][]byte) [][]byte { return [][]byte{[]byte("*")} }
+
+// clientUnblock is CLIENT UNBLOCK client-id [TIMEOUT|ERROR] (Redis 7.0's clientCommand: the reason is
+// checked before the id; :1 if the client was blocked, else :0). With users configured a client may
+// unblock its own user's connections, or any with the admin right on every queue ("*"); another
+// user's connection is answered :0, as if it were not blocked.
+func clientUnblock(c Conn, args [][]byte) {
+	if len(args) > 4 {
+		c.Reply().Error("ERR unknown subcommand or wrong number of arguments for 'UNBLOCK'. Try CLIENT HELP.")
+		return
+	}
+	asError := false
+	if len(args) == 4 {
+		switch {
+		case equalFold(args[3], "timeout"):
+		case equalFold(args[3], "error"):
+			asError = true
+		default:
+			c.Reply().Error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+			return
+		}
+	}
+	id, ok := ParseLong(args[2])
+	if !ok {
+		c.Reply().Error(ErrNotInteger)
+		return
+	}
+	users := c.Server().Users()
+	may := func(string) bool { return true }
+	if users.Required() {
+		u := currentUser(c, users)
+		admin := u != nil && u.Allowed(auth.RightAdmin, "*")
+		own := c.Session().AuthUser
+		may = func(user string) bool { return admin || user == own }
+	}
+	if id != c.Session().ID && c.Server().Unblock(id, asError, may) {
+		c.Reply().Int(1)
+		return
+	}
+	c.Reply().Int(0)
+}
+
+// clientReply is CLIENT REPLY ON|OFF|SKIP: OFF and SKIP have no reply of their own; the connection
+// drops replies as Session.ReplyOff and ReplySkip say.
+func clientReply(c Conn, args [][]byte) {
+	s := c.Session()
+	switch {
+	case equalFold(args[2], "on"):
+		s.ReplyOff, s.ReplySkip, s.ReplySkipNext = false, false, false
+		c.Reply().OK()
+	case equalFold(args[2], "off"):
+		s.ReplyOff = true
+	case equalFold(args[2], "skip"):
+		if !s.ReplyOff {
+			s.ReplySkipNext = true
+		}
+	default:
+		c.Reply().Error(ErrSyntax)
+	}
+}

@@ -138,6 +138,15 @@ type Session struct {
 	Authed     bool
 	CloseAfter bool // QUIT: close once the reply is written
 
+	// CLIENT REPLY (README "Commands"): ReplyOff drops every reply until CLIENT REPLY ON; ReplySkip
+	// drops the running command's reply (set by the connection when the previous command was CLIENT
+	// REPLY SKIP, which sets ReplySkipNext). CLIENT REPLY ON clears all three.
+	ReplyOff, ReplySkip, ReplySkipNext bool
+
+	// Multi is the transaction being queued (nil: none); InExec is set while EXEC runs its commands.
+	Multi  *Multi
+	InExec bool
+
 	// The connection's leases of at-least-once queues (LeaseOwner is set by the connection).
 	queue.Consumer
 }
@@ -173,6 +182,9 @@ type Conn interface {
 	// without an item.
 	BlockPop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error)
 	BlockLeasePop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error)
+	// Unblocked reports whether the wait that just ended without an item was ended by CLIENT UNBLOCK
+	// ... ERROR (the handler then replies ErrUnblocked instead of its timeout reply).
+	Unblocked() bool
 	// Block writes the replies so far and runs wait with the connection as the queue.Parker of any
 	// engine wait it makes (BLMOVE, BLMPOP: queue.Engine.BlockMove, BlockMPop, BlockLeaseMPop). wait
 	// does not run when the client is already gone.
@@ -215,6 +227,10 @@ type Server interface {
 	// leases and popped items are handled as for any disconnect) and returns how many it found. The
 	// caller's own connection is never among ids: it closes itself after its reply (Session.CloseAfter).
 	Kill(ids []int64) int
+	// Unblock ends the blocked wait (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) of connection id if
+	// may(its user) allows it: as on timeout, or with ErrUnblocked when asError. It reports whether
+	// the connection was blocked. An item a take already got is delivered or given back, never lost.
+	Unblock(id int64, asError bool, may func(user string) bool) bool
 	// CommandStats returns the server's per-command and error counters (INFO commandstats, errorstats).
 	CommandStats() *CommandStats
 }
@@ -317,7 +333,7 @@ func Exec(c Conn, args [][]byte) (spec *Spec, out Outcome) {
 	s := c.Session()
 	spec = Lookup(args[0])
 	if spec == nil {
-		c.Reply().Error(unknownCommand(args))
+		reject(c, nil, unknownCommand(args))
 		return nil, Unknown
 	}
 	// Redis resolves the subcommand first, then checks arity, then the subscribed-state rule, so its
@@ -325,30 +341,50 @@ func Exec(c Conn, args [][]byte) (spec *Spec, out Outcome) {
 	if len(spec.Subs) > 0 && len(args) > 1 {
 		sub := spec.sub(args[1])
 		if sub == nil {
-			c.Reply().Error(unknownSubcommand(spec.Name, args[1]))
+			reject(c, spec, unknownSubcommand(spec.Name, args[1]))
 			return spec, Unknown
 		}
 		spec = sub
 	}
 	if !arityOK(spec.Arity, len(args)) || spec.Run == nil {
-		c.Reply().Error(WrongArgs(spec.Name))
+		reject(c, spec, WrongArgs(spec.Name))
 		return spec, Rejected
 	}
 	// Then authentication (NOAUTH) and rights (NOPERM), as Redis checks them before the context.
 	if msg := checkAccess(c, spec, args); msg != "" {
-		c.Reply().Error(msg)
+		reject(c, spec, msg)
 		return spec, Rejected
 	}
 	if s.Proto == 2 && s.Subscribed() && spec.Flags&SubscribedOK == 0 {
-		c.Reply().Error("ERR Can't execute '" + spec.Name + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+		reject(c, spec, "ERR Can't execute '"+spec.Name+"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
 		return spec, Rejected
 	}
 	s.LastCmd = spec.Name
+	if s.Multi != nil && !runsInMulti(spec) {
+		queueInMulti(c, spec, args)
+		return spec, Ran
+	}
 	if spec.Flags&Pipelined == 0 {
 		c.RunQueued()
 	}
 	spec.Run(c, args)
 	return spec, Ran
+}
+
+// reject replies a refusal; inside MULTI it marks the transaction so that EXEC aborts, and a refused
+// EXEC discards it (Redis's rejectCommand, flagTransaction and execCommandAbort).
+func reject(c Conn, spec *Spec, msg string) {
+	s := c.Session()
+	if s.Multi != nil {
+		if spec != nil && spec.Name == "exec" {
+			s.Multi = nil
+			// Redis's text: the refusal without its "ERR " code (other codes stay).
+			c.Reply().Error("EXECABORT Transaction discarded because of: " + strings.TrimPrefix(msg, "ERR "))
+			return
+		}
+		s.Multi.Dirty = true
+	}
+	c.Reply().Error(msg)
 }
 
 // sub returns the subcommand spec named by arg, or nil.

@@ -67,6 +67,16 @@ func init() {
 							{Name: "skipme", Type: "oneof", Token: "SKIPME", Optional: true, Sub: []Arg{
 								{Name: "yes", Type: "pure-token", Token: "YES"}, {Name: "no", Type: "pure-token", Token: "NO"}}}}}}}},
 					Run: clientKill},
+				{Name: "client|unblock", Arity: -3, Flags: Loading | Stale | Fast, Since: "5.0.0",
+					Summary: "Unblocks a client blocked by a blocking command from a different connection.",
+					Args: []Arg{{Name: "client-id", Type: "integer"}, {Name: "unblock-type", Type: "oneof", Optional: true, Sub: []Arg{
+						{Name: "timeout", Type: "pure-token", Token: "TIMEOUT"}, {Name: "error", Type: "pure-token", Token: "ERROR"}}}},
+					Run: clientUnblock},
+				{Name: "client|reply", Arity: 3, Flags: conn, Since: "3.2.0",
+					Summary: "Instructs the server whether to reply to commands.",
+					Args: []Arg{{Name: "action", Type: "oneof", Sub: []Arg{
+						{Name: "on", Type: "pure-token", Token: "ON"}, {Name: "off", Type: "pure-token", Token: "OFF"}, {Name: "skip", Type: "pure-token", Token: "SKIP"}}}},
+					Run: clientReply},
 				{Name: "client|setinfo", Arity: 4, Flags: conn, Summary: "Sets information specific to the client or connection.", Since: "7.2.0",
 					Args: []Arg{{Name: "attr", Type: "oneof", Sub: []Arg{{Name: "libname", Type: "string", Token: "LIB-NAME"}, {Name: "libver", Type: "string", Token: "LIB-VER"}}}},
 					Run:  clientSetInfo},
@@ -97,8 +107,10 @@ func init() {
 							"    * SKIPME (YES|NO)", "      Skip killing current connection (default: yes).",
 							"LIST [options ...]", "    Return information about client connections. Options:",
 							"    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)", "      Return clients of specified type.",
+							"REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
 							"SETNAME <name>", "    Assign the name <name> to the current connection.",
 							"SETINFO <option> <value>", "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+							"UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
 							"NO-EVICT (ON|OFF)", "    Accepted; qgate never evicts clients.",
 							"NO-TOUCH (ON|OFF)", "    Accepted.",
 						})
@@ -253,6 +265,7 @@ func reset(c Conn, _ [][]byte) {
 	s.Proto = 2
 	s.Name = ""
 	s.NoEvict, s.NoTouch = false, false
+	s.Multi, s.ReplyOff, s.ReplySkip, s.ReplySkipNext = nil, false, false, false
 	// As Redis, RESET returns to the default user: with users configured the connection must log in
 	// again, unless its TLS client certificate names its user.
 	s.User, s.AuthUser = s.CertUser, s.CertUser

@@ -102,7 +102,7 @@ func TestConnection_Client(t *testing.T) {
 		{[]string{"CLIENT", "CACHING", "yes"}, errR("ERR client-side caching (CLIENT CACHING) is not supported by qgate")},
 	})
 	got := send(t, c, "CLIENT", "HELP")
-	if !strings.HasPrefix(got, "*35\r\n+CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n+GETNAME\r\n") ||
+	if !strings.HasPrefix(got, "*39\r\n+CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n+GETNAME\r\n") ||
 		!strings.HasSuffix(got, "+HELP\r\n+    Prints this help.\r\n") {
 		t.Fatalf("CLIENT HELP = %q", got)
 	}

@@ -191,7 +191,7 @@ func blockPop(c Conn, left bool, args [][]byte) {
 	case err != nil:
 		w.Error(backendError(err))
 	case p == nil:
-		w.NullArray()
+		timedOut(c, w)
 	case alo > 0:
 		w.Array(2)
 		w.BulkString(p.Key)
@@ -237,4 +237,14 @@ func lrange(c Conn, args [][]byte) {
 			w.BulkString(deliver(c, key, v))
 		}
 	})
+}
+
+// timedOut writes a blocking command's reply when its wait ended without an item: a nil array, as on
+// timeout, or ErrUnblocked after CLIENT UNBLOCK ... ERROR.
+func timedOut(c Conn, w *resp.Writer) {
+	if c.Unblocked() {
+		w.Error(ErrUnblocked)
+		return
+	}
+	w.NullArray()
 }

@@ -133,8 +133,10 @@ func blockMove(c Conn, srcArg, dstArg []byte, from, to bool, timeoutArg []byte) 
 	switch {
 	case err != nil:
 		w.Error(backendError(err))
+	case v == nil && c.Session().InExec:
+		w.Null() // inside EXEC Redis runs it as LMOVE: a nil bulk string
 	case v == nil:
-		w.NullArray()
+		timedOut(c, w)
 	default:
 		w.BulkString(deliver(c, src, *v))
 	}
@@ -298,7 +300,7 @@ func blockMPop(c Conn, m mpopArgs, timeout time.Duration) {
 	case err != nil:
 		w.Error(backendError(err))
 	case p == nil || len(p.Items) == 0:
-		w.NullArray()
+		timedOut(c, w)
 	default:
 		writeMPop(c, w, p)
 	}

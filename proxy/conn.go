@@ -48,6 +48,7 @@ type queued struct {
 	op   queue.Queued
 	done func(w *resp.Writer)
 	m    cmdMark // its command's measure (server_admin.go)
+	mute bool    // its command's reply is dropped (CLIENT REPLY OFF or SKIP)
 }
 
 // conn is one client connection. Its goroutine reads, executes and replies; pub/sub deliveries append
@@ -100,10 +101,28 @@ type conn struct {
 	// pop during the drain: nothing after it is executed and the connection closes.
 	drainRead bool
 	drainStop bool
+
+	// CLIENT UNBLOCK (Server.Unblock): unblock is set by another goroutine while the connection is
+	// blocked (unblockTimeout or unblockError) and read by Park; unblockCh wakes waitReady.
+	// unblocked is what the ended wait's handler reads (Unblocked).
+	unblock   atomic.Int32
+	unblockCh chan struct{}
+	unblocked bool
+
+	// CLIENT REPLY (README "Commands"): while muting, replies go nowhere (beginMute, endMute); mutedPops
+	// are the items of dropped replies, delivered at the end of the batch.
+	muting    bool
+	mutedPops []*queue.Pop
 }
 
+// CLIENT UNBLOCK's modes (conn.unblock).
+const (
+	unblockTimeout = 1
+	unblockError   = 2
+)
+
 func newConn(srv *Server, nc net.Conn, id int64) *conn {
-	c := &conn{srv: srv, nc: nc, id: id, parser: resp.NewParser(srv.cfg.MaxBulkBytes)}
+	c := &conn{srv: srv, nc: nc, id: id, parser: resp.NewParser(srv.cfg.MaxBulkBytes), unblockCh: make(chan struct{}, 1)}
 	c.ocond = sync.NewCond(&c.omu)
 	c.ctx, c.cancel = context.WithCancel(srv.ctx)
 	c.sess = commands.Session{ID: id, Addr: nc.RemoteAddr().String(), LocalAddr: nc.LocalAddr().String(),
@@ -367,9 +386,25 @@ func (c *conn) execBuffered() error {
 			return nil
 		}
 		c.srv.stats.commands.Add(1)
+		s := &c.sess
+		mayMute := s.ReplyOff || s.ReplySkip
+		var mm muteMark
+		if mayMute {
+			mm = c.beginMute()
+		}
 		mark := c.beginCmd()
 		spec, out := commands.Exec(c, args)
+		muted := mayMute && (s.ReplyOff || s.ReplySkip)
+		s.ReplySkip, s.ReplySkipNext = s.ReplySkipNext, false
+		if muted {
+			for i := mark.queued; i < len(c.pending); i++ {
+				c.pending[i].mute = true
+			}
+		}
 		c.endCmd(mark, spec, out)
+		if mayMute {
+			c.endMute(mm, muted)
+		}
 		if c.sess.AuthUser != c.lastUser {
 			c.setAuthUser(c.sess.AuthUser)
 		}
@@ -392,10 +427,55 @@ func (c *conn) authRequired() bool {
 	return c.sess.AuthUser == "" && c.srv.auth.Store().Required()
 }
 
+// muteMark is where a command whose reply may be dropped began (beginMute).
+type muteMark struct {
+	spill func([]byte)
+	from  int // len(c.popped)
+}
+
+// beginMute starts a command, or a queued operation's reply, that may be dropped (CLIENT REPLY OFF
+// or SKIP): the replies before it are written first and handed over, so that dropping touches only
+// its own, and w's parts go nowhere until endMute.
+func (c *conn) beginMute() muteMark {
+	c.RunQueued()
+	if len(c.w.B) > 0 {
+		c.spill(c.w.B)
+		c.w.B = c.w.B[len(c.w.B):] // the handed-over bytes are never written again
+	}
+	m := muteMark{spill: c.w.Spill, from: len(c.popped)}
+	c.w.Spill = func([]byte) {}
+	c.muting = true
+	return m
+}
+
+// endMute ends what beginMute started: it drops the reply, or keeps it (CLIENT REPLY ON ran). Items
+// in a dropped reply are delivered: Redis popped them and discarded the reply (README "Commands").
+func (c *conn) endMute(m muteMark, drop bool) {
+	c.w.Spill = m.spill
+	c.muting = false
+	if !drop {
+		return
+	}
+	c.w.B = c.w.B[:0]
+	c.cmdOut = 0
+	from := min(m.from, len(c.popped)) // a blocking command wrote and settled the earlier ones
+	c.mutedPops = append(c.mutedPops, c.popped[from:]...)
+	clear(c.popped[from:])
+	c.popped = c.popped[:from]
+}
+
 // endBatch writes the batch's replies. Items whose reply could not be written go back to their list.
 func (c *conn) endBatch() {
 	if len(c.pending) > 0 {
 		c.runPending()
+	}
+	if c.muting {
+		c.w.B = c.w.B[:0] // a muted command blocks: nothing of its reply is written
+	}
+	if len(c.mutedPops) > 0 {
+		c.srv.engine.Settle(c.mutedPops, true)
+		clear(c.mutedPops)
+		c.mutedPops = c.mutedPops[:0]
 	}
 	if len(c.popped) > 0 && !c.dead && peerGone(c.nc) {
 		c.dead = true
@@ -555,6 +635,9 @@ func (c *conn) asyncFlush() {
 
 // BlockPop implements commands.Conn (queue.Engine.BlockPop), with the connection as the Parker.
 func (c *conn) BlockPop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error) {
+	if c.sess.InExec {
+		return c.srv.engine.BlockPop(keys, left, timeout, commands.NoWait)
+	}
 	if !c.beginBlock() {
 		return nil, nil
 	}
@@ -564,6 +647,9 @@ func (c *conn) BlockPop(keys []string, left bool, timeout time.Duration) (*queue
 
 // BlockLeasePop implements commands.Conn (queue.Engine.BlockLeasePop).
 func (c *conn) BlockLeasePop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error) {
+	if c.sess.InExec {
+		return c.srv.engine.BlockLeasePop(&c.sess.Consumer, keys, left, timeout, commands.NoWait)
+	}
 	if !c.beginBlock() {
 		return nil, nil
 	}
@@ -573,6 +659,10 @@ func (c *conn) BlockLeasePop(keys []string, left bool, timeout time.Duration) (*
 
 // Block implements commands.Conn (BLMOVE, BLMPOP), with the connection as the Parker.
 func (c *conn) Block(wait func(p queue.Parker)) {
+	if c.sess.InExec {
+		wait(commands.NoWait) // blocking commands in EXEC do not wait, as in Redis
+		return
+	}
 	if !c.beginBlock() {
 		return
 	}
@@ -582,6 +672,13 @@ func (c *conn) Block(wait func(p queue.Parker)) {
 
 // beginBlock writes the batch's replies so far before a blocking pop; false if the client is gone.
 func (c *conn) beginBlock() bool {
+	c.unblocked = false
+	// An unblock that raced with the end of the previous wait must not end this one.
+	c.unblock.Store(0)
+	select {
+	case <-c.unblockCh:
+	default:
+	}
 	c.obs.blocked.Store(true)
 	c.endBatch()
 	c.obs.blockStart = time.Now()
@@ -591,6 +688,13 @@ func (c *conn) beginBlock() bool {
 // endBlock lets the handler go on writing this batch's reply.
 func (c *conn) endBlock() {
 	c.obs.blocked.Store(false)
+	// An unblock that came after the wait ended (or before it parked) still counts: the handler
+	// replies as it says when it got no item.
+	c.unblocked = c.unblock.Swap(0) == unblockError
+	select {
+	case <-c.unblockCh:
+	default:
+	}
 	c.obs.blockedFor += time.Since(c.obs.blockStart)
 	c.omu.Lock()
 	c.inBatch = true
@@ -607,7 +711,8 @@ func (c *conn) Park(w *queue.Waiter, deadline time.Time) bool {
 	}
 	reading := true
 	for !w.Done() {
-		expired := !deadline.IsZero() && !time.Now().Before(deadline)
+		// CLIENT UNBLOCK ends the wait as its timeout does (Server.Unblock).
+		expired := !deadline.IsZero() && !time.Now().Before(deadline) || c.unblock.Load() != 0
 		closing := c.srv.closing.Load()
 		if c.dead || expired || closing {
 			_ = c.nc.SetReadDeadline(time.Time{})
@@ -621,7 +726,7 @@ func (c *conn) Park(w *queue.Waiter, deadline time.Time) bool {
 			continue
 		}
 		_ = c.nc.SetReadDeadline(deadline)
-		if w.Done() || c.srv.closing.Load() {
+		if w.Done() || c.srv.closing.Load() || c.unblock.Load() != 0 {
 			continue // checked after setting the deadline, so a wake-up in between is not lost
 		}
 		if c.rend == len(c.rbuf) {
@@ -644,6 +749,9 @@ func (c *conn) Park(w *queue.Waiter, deadline time.Time) bool {
 	return true
 }
 
+// Unblocked implements commands.Conn.
+func (c *conn) Unblocked() bool { return c.unblocked }
+
 // Gone implements queue.Parker.
 func (c *conn) Gone() bool { return c.dead }
 
@@ -659,6 +767,7 @@ func (c *conn) waitReady(w *queue.Waiter, deadline time.Time) {
 	case <-w.Ready():
 	case <-timer:
 	case <-c.srv.ctx.Done():
+	case <-c.unblockCh:
 	}
 }
 

@@ -139,6 +139,33 @@ func (s *Server) Kill(ids []int64) int {
 	return n
 }
 
+// Unblock implements commands.Server (CLIENT UNBLOCK): it marks the blocked connection and
+// interrupts its Park, which then ends the wait as on timeout; the engine's give-back path for a wait
+// that ends while a take is in flight (queue.Engine.park) keeps every item delivered or in its list.
+func (s *Server) Unblock(id int64, asError bool, may func(user string) bool) bool {
+	mode := int32(unblockTimeout)
+	if asError {
+		mode = unblockError
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.id != id {
+			continue
+		}
+		if !c.obs.blocked.Load() || !may(c.authUserName()) || !c.unblock.CompareAndSwap(0, mode) {
+			return false
+		}
+		c.Wake()
+		select {
+		case c.unblockCh <- struct{}{}:
+		default:
+		}
+		return true
+	}
+	return false
+}
+
 // CommandStats implements commands.Server.
 func (s *Server) CommandStats() *commands.CommandStats { return s.cmds.stats }
 
@@ -212,6 +239,10 @@ func (c *conn) endCmd(m cmdMark, spec *commands.Spec, out commands.Outcome) {
 
 // doneQueued writes a queued operation's reply and records its command.
 func (c *conn) doneQueued(q *queued) {
+	if q.mute {
+		m := c.beginMute()
+		defer c.endMute(m, true)
+	}
 	if q.m.start.IsZero() { // not its command's last operation: the last one records the command
 		q.done(&c.w)
 		return

@@ -143,6 +143,10 @@ func (s *Server) Clients() []commands.ClientInfo {
 	return out
 }
 
+// Unblock implements commands.Server: the fake runs one command at a time on the test's goroutine,
+// so no connection is ever blocked while another runs CLIENT UNBLOCK.
+func (s *Server) Unblock(int64, bool, func(string) bool) bool { return false }
+
 // Kill implements commands.Server: the connections are closed as by their client (Conn.Close).
 func (s *Server) Kill(ids []int64) int {
 	var kill []*Conn
@@ -395,7 +399,11 @@ func (c *Conn) Popped(p *queue.Pop) {
 }
 
 // BlockPop implements commands.Conn: the replies so far are written, then the engine pops or waits.
+// Inside EXEC it does not wait (commands.NoWait).
 func (c *Conn) BlockPop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error) {
+	if c.sess.InExec {
+		return c.srv.engine.BlockPop(keys, left, timeout, commands.NoWait)
+	}
 	c.flush()
 	defer c.begin()
 	return c.srv.engine.BlockPop(keys, left, timeout, parker{c})
@@ -403,6 +411,9 @@ func (c *Conn) BlockPop(keys []string, left bool, timeout time.Duration) (*queue
 
 // BlockLeasePop implements commands.Conn.
 func (c *Conn) BlockLeasePop(keys []string, left bool, timeout time.Duration) (*queue.Pop, error) {
+	if c.sess.InExec {
+		return c.srv.engine.BlockLeasePop(&c.sess.Consumer, keys, left, timeout, commands.NoWait)
+	}
 	c.flush()
 	defer c.begin()
 	return c.srv.engine.BlockLeasePop(&c.sess.Consumer, keys, left, timeout, parker{c})
@@ -410,10 +421,17 @@ func (c *Conn) BlockLeasePop(keys []string, left bool, timeout time.Duration) (*
 
 // Block implements commands.Conn.
 func (c *Conn) Block(wait func(p queue.Parker)) {
+	if c.sess.InExec {
+		wait(commands.NoWait)
+		return
+	}
 	c.flush()
 	defer c.begin()
 	wait(parker{c})
 }
+
+// Unblocked implements commands.Conn: the fake's waits are never ended by CLIENT UNBLOCK.
+func (c *Conn) Unblocked() bool { return false }
 
 // parker is the connection's queue.Parker: it waits for the waiter, the deadline or the close.
 type parker struct{ c *Conn }
