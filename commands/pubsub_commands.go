@@ -40,6 +40,12 @@ func init() {
 					Summary: "Returns a count of subscribers to channels.", Args: optChans, Run: pubsubNumsub},
 				{Name: "pubsub|numpat", Arity: 2, Flags: PubSub | Loading | Stale | Pipelined, Since: "2.8.0",
 					Summary: "Returns a count of unique pattern subscriptions.", Run: pubsubNumpat},
+				{Name: "pubsub|shardchannels", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "7.0.0",
+					Summary: "Returns the active shard channels.", Args: []Arg{{Name: "pattern", Type: "pattern", Optional: true}},
+					Run: pubsubShardChannels},
+				{Name: "pubsub|shardnumsub", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "7.0.0",
+					Summary: "Returns the count of subscribers of shard channels.",
+					Args:    []Arg{{Name: "shardchannel", Type: "string", Optional: true, Multiple: true}}, Run: pubsubShardNumsub},
 				{Name: "pubsub|help", Arity: 2, Flags: Loading | Stale, Since: "6.2.0",
 					Summary: "Returns helpful text about the different subcommands.", Run: pubsubHelp},
 			}},
@@ -186,6 +192,7 @@ func UnsubscribeAll(c Conn) {
 		c.Unsubscribe(true, name)
 	}
 	s.Channels, s.Patterns = nil, nil
+	unsubscribeAllShard(c)
 }
 
 func pubsubChannels(c Conn, args [][]byte) {
@@ -253,6 +260,10 @@ func pubsubHelp(c Conn, _ [][]byte) {
 		"NUMSUB [<channel> ...]",
 		"    Return the number of subscribers for the specified channels, excluding",
 		"    pattern subscriptions(default: no channels).",
+		"SHARDCHANNELS [<pattern>]",
+		"    Return the currently active shard level channels matching a <pattern> (default: '*').",
+		"SHARDNUMSUB [<shardchannel> ...]",
+		"    Return the number of subscribers for the specified shard level channel(s)",
 	})
 }
 

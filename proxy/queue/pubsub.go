@@ -450,4 +450,7 @@ func (e *Engine) PubSubCounts() (channels, patterns, clients int) { return e.hub
 
 // ClosePubSub ends the backend subscription and releases clients waiting for an unsubscribe or a
 // sync (at shutdown).
-func (e *Engine) ClosePubSub() { e.hub.close() }
+func (e *Engine) ClosePubSub() {
+	e.hub.close()
+	e.shub.close()
+}
