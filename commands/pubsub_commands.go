@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/qgate/qgate/proxy/glob"
 	"github.com/qgate/qgate/proxy/queue"
@@ -197,7 +198,7 @@ func UnsubscribeAll(c Conn) {
 
 func pubsubChannels(c Conn, args [][]byte) {
 	if len(args) > 3 {
-		c.Reply().Error(WrongArgs("pubsub|channels"))
+		c.Reply().Error(subcommandSyntaxError(args))
 		return
 	}
 	var pattern []byte
@@ -265,6 +266,13 @@ func pubsubHelp(c Conn, _ [][]byte) {
 		"SHARDNUMSUB [<shardchannel> ...]",
 		"    Return the number of subscribers for the specified shard level channel(s)",
 	})
+}
+
+// subcommandSyntaxError is Redis's reply to a subcommand whose arity allows the arguments but whose
+// handler does not (PUBSUB CHANNELS a b): it names the subcommand as the client wrote it.
+func subcommandSyntaxError(args [][]byte) string {
+	return sanitize("ERR unknown subcommand or wrong number of arguments for '" + clip(args[1], 128) + "'. Try " +
+		strings.ToUpper(string(args[0])) + " HELP.")
 }
 
 // help writes a Redis-style HELP reply.

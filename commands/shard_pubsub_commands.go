@@ -145,7 +145,7 @@ func unsubscribeAllShard(c Conn) {
 
 func pubsubShardChannels(c Conn, args [][]byte) {
 	if len(args) > 3 {
-		c.Reply().Error(WrongArgs("pubsub|shardchannels"))
+		c.Reply().Error(subcommandSyntaxError(args))
 		return
 	}
 	var pattern []byte
