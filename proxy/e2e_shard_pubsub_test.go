@@ -406,3 +406,103 @@ func TestShardPubSub_Cluster(t *testing.T) {
 		})
 	}
 }
+
+// TestShardPubSub_ClusterSlotMove: when a shard channel's slot moves to another node, the old node
+// drops its subscribers (Redis sends them sunsubscribe); qgate subscribes again on the slot's new
+// owner, and its client, which never saw the move, goes on getting the channel's messages.
+func TestShardPubSub_ClusterSlotMove(t *testing.T) {
+	addrs := proxytest.StartCluster(t, 3)
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	q := proxytest.StartQgate(t, cfg)
+	ctx := e2eCtx(t)
+	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { _ = direct.Close() })
+
+	const ch, ch2 = "moving{m}", "also{m}" // one slot: its connection carries both
+	slot := int(rdb.Slot(ch))
+	src, err := direct.MasterForKey(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[string]*redis.Client{}
+	ids := map[string]string{}
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		t.Cleanup(func() { _ = c.Close() })
+		id, err := c.Do(ctx, "cluster", "myid").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[a], ids[a] = c, id
+	}
+	srcAddr := src.Options().Addr
+	var dstAddr string
+	for _, a := range addrs {
+		if a != srcAddr {
+			dstAddr = a
+			break
+		}
+	}
+
+	sub := q.Client(t)
+	ps := sub.SSubscribe(ctx, ch, ch2)
+	defer ps.Close()
+	for range 2 {
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := q.Client(t)
+	if n, err := pub.SPublish(ctx, ch, "before").Result(); err != nil || n != 1 {
+		t.Fatalf("SPUBLISH before the move = %d, %v", n, err)
+	}
+	if m, err := ps.ReceiveMessage(ctx); err != nil || m.Payload != "before" {
+		t.Fatalf("message = %+v, %v", m, err)
+	}
+
+	// Move the (keyless) slot: importing on the destination, migrating on the source, then assigned to
+	// the destination everywhere.
+	must := func(c *redis.Client, args ...any) {
+		t.Helper()
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	must(nodes[dstAddr], "cluster", "setslot", slot, "importing", ids[srcAddr])
+	must(nodes[srcAddr], "cluster", "setslot", slot, "migrating", ids[dstAddr])
+	must(nodes[dstAddr], "cluster", "setslot", slot, "node", ids[dstAddr])
+	must(nodes[srcAddr], "cluster", "setslot", slot, "node", ids[dstAddr])
+	for _, a := range addrs {
+		if a != srcAddr && a != dstAddr {
+			must(nodes[a], "cluster", "setslot", slot, "node", ids[dstAddr])
+		}
+	}
+
+	// qgate's subscription comes back on the destination: SPUBLISH there reaches the client.
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; ; i++ {
+		n, err := nodes[dstAddr].SPublish(ctx, ch, "after").Result()
+		if err == nil && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SPUBLISH on the slot's new node = %d, %v: qgate did not subscribe there", n, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if m, err := ps.ReceiveMessage(ctx); err != nil || m.Channel != ch || m.Payload != "after" {
+		t.Fatalf("message after the move = %+v, %v", m, err)
+	}
+	for _, c := range []string{ch, ch2} {
+		if n, err := pub.SPublish(ctx, c, "through").Result(); err != nil || n != 1 {
+			t.Fatalf("SPUBLISH %s through qgate after the move = %d, %v; want 1", c, n, err)
+		}
+		if m, err := ps.ReceiveMessage(ctx); err != nil || m.Channel != c || m.Payload != "through" {
+			t.Fatalf("message = %+v, %v; want through on %s", m, err, c)
+		}
+	}
+	if n, err := nodes[srcAddr].Do(ctx, "pubsub", "shardnumsub", ch).Slice(); err != nil || n[1] != int64(0) {
+		t.Fatalf("SHARDNUMSUB on the old node = %v, %v; want 0", n, err)
+	}
+}

@@ -180,7 +180,7 @@ func (h *shardHub) dropLeaving(name string, t *topic) {
 // unsubscribed handles a backend sunsubscribe: the confirmation of qgate's SUNSUBSCRIBE, or, for a
 // channel qgate still wants, the node giving up the channel's slot (a Cluster slot migration), after
 // which the slot's connection is opened again on the slot's new owner.
-func (h *shardHub) unsubscribed(sc *shardConn, name string) {
+func (h *shardHub) unsubscribed(sc *shardConn, ps *redis.PubSub, name string) {
 	h.mu.Lock()
 	t := h.channels[name]
 	if t == nil || t.leaving {
@@ -190,21 +190,25 @@ func (h *shardHub) unsubscribed(sc *shardConn, name string) {
 		h.mu.Unlock()
 		return
 	}
+	if sc.ps != ps { // the connection was replaced already (the slot's other channels)
+		h.mu.Unlock()
+		return
+	}
 	h.mu.Unlock()
-	h.e.log.Warn("backend dropped a shard channel subscription (slot moved?), resubscribing")
-	h.reopen(sc)
+	h.e.log.Warn("backend dropped the shard channels of a slot (slot moved?), subscribing on its owner", "slot", sc.slot)
+	h.reopen(sc, ps)
 }
 
 // reopen replaces sc's backend connection with a new one, subscribed to the slot's channels, after
 // the cluster map was reloaded: the slot's owner may have changed. Messages published between the
 // two connections are lost (pub/sub is at most once).
-func (h *shardHub) reopen(sc *shardConn) {
+func (h *shardHub) reopen(sc *shardConn, ps *redis.PubSub) {
 	if cc, ok := h.e.client.(*redis.ClusterClient); ok {
 		cc.ReloadState(h.e.ctx)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.conns[sc.slot] != sc || h.e.ctx.Err() != nil {
+	if h.conns[sc.slot] != sc || sc.ps != ps || h.e.ctx.Err() != nil {
 		return
 	}
 	var names []string
@@ -254,7 +258,7 @@ func (h *shardHub) receive(sc *shardConn, ps *redis.PubSub) {
 			if isTopologyError(err) {
 				// The node refused the SSUBSCRIBE (MOVED, ...): the connection stays up, so go-redis will
 				// not move it; open one on the slot's current owner.
-				h.reopen(sc)
+				h.reopen(sc, ps)
 				return
 			}
 			continue
@@ -266,7 +270,7 @@ func (h *shardHub) receive(sc *shardConn, ps *redis.PubSub) {
 			case "ssubscribe":
 				h.confirm(m.Channel)
 			case "sunsubscribe":
-				h.unsubscribed(sc, m.Channel)
+				h.unsubscribed(sc, ps, m.Channel)
 			}
 		case *redis.Message:
 			h.deliver(m)
