@@ -506,3 +506,26 @@ func TestShardPubSub_ClusterSlotMove(t *testing.T) {
 		t.Fatalf("SHARDNUMSUB on the old node = %v, %v; want 0", n, err)
 	}
 }
+
+// TestShardPubSub_BackendWithoutShardedPubSub: a backend that refuses SSUBSCRIBE (the embedded
+// miniredis) gets its error to the client at once, not after the confirmation timeout, and the
+// connection stays out of subscribed state.
+func TestShardPubSub_BackendWithoutShardedPubSub(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = ""
+	q := proxytest.StartQgate(t, cfg)
+	c, rd := dialRaw(t, q.Addr)
+	start := time.Now()
+	send(t, c, "SSUBSCRIBE a\r\n")
+	_ = rd.c.SetReadDeadline(time.Now().Add(rawTimeout))
+	line, err := rd.br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "-ERR ") || !strings.Contains(strings.ToLower(line), "ssubscribe") {
+		t.Fatalf("SSUBSCRIBE on a backend without it = %q, %v; want its error", line, err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the refusal took %v: it waited for the confirmation timeout", took)
+	}
+	send(t, c, "LPOP q\r\n")
+	expect(t, rd, "$-1\r\n")
+	t.Logf("refusal: %q", line)
+}

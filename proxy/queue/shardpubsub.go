@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,7 +107,7 @@ func (h *shardHub) subscribe(c Subscriber, name string) error {
 	h.mu.Unlock()
 	select {
 	case <-t.confirmed:
-		return nil
+		return t.err
 	case <-time.After(subscribeTimeout):
 		h.unsubscribe(c, name)
 		return errSubscribeTimeout
@@ -245,6 +246,11 @@ func (h *shardHub) receive(sc *shardConn, ps *redis.PubSub) {
 			if errors.Is(err, redis.ErrClosed) || h.e.ctx.Err() != nil {
 				return
 			}
+			if re := redis.Error(nil); errors.As(err, &re) && !isTopologyError(err) {
+				// An error reply (a backend without sharded pub/sub, ...): the connection is fine.
+				h.refused(sc, ps, err)
+				continue
+			}
 			failures++
 			h.connLost(sc, ps)
 			if failures == 1 || failures%50 == 0 {
@@ -276,6 +282,24 @@ func (h *shardHub) receive(sc *shardConn, ps *redis.PubSub) {
 			h.deliver(m)
 		case *redis.Pong:
 			h.pong(sc, m.Payload)
+		}
+	}
+}
+
+// refused fails the subscriptions of sc that the backend has not confirmed: it answered an error
+// instead (Redis gives no channel with it).
+func (h *shardHub) refused(sc *shardConn, ps *redis.PubSub, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if sc.ps != ps {
+		return
+	}
+	for name, t := range h.channels {
+		if h.slot(name) == sc.slot && !t.ok && !t.leaving {
+			t.err = fmt.Errorf("backend ssubscribe: %w", err)
+			delete(h.channels, name)
+			close(t.confirmed)
+			h.release(name)
 		}
 	}
 }
