@@ -529,3 +529,68 @@ func TestShardPubSub_BackendWithoutShardedPubSub(t *testing.T) {
 	expect(t, rd, "$-1\r\n")
 	t.Logf("refusal: %q", line)
 }
+
+// TestShardPubSub_SUnsubscribeRepliedBeforeSPublishNotCounted is
+// TestRaw_UnsubscribeRepliedBeforePublishNotCounted for shard channels: the count of an SPUBLISH
+// racing the last subscriber's SUNSUBSCRIBE equals the messages delivered, every time.
+func TestShardPubSub_SUnsubscribeRepliedBeforeSPublishNotCounted(t *testing.T) {
+	const tries = 50
+	newRawEnv(t, nil).both(t, func(t *testing.T, tg target) {
+		a, ra := dialRaw(t, tg.addr)
+		b, rb := dialRaw(t, tg.addr)
+		p, rp := dialRaw(t, tg.addr)
+		for i := 0; i < tries; i++ {
+			send(t, a, "SSUBSCRIBE race\r\n")
+			expect(t, ra, ssub("*", "race", 1))
+			send(t, b, "SSUBSCRIBE race\r\n")
+			expect(t, rb, ssub("*", "race", 1))
+			send(t, a, "SUNSUBSCRIBE race\r\n")
+			expect(t, ra, sunsub("*", "race", 0))
+
+			send(t, b, "SUNSUBSCRIBE race\r\n")
+			send(t, p, "SPUBLISH race m"+strconv.Itoa(i)+"\r\n")
+			n := readInt(t, rp)
+			got := 0
+			expect(t, rb, "*3\r\n$")
+			if next := peekByte(t, rb); next == '8' {
+				expect(t, rb, "8\r\nsmessage\r\n$4\r\nrace\r\n"+bulk("m"+strconv.Itoa(i)))
+				got = 1
+				expect(t, rb, "*3\r\n$")
+			}
+			expect(t, rb, "12\r\nsunsubscribe\r\n$4\r\nrace\r\n:0\r\n")
+			if got, want := n, got; got != want {
+				t.Fatalf("try %d: SPUBLISH counted %d, but %d subscribers got the message", i, got, want)
+			}
+			send(t, a, "PING\r\n")
+			expect(t, ra, "+PONG\r\n")
+		}
+	})
+}
+
+// TestShardPubSub_BackendRestartResubscribes: after the standalone backend restarts, go-redis
+// reconnects qgate's shard connection and subscribes its channels again: the client, still
+// subscribed, gets messages published after the restart.
+func TestShardPubSub_BackendRestartResubscribes(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = r.URL()
+	q := proxytest.StartQgate(t, cfg)
+	c, rd := dialRaw(t, q.Addr)
+	send(t, c, "SSUBSCRIBE back\r\n")
+	expect(t, rd, ssub("*", "back", 1))
+	r.Restart(t)
+	direct := r.Client(t)
+	ctx := e2eCtx(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, err := direct.SPublish(ctx, "back", "again").Result()
+		if err == nil && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SPUBLISH after the restart = %d, %v: qgate did not subscribe again", n, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	expect(t, rd, smsg("*", "back", "again"))
+}
