@@ -480,7 +480,8 @@ func TestShardPubSub_ClusterSlotMove(t *testing.T) {
 	}
 
 	// qgate's subscription comes back on the destination: SPUBLISH there reaches the client.
-	deadline := time.Now().Add(15 * time.Second)
+	moved := time.Now()
+	deadline := moved.Add(15 * time.Second)
 	for i := 0; ; i++ {
 		n, err := nodes[dstAddr].SPublish(ctx, ch, "after").Result()
 		if err == nil && n == 1 {
@@ -491,6 +492,7 @@ func TestShardPubSub_ClusterSlotMove(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Logf("subscribed on the new owner %v after the slot move", time.Since(moved).Round(time.Millisecond))
 	if m, err := ps.ReceiveMessage(ctx); err != nil || m.Channel != ch || m.Payload != "after" {
 		t.Fatalf("message after the move = %+v, %v", m, err)
 	}
