@@ -147,6 +147,9 @@ type Session struct {
 	Multi  *Multi
 	InExec bool
 
+	// ShardChannels are the SSUBSCRIBE channels (README "Pub/sub").
+	ShardChannels map[string]struct{}
+
 	// The connection's leases of at-least-once queues (LeaseOwner is set by the connection).
 	queue.Consumer
 }
@@ -157,8 +160,13 @@ const MaxHeldLeases = queue.MaxHeldLeases
 // Subscriptions returns the number of channels and patterns the connection is subscribed to.
 func (s *Session) Subscriptions() int { return len(s.Channels) + len(s.Patterns) }
 
-// Subscribed reports whether the connection is in subscribed state.
-func (s *Session) Subscribed() bool { return s.Subscriptions() > 0 }
+// ShardSubscriptions returns the number of shard channels the connection is subscribed to (what
+// SSUBSCRIBE and SUNSUBSCRIBE replies count).
+func (s *Session) ShardSubscriptions() int { return len(s.ShardChannels) }
+
+// Subscribed reports whether the connection is in subscribed state: subscribed to channels, patterns
+// or shard channels.
+func (s *Session) Subscribed() bool { return s.Subscriptions()+s.ShardSubscriptions() > 0 }
 
 // Conn is what a handler may do with the client, its batch and its subscriptions.
 type Conn interface {
@@ -193,10 +201,15 @@ type Conn interface {
 	// once the backend confirmed, so a PUBLISH sent after the reply is delivered.
 	Subscribe(pattern bool, name string) error
 	Unsubscribe(pattern bool, name string)
+	// SSubscribe and SUnsubscribe do the same for shard channels (SSUBSCRIBE, SUNSUBSCRIBE).
+	SSubscribe(channel string) error
+	SUnsubscribe(channel string)
 	// AwaitOwnMessages waits until every message the backend published before the call has reached
 	// the connection and moves them into its reply stream now: a client publishing to a channel it is
 	// subscribed to gets the message before PUBLISH's reply, as from Redis.
 	AwaitOwnMessages()
+	// AwaitOwnShardMessages is AwaitOwnMessages for the messages of channel's shard (SPUBLISH).
+	AwaitOwnShardMessages(channel string)
 	// Login verifies a password for the client (bounding the bcrypt comparisons, delaying the replies
 	// of failures, counting and logging failures without the secret). It returns the user with
 	// auth.OK, else nil and why.

@@ -80,7 +80,7 @@ func TestExec_Arity(t *testing.T) {
 		{[]string{"CLIENT", "GETNAME", "x"}, wrong("client|getname")},
 		{[]string{"client", "setname"}, wrong("client|setname")},
 		{[]string{"PUBSUB", "NUMPAT", "x"}, wrong("pubsub|numpat")},
-		{[]string{"PUBSUB", "CHANNELS", "a", "b"}, wrong("pubsub|channels")},
+		{[]string{"PUBSUB", "CHANNELS", "a", "b"}, errR("ERR unknown subcommand or wrong number of arguments for 'CHANNELS'. Try PUBSUB HELP.")},
 		{[]string{"ECHO"}, wrong("echo")},
 		{[]string{"ECHO", "a", "b"}, wrong("echo")},
 		{[]string{"SELECT"}, wrong("select")},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/qgate/qgate/proxy/glob"
 	"github.com/qgate/qgate/proxy/queue"
@@ -40,6 +41,12 @@ func init() {
 					Summary: "Returns a count of subscribers to channels.", Args: optChans, Run: pubsubNumsub},
 				{Name: "pubsub|numpat", Arity: 2, Flags: PubSub | Loading | Stale | Pipelined, Since: "2.8.0",
 					Summary: "Returns a count of unique pattern subscriptions.", Run: pubsubNumpat},
+				{Name: "pubsub|shardchannels", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "7.0.0",
+					Summary: "Returns the active shard channels.", Args: []Arg{{Name: "pattern", Type: "pattern", Optional: true}},
+					Run: pubsubShardChannels},
+				{Name: "pubsub|shardnumsub", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "7.0.0",
+					Summary: "Returns the count of subscribers of shard channels.",
+					Args:    []Arg{{Name: "shardchannel", Type: "string", Optional: true, Multiple: true}}, Run: pubsubShardNumsub},
 				{Name: "pubsub|help", Arity: 2, Flags: Loading | Stale, Since: "6.2.0",
 					Summary: "Returns helpful text about the different subcommands.", Run: pubsubHelp},
 			}},
@@ -186,11 +193,12 @@ func UnsubscribeAll(c Conn) {
 		c.Unsubscribe(true, name)
 	}
 	s.Channels, s.Patterns = nil, nil
+	unsubscribeAllShard(c)
 }
 
 func pubsubChannels(c Conn, args [][]byte) {
 	if len(args) > 3 {
-		c.Reply().Error(WrongArgs("pubsub|channels"))
+		c.Reply().Error(subcommandSyntaxError(args))
 		return
 	}
 	var pattern []byte
@@ -253,7 +261,18 @@ func pubsubHelp(c Conn, _ [][]byte) {
 		"NUMSUB [<channel> ...]",
 		"    Return the number of subscribers for the specified channels, excluding",
 		"    pattern subscriptions(default: no channels).",
+		"SHARDCHANNELS [<pattern>]",
+		"    Return the currently active shard level channels matching a <pattern> (default: '*').",
+		"SHARDNUMSUB [<shardchannel> ...]",
+		"    Return the number of subscribers for the specified shard level channel(s)",
 	})
+}
+
+// subcommandSyntaxError is Redis's reply to a subcommand whose arity allows the arguments but whose
+// handler does not (PUBSUB CHANNELS a b): it names the subcommand as the client wrote it.
+func subcommandSyntaxError(args [][]byte) string {
+	return sanitize("ERR unknown subcommand or wrong number of arguments for '" + clip(args[1], 128) + "'. Try " +
+		strings.ToUpper(string(args[0])) + " HELP.")
 }
 
 // help writes a Redis-style HELP reply.

@@ -185,7 +185,7 @@ func TestPubSub_Introspection(t *testing.T) {
 func TestPubSub_Help(t *testing.T) {
 	s := newServer(t, commandstest.Options{})
 	got := send(t, s.Conn(t), "PUBSUB", "HELP")
-	if !strings.HasPrefix(got, "*10\r\n+PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n+CHANNELS [<pattern>]\r\n") {
+	if !strings.HasPrefix(got, "*14\r\n+PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n+CHANNELS [<pattern>]\r\n") {
 		t.Fatalf("PUBSUB HELP starts %q", got)
 	}
 	// Redis 7.0's last two lines of every HELP.

@@ -82,6 +82,7 @@ type conn struct {
 	lastUser string                 // the value last stored in authUser (connection goroutine only)
 	openMode atomic.Bool            // accepted while no users were configured
 	subs     atomic.Int32           // channels and patterns subscribed
+	ssubs    atomic.Int32           // shard channels subscribed
 	obs      connObs                // session state for the HTTP API and CLIENT LIST, command measures (server_admin.go)
 	killed   atomic.Bool            // closed by CLIENT KILL (Server.Kill)
 	cmdOut   int                    // where the running command's reply starts in w.B (server_admin.go)
@@ -409,6 +410,7 @@ func (c *conn) execBuffered() error {
 			c.setAuthUser(c.sess.AuthUser)
 		}
 		c.subs.Store(int32(c.sess.Subscriptions()))
+		c.ssubs.Store(int32(c.sess.ShardSubscriptions()))
 		c.proto.Store(int32(c.sess.Proto))
 		if m := c.deliver.Load(); m == nil || *m != c.sess.Deliver {
 			mode := c.sess.Deliver
@@ -581,7 +583,7 @@ func (c *conn) writeOutLocked() {
 // none) otherwise. The caller holds omu.
 func (c *conn) overLimitLocked(extra int) bool {
 	limit, class := c.srv.cfg.ClientOutputLimit, "normal"
-	if c.subs.Load() > 0 {
+	if c.subscribed() {
 		limit, class = c.srv.cfg.PubSubOutputLimit, "pubsub"
 	}
 	if limit <= 0 || int64(c.out.len()+c.deferred.len()+c.inflight+extra) <= limit {

@@ -177,7 +177,7 @@ func reloadVerdict(c *conn, old, users *auth.Store) string {
 	case !u.Enabled:
 		return "user disabled"
 	}
-	if c.subs.Load() > 0 {
+	if c.subscribed() {
 		if ou := old.Lookup(name); ou == nil || !slices.Equal(ou.Globs(auth.RightSubscribe), u.Globs(auth.RightSubscribe)) {
 			return "subscribe rights changed"
 		}

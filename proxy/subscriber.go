@@ -10,6 +10,18 @@ func (c *conn) Subscribe(pattern bool, name string) error {
 // Unsubscribe implements commands.Conn.
 func (c *conn) Unsubscribe(pattern bool, name string) { c.srv.engine.Unsubscribe(c, pattern, name) }
 
+// SSubscribe implements commands.Conn.
+func (c *conn) SSubscribe(channel string) error { return c.srv.engine.SSubscribe(c, channel) }
+
+// SUnsubscribe implements commands.Conn.
+func (c *conn) SUnsubscribe(channel string) { c.srv.engine.SUnsubscribe(c, channel) }
+
+// AwaitOwnShardMessages implements commands.Conn.
+func (c *conn) AwaitOwnShardMessages(channel string) { c.srv.engine.SyncShardMessages(c, channel) }
+
+// subscribed reports whether the connection is subscribed to channels, patterns or shard channels.
+func (c *conn) subscribed() bool { return c.subs.Load()+c.ssubs.Load() > 0 }
+
 // AwaitOwnMessages implements commands.Conn.
 func (c *conn) AwaitOwnMessages() { c.srv.engine.SyncMessages(c) }
 

@@ -465,6 +465,15 @@ func (c *Conn) Subscribe(pattern bool, name string) error {
 // Unsubscribe implements commands.Conn.
 func (c *Conn) Unsubscribe(pattern bool, name string) { c.srv.engine.Unsubscribe(c, pattern, name) }
 
+// SSubscribe implements commands.Conn.
+func (c *Conn) SSubscribe(channel string) error { return c.srv.engine.SSubscribe(c, channel) }
+
+// SUnsubscribe implements commands.Conn.
+func (c *Conn) SUnsubscribe(channel string) { c.srv.engine.SUnsubscribe(c, channel) }
+
+// AwaitOwnShardMessages implements commands.Conn.
+func (c *Conn) AwaitOwnShardMessages(channel string) { c.srv.engine.SyncShardMessages(c, channel) }
+
 // AwaitOwnMessages implements commands.Conn.
 func (c *Conn) AwaitOwnMessages() { c.srv.engine.SyncMessages(c) }
 

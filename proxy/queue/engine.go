@@ -63,6 +63,7 @@ type Engine struct {
 	transit *transit
 	waits   *wait.Hub // blocked pops (blocking.go)
 	hub     *hub      // pub/sub fan-out (pubsub.go)
+	shub    *shardHub // sharded pub/sub fan-out (shardpubsub.go)
 
 	leasedQueues *lru.Cache[string, time.Time] // queue → when this process last registered it (reaper.go)
 	leasedTTL    time.Duration                 // leasedQueueTTL; shorter in tests
@@ -95,6 +96,7 @@ func New(o Options) (*Engine, error) {
 	e.leasedQueues, _ = lru.New[string, time.Time](leasedQueueCache)
 	e.transit = newTransit(e)
 	e.hub = newHub(e)
+	e.shub = newShardHub(e)
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
 	if err := rdb.LoadAll(ctx, e.cmds()); err != nil {

@@ -56,6 +56,7 @@ type topic struct {
 	subs      map[Subscriber]struct{}
 	confirmed chan struct{} // closed when the backend confirmed the subscription
 	ok        bool
+	err       error         // set before confirmed is closed when the backend refused the subscription
 	leaving   bool          // the backend UNSUBSCRIBE was sent
 	gone      chan struct{} // closed when a leaving topic was removed
 }
@@ -450,4 +451,7 @@ func (e *Engine) PubSubCounts() (channels, patterns, clients int) { return e.hub
 
 // ClosePubSub ends the backend subscription and releases clients waiting for an unsubscribe or a
 // sync (at shutdown).
-func (e *Engine) ClosePubSub() { e.hub.close() }
+func (e *Engine) ClosePubSub() {
+	e.hub.close()
+	e.shub.close()
+}
