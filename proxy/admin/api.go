@@ -122,6 +122,7 @@ type QueueInfo struct {
 	InFlight int64      `json:"in_flight"`
 	Delayed  int64      `json:"delayed"`
 	Dead     int64      `json:"dead"`
+	Paused   bool       `json:"paused"`   // QPAUSE (README "Queue controls")
 	Delivery string     `json:"delivery"` // at-most-once | at-least-once
 	Rule     string     `json:"rule"`
 	LastSeen *time.Time `json:"last_seen,omitempty"` // when an instance last noted it in the registry
@@ -188,7 +189,7 @@ func ruleInfo(p *policy.Policy) *RuleInfo {
 func (s *Server) info(name string, st queue.QueueStats, seen time.Time) QueueInfo {
 	p := s.o.Source.Policies().Queue(name)
 	qi := QueueInfo{Name: name, Ready: st.Ready, InFlight: st.InFlight, Delayed: st.Delayed, Dead: st.Dead,
-		Delivery: "at-most-once", Rule: p.Name()}
+		Paused: st.Paused, Delivery: "at-most-once", Rule: p.Name()}
 	if p.AtLeastOnce {
 		qi.Delivery = "at-least-once"
 	}
