@@ -5,6 +5,7 @@
 --
 -- KEYS[1]  the queue's ready list
 -- KEYS[2]  {queue}:qgate:paused  the pause flag (a string)
+-- ARGV[]   none
 --
 -- Returns 1 if the queue was paused, else 0.
 local was = redis.call('DEL', KEYS[2])
