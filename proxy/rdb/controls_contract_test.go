@@ -2,6 +2,7 @@ package rdb_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -215,4 +216,36 @@ func TestContract_PromoteDelayedRaw(t *testing.T) {
 		keys: keys, args: []any{10},
 		want: arr(4, -1), after: map[string]any{q: list("same", "same", `{"id":"e"}`, "with\x00nul")},
 	}})
+}
+
+// TestContract_ControlsAtMaxmemory: resume runs at maxmemory with noeviction (allow-oom; popping is
+// what frees memory), and a paused pop still answers; control_push is refused like any push, storing
+// nothing.
+func TestContract_ControlsAtMaxmemory(t *testing.T) {
+	ctx := context.Background()
+	t.Run("resume runs", func(t *testing.T) {
+		c := fresh(t)
+		rpush(t, c, q, "a", "b")
+		do(t, c, "SET", rdb.PausedKey(q), "1")
+		outOfMemory(t, c)
+		if got, err := rdb.Resume.Run(ctx, c, rdb.ResumeKeys(q)).Int64(); err != nil || got != 1 {
+			t.Fatalf("resume at maxmemory: %d, %v; want 1", got, err)
+		}
+		if got := state(t, c); show(got) != show(map[string]any{q: list("a", "b")}) {
+			t.Fatalf("state %s, want the list unchanged and no pause flag", show(got))
+		}
+	})
+	t.Run("control_push is refused", func(t *testing.T) {
+		c := fresh(t)
+		rpush(t, c, q, "x")
+		outOfMemory(t, c)
+		keys := append(rdb.ControlPushKeys(q), rdb.DedupKey(q, "h"))
+		err := rdb.ControlPush.Run(ctx, c, keys, cpArgs("RPUSH", 10, "reject", "60000", 0, "", "a")...).Err()
+		if err == nil || !strings.Contains(err.Error(), "OOM") {
+			t.Fatalf("control_push at maxmemory: %v, want an OOM error", err)
+		}
+		if got := state(t, c); show(got) != show(map[string]any{q: list("x")}) {
+			t.Fatalf("state %s, want the list unchanged and no dedup key", show(got))
+		}
+	})
 }
