@@ -154,6 +154,9 @@ type RuleInfo struct {
 	BackoffMultiplier float64 `json:"backoff_multiplier,omitempty"`
 	BackoffJitter     float64 `json:"backoff_jitter,omitempty"`
 	DeadLetter        *bool   `json:"dead_letter,omitempty"`
+	MaxLength         int64   `json:"max_length,omitempty"` // README "Queue controls"
+	Overflow          string  `json:"overflow,omitempty"`
+	Delay             string  `json:"delay,omitempty"`
 }
 
 func ruleInfo(p *policy.Policy) *RuleInfo {
@@ -173,6 +176,15 @@ func ruleInfo(p *policy.Policy) *RuleInfo {
 	}
 	if p.Dedup() {
 		ri.DedupWindow = p.DedupWindow.String()
+	}
+	if p.MaxLength > 0 {
+		ri.MaxLength, ri.Overflow = p.MaxLength, "reject"
+		if p.DropOldest {
+			ri.Overflow = "drop-oldest"
+		}
+	}
+	if p.Delay > 0 {
+		ri.Delay = p.Delay.String()
 	}
 	if p.AtLeastOnce {
 		dl := p.DeadLetter
