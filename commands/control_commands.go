@@ -31,8 +31,8 @@ func qpush(c Conn, args [][]byte) {
 	if _, ok := queuePolicy(c, queue); !ok {
 		return
 	}
-	ms, err := strconv.ParseInt(string(args[2]), 10, 64)
-	if err != nil || ms < 0 || time.Duration(ms)*time.Millisecond > policy.MaxDelay {
+	ms, ok := ParseLong(args[2]) // Redis's string2ll: no '+', no leading zeros
+	if !ok || ms < 0 || ms > policy.MaxDelay.Milliseconds() {
 		c.Reply().Error("ERR QPUSH delay-ms must be an integer between 0 and " + strconv.FormatInt(policy.MaxDelay.Milliseconds(), 10))
 		return
 	}
