@@ -188,6 +188,11 @@ func TestCheckConfig_EachBadFieldExactMessage(t *testing.T) {
 		{"bad rule value", "queues:\n  - {match: a, deliver: sometimes}\n", `queues[0].deliver: must be payload or envelope, got "sometimes"`},
 		{"rule without match", "queues:\n  - {format: json}\n", `queues[0].match: required (a glob such as "email_*")`},
 		{"rule that is not a mapping", "queues:\n  - email_*\n", `line 2: queues[0]: must be a mapping (name: value), got "email_*"`},
+		{"negative max_length", "queues:\n  - {match: a, max_length: -1}\n", `queues[0].max_length: must be >= 0, got -1`},
+		{"bad overflow", "queues:\n  - {match: a, max_length: 5, overflow: block}\n", `queues[0].overflow: must be reject or drop-oldest, got "block"`},
+		{"overflow without max_length", "queues:\n  - {match: a, overflow: drop-oldest}\n", `queues[0].overflow: needs max_length`},
+		{"negative delay", "queues:\n  - {match: a, delay: -5s}\n", `queues[0].delay: must be >= 0, got -5s`},
+		{"controls on a channel", "channels:\n  - {match: a, max_length: 5}\n", `channels[0].max_length: max_length, overflow and delay apply to queues only`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

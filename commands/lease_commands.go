@@ -28,7 +28,7 @@ func init() {
 			Group: "qgate", Since: "qgate 0.1", Summary: "Sets a lease's deadline to ms milliseconds from now; returns 1 if the receipt was leased.",
 			Args: []Arg{queueArg, receiptArg, {Name: "ms", Type: "integer"}}, Run: qextend},
 		&Spec{Name: "qstats", Arity: 2, Flags: ReadOnly | Fast | Pipelined, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
-			Group: "qgate", Since: "qgate 0.1", Summary: "Returns a queue's ready, in-flight, delayed, dead and handoff counts and the oldest ready item's age in ms (-1: none).",
+			Group: "qgate", Since: "qgate 0.1", Summary: "Returns a queue's ready, in-flight, delayed, dead and handoff counts, the oldest ready item's age in ms (-1: none), whether it is paused and the items this instance dropped for max_length.",
 			Args: []Arg{queueArg}, Run: qstats},
 		&Spec{Name: "qdead", Arity: -2, Flags: ReadOnly | Pipelined, Verb: VerbAdmin, FirstKey: 1, LastKey: 1, KeyStep: 1,
 			Group: "qgate", Since: "qgate 0.1", Summary: "Lists up to count (default 10) dead items of a queue, oldest first, as JSON records.",
@@ -169,12 +169,16 @@ func qstats(c Conn, args [][]byte) {
 			w.Error(backendError(err))
 			return
 		}
-		w.Map(6)
+		paused := int64(0)
+		if st.Paused {
+			paused = 1
+		}
+		w.Map(8)
 		for _, f := range []struct {
 			name string
 			v    int64
 		}{{"ready", st.Ready}, {"in_flight", st.InFlight}, {"delayed", st.Delayed}, {"dead", st.Dead}, {"handoff", st.Handoff},
-			{"oldest_ready_age_ms", st.OldestReadyAgeMs}} {
+			{"oldest_ready_age_ms", st.OldestReadyAgeMs}, {"paused", paused}, {"dropped", st.Dropped}} {
 			w.BulkString(f.name)
 			w.Int(f.v)
 		}

@@ -23,16 +23,17 @@ var leaseRules = []policy.Rule{
 	{Match: "rawalo*", Delivery: "at-least-once", Envelope: new(bool)},
 }
 
-// stats is QSTATS's RESP2 reply (a flat array) with the oldest ready item's age as given.
+// stats is QSTATS's RESP2 reply (a flat array) with the oldest ready item's age as given (the queue
+// not paused, nothing dropped).
 func stats(ready, inFlight, delayed, dead, handoff int, age string) string {
-	out := "*12\r\n"
+	out := "*16\r\n"
 	for _, f := range []struct {
 		k string
 		v int
 	}{{"ready", ready}, {"in_flight", inFlight}, {"delayed", delayed}, {"dead", dead}, {"handoff", handoff}} {
 		out += bulk(f.k) + ":" + itoa(f.v) + "\r\n"
 	}
-	return out + bulk("oldest_ready_age_ms") + ":" + age + "\r\n"
+	return out + bulk("oldest_ready_age_ms") + ":" + age + "\r\n" + bulk("paused") + ":0\r\n" + bulk("dropped") + ":0\r\n"
 }
 
 var ageValue = regexp.MustCompile(`(oldest_ready_age_ms\r\n:)\d+`)
@@ -127,7 +128,7 @@ func TestLease_PopReplies(t *testing.T) {
 			{[]string{"RPUSH", "rawaloq", "r"}, ":1\r\n"},
 			{[]string{"LPOP", "rawaloq", "1"}, "*1\r\n" + bulk("r")},
 		})
-		expect(t, qstats(t, c, "aloq"), strings.Replace(stats(0, 5, 0, 0, 0, "-1"), "*12\r\n", map[int]string{2: "*12\r\n", 3: "%6\r\n"}[proto], 1))
+		expect(t, qstats(t, c, "aloq"), strings.Replace(stats(0, 5, 0, 0, 0, "-1"), "*16\r\n", map[int]string{2: "*16\r\n", 3: "%8\r\n"}[proto], 1))
 	}
 }
 
@@ -220,7 +221,7 @@ func TestQueue_QStatsShapes(t *testing.T) {
 	expect(t, send(t, c2, "QSTATS", "rawq"), stats(0, 0, 0, 0, 0, "-1"))
 	send(t, c2, "RPUSH", "rawq", "x")
 	// A raw item has no enqueue time: the age is -1.
-	want := "%6\r\n" + strings.TrimPrefix(stats(1, 0, 0, 0, 0, "-1"), "*12\r\n")
+	want := "%8\r\n" + strings.TrimPrefix(stats(1, 0, 0, 0, 0, "-1"), "*16\r\n")
 	expect(t, send(t, c3, "QSTATS", "rawq"), want)
 	expect(t, send(t, c2, "QSTATS", "a b"), errR(`ERR invalid queue name "a b": use printable ASCII without spaces, quotes, backslashes or * ? [ ]`))
 }

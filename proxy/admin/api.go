@@ -122,6 +122,7 @@ type QueueInfo struct {
 	InFlight int64      `json:"in_flight"`
 	Delayed  int64      `json:"delayed"`
 	Dead     int64      `json:"dead"`
+	Paused   bool       `json:"paused"`   // QPAUSE (README "Queue controls")
 	Delivery string     `json:"delivery"` // at-most-once | at-least-once
 	Rule     string     `json:"rule"`
 	LastSeen *time.Time `json:"last_seen,omitempty"` // when an instance last noted it in the registry
@@ -153,6 +154,9 @@ type RuleInfo struct {
 	BackoffMultiplier float64 `json:"backoff_multiplier,omitempty"`
 	BackoffJitter     float64 `json:"backoff_jitter,omitempty"`
 	DeadLetter        *bool   `json:"dead_letter,omitempty"`
+	MaxLength         int64   `json:"max_length,omitempty"` // README "Queue controls"
+	Overflow          string  `json:"overflow,omitempty"`
+	Delay             string  `json:"delay,omitempty"`
 }
 
 func ruleInfo(p *policy.Policy) *RuleInfo {
@@ -173,6 +177,15 @@ func ruleInfo(p *policy.Policy) *RuleInfo {
 	if p.Dedup() {
 		ri.DedupWindow = p.DedupWindow.String()
 	}
+	if p.MaxLength > 0 {
+		ri.MaxLength, ri.Overflow = p.MaxLength, "reject"
+		if p.DropOldest {
+			ri.Overflow = "drop-oldest"
+		}
+	}
+	if p.Delay > 0 {
+		ri.Delay = p.Delay.String()
+	}
 	if p.AtLeastOnce {
 		dl := p.DeadLetter
 		ri.Delivery, ri.Ack, ri.VisibilityTimeout, ri.MaxAttempts = "at-least-once", "explicit", p.VisibilityTimeout.String(), p.MaxAttempts
@@ -188,7 +201,7 @@ func ruleInfo(p *policy.Policy) *RuleInfo {
 func (s *Server) info(name string, st queue.QueueStats, seen time.Time) QueueInfo {
 	p := s.o.Source.Policies().Queue(name)
 	qi := QueueInfo{Name: name, Ready: st.Ready, InFlight: st.InFlight, Delayed: st.Delayed, Dead: st.Dead,
-		Delivery: "at-most-once", Rule: p.Name()}
+		Paused: st.Paused, Delivery: "at-most-once", Rule: p.Name()}
 	if p.AtLeastOnce {
 		qi.Delivery = "at-least-once"
 	}

@@ -123,7 +123,8 @@ var (
 	dAcked           = desc("qgate_acked_total", "Leases acked through this instance.", "queue")
 	dRetried         = desc("qgate_retried_total", "Leases given back for another attempt (nack, expiry, disconnect).", "queue")
 	dDeadLettered    = desc("qgate_dead_lettered_total", "Items past max_attempts.", "queue")
-	dRejected        = desc("qgate_rejected_total", "Pushed values refused, by reason (rule, too_large).", "queue", "reason")
+	dRejected        = desc("qgate_rejected_total", "Pushed values refused, by reason (rule, too_large, full).", "queue", "reason")
+	dDropped         = desc("qgate_dropped_total", "Items dropped by overflow: drop-oldest (README \"Queue controls\").", "queue")
 	dMetricsMaxQueue = desc("qgate_metrics_max_queues", "Queues with series of their own; the rest are counted as queue=\"other\".")
 )
 
@@ -137,7 +138,7 @@ type collector struct {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCommands, dConnections, dConnsTotal, dRejectedConns, dBlocked, dSubscriptions, dBackendErrors,
 		dLost, dReturned, dRecovered, dAuthFailures, dDenied, dLeases, dKnownQueues, dSampleAge, dReady, dInFlight, dDelayed,
-		dDead, dPushed, dPopped, dAcked, dRetried, dDeadLettered, dRejected, dMetricsMaxQueue} {
+		dDead, dPushed, dPopped, dAcked, dRetried, dDeadLettered, dRejected, dDropped, dMetricsMaxQueue} {
 		ch <- d
 	}
 }
@@ -194,6 +195,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		n(dDeadLettered, qc.DeadLettered, q)
 		n(dRejected, qc.RejectedRule, q, queue.RejectedRule)
 		n(dRejected, qc.RejectedTooLarge, q, queue.RejectedTooLarge)
+		n(dRejected, qc.RejectedFull, q, queue.RejectedFull)
+		n(dDropped, qc.Dropped, q)
 	}
 }
 

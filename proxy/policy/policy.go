@@ -49,6 +49,11 @@ type Rule struct {
 	MaxAttempts       *int          `yaml:"max_attempts"`       // deliveries before dead-lettering (default 5)
 	Backoff           Backoff       `yaml:"backoff"`
 	DeadLetter        *bool         `yaml:"dead_letter"` // keep items past max_attempts in the dead list (default true); false drops them
+
+	// Queue controls (README "Queue controls"; queues only).
+	MaxLength int64         `yaml:"max_length"` // most items waiting (ready + delayed); 0 = unbounded
+	Overflow  string        `yaml:"overflow"`   // reject (default with max_length) | drop-oldest
+	Delay     time.Duration `yaml:"delay"`      // RPUSH/LPUSH items become visible after it; 0 = at once
 }
 
 // Backoff is the delay before a failed item is ready again: initial × multiplier^(attempts-1),
@@ -114,7 +119,14 @@ type Policy struct {
 	BackoffMultiplier float64
 	BackoffJitter     float64
 	DeadLetter        bool
+
+	MaxLength  int64         // 0: unbounded
+	DropOldest bool          // overflow: drop-oldest (else reject)
+	Delay      time.Duration // pushes become visible after it
 }
+
+// Controlled reports whether pushes to the queue go through rdb.ControlPush (max_length or a delay).
+func (p *Policy) Controlled() bool { return p.MaxLength > 0 || p.Delay > 0 }
 
 // setDeliveryDefaults fills the delivery fields of a policy with the defaults.
 func (p *Policy) setDeliveryDefaults() {
@@ -238,6 +250,7 @@ func compile(kind string, i int, r Rule, baseDir string) (*Policy, error) {
 		bad("dedup.key", "a JSON pointer needs format: json or a schema")
 	}
 	compileDelivery(p, r, bad)
+	compileControls(p, r, bad)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -306,6 +319,42 @@ func compileDelivery(p *Policy, r Rule, bad func(field, format string, args ...a
 			bad("backoff.jitter", "must be between 0 and 1, got %g", *b.Jitter)
 		}
 		p.BackoffJitter = *b.Jitter
+	}
+}
+
+// MaxDelay bounds a rule's delay (and QPUSH's): a year, far beyond any job queue's need, and well
+// inside the ZSET scores' exact integer range.
+const MaxDelay = 365 * 24 * time.Hour
+
+// compileControls checks and resolves max_length, overflow and delay (README "Queue controls").
+func compileControls(p *Policy, r Rule, bad func(field, format string, args ...any)) {
+	if p.Kind == "channels" && (r.MaxLength != 0 || r.Overflow != "" || r.Delay != 0) {
+		bad("max_length", "max_length, overflow and delay apply to queues only")
+		return
+	}
+	if r.MaxLength < 0 {
+		bad("max_length", "must be >= 0, got %d", r.MaxLength)
+	}
+	p.MaxLength = max(r.MaxLength, 0)
+	switch r.Overflow {
+	case "", "reject":
+	case "drop-oldest":
+		p.DropOldest = true
+	default:
+		bad("overflow", "must be reject or drop-oldest, got %q", r.Overflow)
+	}
+	if r.Overflow != "" && r.MaxLength == 0 {
+		bad("overflow", "needs max_length")
+	}
+	switch d := r.Delay; {
+	case d < 0:
+		bad("delay", "must be >= 0, got %s", d)
+	case d > MaxDelay:
+		bad("delay", "must be at most %s, got %s", MaxDelay, d)
+	case d > 0 && d < time.Millisecond:
+		bad("delay", "must be at least 1ms, got %s", d)
+	default:
+		p.Delay = d
 	}
 }
 

@@ -410,3 +410,50 @@ func TestPolicy_WarningsRetrySettingsWithoutAtLeastOnce(t *testing.T) {
 		t.Fatalf("Warnings() = %q, want %q", got, want)
 	}
 }
+
+func TestControl_RuleFields(t *testing.T) {
+	var r struct {
+		Queues []Rule `yaml:"queues"`
+	}
+	src := "queues:\n  - {match: a, max_length: 10}\n  - {match: b, max_length: 3, overflow: drop-oldest, delay: 1500ms}\n  - {match: c}\n"
+	if err := yaml.Unmarshal([]byte(src), &r); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSet(r.Queues, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := s.Queue("a"), s.Queue("b"), s.Queue("c")
+	if got, want := [3]any{a.MaxLength, a.DropOldest, a.Controlled()}, [3]any{int64(10), false, true}; got != want {
+		t.Fatalf("a: max_length, drop-oldest, controlled = %v, want %v (reject is the default)", got, want)
+	}
+	if got, want := [3]any{b.MaxLength, b.DropOldest, b.Delay}, [3]any{int64(3), true, 1500 * time.Millisecond}; got != want {
+		t.Fatalf("b = %v, want %v", got, want)
+	}
+	if got, want := c.Controlled(), false; got != want {
+		t.Fatalf("c.Controlled() = %v, want %v (no max_length, no delay: the plain push path)", got, want)
+	}
+}
+
+func TestControl_RuleErrors(t *testing.T) {
+	for _, tc := range []struct {
+		rule Rule
+		want string
+	}{
+		{Rule{Match: "a", MaxLength: -1}, "queues[0].max_length: must be >= 0, got -1"},
+		{Rule{Match: "a", MaxLength: 1, Overflow: "block"}, `queues[0].overflow: must be reject or drop-oldest, got "block"`},
+		{Rule{Match: "a", Overflow: "reject"}, "queues[0].overflow: needs max_length"},
+		{Rule{Match: "a", Delay: -time.Second}, "queues[0].delay: must be >= 0, got -1s"},
+		{Rule{Match: "a", Delay: time.Microsecond}, "queues[0].delay: must be at least 1ms, got 1µs"},
+		{Rule{Match: "a", Delay: MaxDelay + time.Second}, "queues[0].delay: must be at most 8760h0m0s, got 8760h0m1s"},
+	} {
+		_, err := NewSet([]Rule{tc.rule}, nil, "")
+		if got := fmt.Sprint(err); got != tc.want {
+			t.Errorf("%+v: %s, want %s", tc.rule, got, tc.want)
+		}
+	}
+	_, err := NewSet(nil, []Rule{{Match: "c", Delay: time.Second}}, "")
+	if got, want := fmt.Sprint(err), "channels[0].max_length: max_length, overflow and delay apply to queues only"; got != want {
+		t.Errorf("channel rule with a delay: %s, want %s", got, want)
+	}
+}

@@ -439,6 +439,8 @@ func (e *Engine) Extend(queue, receipt string, ms int64) *Result[int64] {
 type QueueStats struct {
 	Ready, InFlight, Delayed, Dead, Handoff int64
 	OldestReadyAgeMs                        int64 // the oldest enveloped item at either end of the ready list; -1: none
+	Paused                                  bool  // QPAUSE (README "Queue controls")
+	Dropped                                 int64 // items this instance dropped for max_length (overflow: drop-oldest)
 }
 
 // QueueStats counts a queue's ready, in-flight, delayed, dead and handed-off items.
@@ -450,6 +452,7 @@ func (e *Engine) QueueStats(queue string) *Result[QueueStats] {
 		redis.NewIntCmd(ctx, "zcard", rdb.DelayedKey(queue)),
 		redis.NewIntCmd(ctx, "llen", rdb.DeadKey(queue)),
 		redis.NewIntCmd(ctx, "llen", rdb.HandoffKey(queue)),
+		redis.NewIntCmd(ctx, "exists", rdb.PausedKey(queue)),
 	}
 	head := redis.NewStringCmd(ctx, "lindex", queue, 0)
 	tail := redis.NewStringCmd(ctx, "lindex", queue, -1)
@@ -459,7 +462,7 @@ func (e *Engine) QueueStats(queue string) *Result[QueueStats] {
 	}
 	cmds = append(cmds, head, tail)
 	return newResult(cmds, func() (QueueStats, error) {
-		var vals [5]int64
+		var vals [6]int64
 		for i, cmd := range counts {
 			v, err := cmd.Result()
 			if err != nil {
@@ -475,7 +478,8 @@ func (e *Engine) QueueStats(queue string) *Result[QueueStats] {
 				}
 			}
 		}
-		return QueueStats{Ready: vals[0], InFlight: vals[1], Delayed: vals[2], Dead: vals[3], Handoff: vals[4], OldestReadyAgeMs: age}, nil
+		return QueueStats{Ready: vals[0], InFlight: vals[1], Delayed: vals[2], Dead: vals[3], Handoff: vals[4], OldestReadyAgeMs: age,
+			Paused: vals[5] == 1, Dropped: e.obs().counters(queue).dropped.Load()}, nil
 	})
 }
 

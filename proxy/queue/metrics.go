@@ -27,23 +27,27 @@ const DefaultMetricsMaxQueues = 1000
 const (
 	RejectedRule     = "rule"      // refused by the queue's rule (schema, size, dedup key)
 	RejectedTooLarge = "too_large" // over the backend's proto-max-bulk-len
+	RejectedFull     = "full"      // the queue was at max_length with overflow: reject (README "Queue controls")
 )
 
 // QueueCounts is a reading of one queue's counters in this process.
 type QueueCounts struct {
 	Pushed, Popped, Acked, Retried, DeadLettered int64
 	RejectedRule, RejectedTooLarge               int64
+	RejectedFull, Dropped                        int64 // max_length: pushes refused, items dropped (drop-oldest)
 }
 
 type queueCounters struct {
 	pushed, popped, acked, retried, dead atomic.Int64
 	rejRule, rejLarge                    atomic.Int64
+	rejFull, dropped                     atomic.Int64
 	noted                                atomic.Int64 // ms when last sent to the registry
 }
 
 func (q *queueCounters) read() QueueCounts {
 	return QueueCounts{Pushed: q.pushed.Load(), Popped: q.popped.Load(), Acked: q.acked.Load(),
-		Retried: q.retried.Load(), DeadLettered: q.dead.Load(), RejectedRule: q.rejRule.Load(), RejectedTooLarge: q.rejLarge.Load()}
+		Retried: q.retried.Load(), DeadLettered: q.dead.Load(), RejectedRule: q.rejRule.Load(), RejectedTooLarge: q.rejLarge.Load(),
+		RejectedFull: q.rejFull.Load(), Dropped: q.dropped.Load()}
 }
 
 // observer holds an Engine's per-queue counters and feeds the registry.

@@ -51,6 +51,17 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	if err != nil {
 		return nil, err
 	}
+	if p.Controlled() {
+		// max_length or a delay (controls.go); every other queue keeps the plain path below.
+		r, err := e.controlPush(p, queue, left, p.Delay, vals, stored)
+		if err != nil {
+			return nil, err
+		}
+		return newResult(r.cmds, func() (int64, error) {
+			res, err := r.Result()
+			return res.Len, err
+		}), nil
+	}
 	name := "rpush"
 	if left {
 		name = "lpush"

@@ -220,7 +220,7 @@ func (t *transit) newPop(ctx context.Context, key string, left bool, count strin
 	if left {
 		name = "LPOP"
 	}
-	p.keys = rdb.TransitKeys(key, t.instance)
+	p.keys = rdb.TransitPopKeys(key, t.instance)
 	p.args = []interface{}{name, count, p.prefix(), t.instance}
 	p.cmd = rdb.TransitPop.Cmd(ctx, t.e.cmds(), p.keys, p.args...)
 	t.mu.Lock()

@@ -30,6 +30,7 @@ func derivedKeys(queue string) map[string]string {
 		"transit":        rdb.TransitKey(queue, testInstance),
 		"transit-owners": rdb.TransitOwnersKey(queue),
 		"dedup":          rdb.DedupKey(queue, testHash),
+		"paused":         rdb.PausedKey(queue),
 	}
 }
 
@@ -46,6 +47,7 @@ func TestKey_UntaggedNamesUnchanged(t *testing.T) {
 			"transit":        "{" + q + "}:qgate:transit:" + testInstance,
 			"transit-owners": "{" + q + "}:qgate:transit-owners",
 			"dedup":          "{" + q + "}:qgate:dedup:" + testHash,
+			"paused":         "{" + q + "}:qgate:paused",
 		}
 		for kind, got := range derivedKeys(q) {
 			if got != want[kind] {

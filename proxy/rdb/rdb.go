@@ -99,9 +99,9 @@ func DeadKey(queue string) string { return QueueKey(queue, "dead") }
 // proxy/queue/reaper.go); a reaper drops a queue that has been idle since long before that (ForgetQueue).
 const LeasedQueuesKey = "qgate:leased-queues"
 
-// LeasePopKeys returns KEYS[1..4] of lease_pop.lua.
+// LeasePopKeys returns KEYS[1..5] of lease_pop.lua (KEYS[5] is PausedKey, controls.go).
 func LeasePopKeys(queue string) []string {
-	return []string{queue, InflightKey(queue), LeasesKey(queue), HandoffKey(queue)}
+	return []string{queue, InflightKey(queue), LeasesKey(queue), HandoffKey(queue), PausedKey(queue)}
 }
 
 // LeaseReturnKeys returns KEYS[1..3] of lease_return.lua.

@@ -11,6 +11,8 @@
 -- KEYS[3]  {queue}:qgate:leases    HASH receipt -> owner .. "\n" .. item
 -- KEYS[4]  {queue}:qgate:handoff   LIST items a blocked-pop listener moved out of the ready list for a
 --          waiting client (see proxy/blocking.go); they are older than the ready list's, so served first
+-- KEYS[5]  {queue}:qgate:paused  optional: while it exists the queue is paused: the acks are done and
+--          the pop finds the queue empty (README "Queue controls")
 -- ARGV[1]  "LPOP" or "RPOP"
 -- ARGV[2]  count, at most rdb.Chunk (the caller splits larger ones); "" for a single pop without COUNT
 -- ARGV[3]  visibility timeout in milliseconds
@@ -34,6 +36,9 @@ for i = 6, #ARGV do
     redis.call('ZREM', KEYS[2], ARGV[i])
     acked = acked + 1
   end
+end
+if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then
+  return {acked, false}
 end
 local items
 if ARGV[2] == '' then

@@ -7,6 +7,8 @@
 -- KEYS[1]  the queue's ready list
 -- KEYS[2]  {queue}:qgate:transit:<instance>
 -- KEYS[3]  {queue}:qgate:transit-owners
+-- KEYS[4]  {queue}:qgate:paused  optional: while it exists the queue is paused and every pop finds it
+--          empty (README "Queue controls")
 -- ARGV[1]  "LPOP" or "RPOP"
 -- ARGV[2]  the instance id
 -- ARGV[3..n] each pop's field prefix ("L12." …); its item's field is the prefix .. "1"
@@ -14,7 +16,7 @@
 -- Returns one entry per pop, in order: the item, or false once the list is empty; a key holding
 -- another type returns Redis's WRONGTYPE error reply unchanged (then nothing was popped).
 local out = {}
-local empty = false
+local empty = KEYS[4] ~= nil and redis.call('EXISTS', KEYS[4]) == 1
 for i = 3, #ARGV do
   local v = false
   if not empty then
