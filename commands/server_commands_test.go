@@ -62,7 +62,7 @@ func TestServer_CommandInfoShape(t *testing.T) {
 	})
 	// A container lists its subcommands as an array of entries.
 	got := send(t, c3, "COMMAND", "INFO", "pubsub")
-	head := "*1\r\n*10\r\n" + bulk("pubsub") + ":-2\r\n~0\r\n:0\r\n:0\r\n:0\r\n~1\r\n+@pubsub\r\n~0\r\n~0\r\n*4\r\n"
+	head := "*1\r\n*10\r\n" + bulk("pubsub") + ":-2\r\n~0\r\n:0\r\n:0\r\n:0\r\n~1\r\n+@pubsub\r\n~0\r\n~0\r\n*6\r\n"
 	if !strings.HasPrefix(got, head) || !strings.Contains(got, numpat3) {
 		t.Fatalf("COMMAND INFO pubsub = %q", got)
 	}

@@ -637,6 +637,9 @@ func TestHub_BusyWaiterDefersOtherKey(t *testing.T) {
 	}})
 	w2, _ := h.Add(wait.Request{Keys: []string{"b"}, Take: plain})
 	eventually(t, "subscriptions confirmed", func() bool { return h.Stats().SubscribeConfirms >= 2 })
+	// Each confirmation wakes its key: wait for those takes (w1's on a and on b, both empty: an empty
+	// take ends a key's round) to be over, or the one on b could land after before is read.
+	eventually(t, "the confirmations' empty takes done", func() bool { return h.Stats().EmptyTakes >= 2 && takesB.Load() >= 1 })
 	before := takesB.Load()
 	c.RPush(context.Background(), "a", "fromA")
 	<-popped // w1's take on a is in flight
