@@ -163,12 +163,12 @@ func (e *Engine) KickReaper() {
 	}
 }
 
-// reaperInterval is how long the reaper sleeps when it knows of nothing due sooner: min(1s, the
-// shortest visibility timeout / 4), at least 10ms. Leases and delayed items of this process's reaper
-// passes are tracked precisely; the interval bounds how late another instance's are noticed.
-func (e *Engine) reaperInterval() time.Duration {
-	return min(time.Second, max(e.policies().MinVisibility()/4, 10*time.Millisecond))
-}
+// reaperInterval is how long the reaper sleeps when it knows of nothing due sooner; each wake reads
+// every schedule shard once. Leases, nacks and extends of this process make the reaper look at once
+// when their time is within the interval (the touch loop kicks it), and every pass sleeps until the
+// earliest entry it saw within the interval, so sub-second deadlines are kept; the interval bounds
+// how late another instance's work is noticed when that instance died before reaping it.
+func (e *Engine) reaperInterval() time.Duration { return time.Second }
 
 // minReaperSleep keeps a queue whose items are due at once from spinning the reaper.
 const minReaperSleep = 2 * time.Millisecond
