@@ -93,7 +93,7 @@ func TestContract_SchedTouch(t *testing.T) {
 			name:  "earliest kept per queue, every generation bumped, unknown queues added",
 			setup: func(t *testing.T, c *redis.Client) { do(t, c, "ZADD", dueKey, 100, q); do(t, c, "HSET", genKey, q, 3) },
 			keys:  schedTouch, args: []any{150, q, 50, "other"},
-			want: int64(2),
+			want:  int64(2),
 			after: map[string]any{dueKey: list("other", q), genKey: map[string]string{q: "4", "other": "1"}},
 		},
 		{
