@@ -68,6 +68,13 @@ func (e *Engine) registerQueue(ctx context.Context, queue string) error {
 	return nil
 }
 
+// unscheduleCmds returns the commands that remove queue from its schedule shard (QPURGE).
+func unscheduleCmds(ctx context.Context, queue string) []redis.Cmder {
+	k := rdb.ScheduleShard(queue)
+	return []redis.Cmder{redis.NewIntCmd(ctx, "zrem", rdb.ScheduleRegistryKey(k), queue),
+		redis.NewIntCmd(ctx, "zrem", rdb.ScheduleDueKey(k), queue), redis.NewIntCmd(ctx, "hdel", rdb.ScheduleGenKey(k), queue)}
+}
+
 // schedule makes queue due for a reaper at the latest at when (a lease deadline, a delayed item's
 // time). The touch is written by the touch loop, batched per shard, right after the step that made
 // it (a lease pop, a nack); if the instance dies in between, the queue's recheck finds the work.
