@@ -14,10 +14,11 @@ import (
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
-// The reaper (README "Retry rules", proxy/DESIGN.md "Instances and recovery"): every instance walks
-// every registered queue, moves due delayed items, retries expired leases, returns handed-off items,
-// sweeps its own transit records of pops with unknown outcome and recovers dead instances' records.
-// The leases themselves are in lease.go.
+// The reaper (README "Retry rules", proxy/DESIGN.md "The reaper's schedule"): every instance reads
+// the schedule's due queues, claims each one (one reaper per queue), moves its due delayed items,
+// retries its expired leases, returns handed-off items, recovers dead instances' transit records
+// there and sets when the queue is due next; it also sweeps its own transit records of pops with
+// unknown outcome. Idle queues cost nothing until their recheck. The leases are in lease.go.
 
 // reapBatch bounds the leases, delayed or handed-off items one script call handles (at most
 // rdb.Chunk), so a reaper step never blocks Redis for long; a queue with more is handled over
