@@ -181,3 +181,43 @@ func TestReaper_ExpiryWithoutReapCalls(t *testing.T) {
 		t.Fatalf("lease of 300ms retried after %s, want within %s", got, bound)
 	}
 }
+
+// TestReaper_DeadInstanceFoundWithoutTicking: a transit record of an instance that goes away, on a
+// queue no reaper is due to look at for long, is given back once the heartbeat sees the instance go
+// (the reaper then checks every registered queue once), without any Reap call.
+func TestReaper_DeadInstanceFoundWithoutTicking(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	direct := r.Client(t)
+	ctx := context.Background()
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = r.URL()
+	cfg.InstanceTTL = time.Second
+	a, err := proxytest.LaunchQgate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = proxytest.StartQgate(t, cfg)
+	if err := direct.RPush(ctx, "q", "a", "b").Err(); err != nil {
+		t.Fatal(err)
+	}
+	inst := a.Server.Stats().Instance
+	if err := rdb.TransitPop.Run(ctx, direct, rdb.TransitKeys("q", inst), "LPOP", "2", "L1.", inst).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Registered, and not due for an hour.
+	k := rdb.ScheduleShard("q")
+	far := time.Now().Add(time.Hour).UnixMilli()
+	if err := rdb.SchedRegister.Run(ctx, direct, rdb.ScheduleKeys(k), time.Now().UnixMilli(), "q", far).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e2eEventually(t, "the stopped instance's items back", func() bool {
+		n, _ := direct.LLen(ctx, "q").Result()
+		return n == 2
+	})
+	if s, err := direct.ZScore(ctx, rdb.ScheduleDueKey(k), "q").Result(); err != nil || int64(s) != far {
+		t.Fatalf("due entry %v, %v; want it untouched at %d (found by the walk, not a pass)", int64(s), err, far)
+	}
+}
