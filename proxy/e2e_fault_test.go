@@ -680,7 +680,8 @@ func TestTransit_IdleQueueForgotten(t *testing.T) {
 	if v, err := c.LPop(ctx, "plain").Result(); err != nil || v != "x" {
 		t.Fatalf("LPOP = %q, %v", v, err)
 	}
-	listed := func() bool { return e.Direct.ZScore(ctx, rdb.LeasedQueuesKey, "plain").Err() == nil }
+	reg := rdb.ScheduleRegistryKey(rdb.ScheduleShard("plain"))
+	listed := func() bool { return e.Direct.ZScore(ctx, reg, "plain").Err() == nil }
 	if !listed() {
 		t.Fatal("queue not registered after an at-most-once pop")
 	}

@@ -863,7 +863,7 @@ func TestLease_SubSecondDelay(t *testing.T) {
 	}
 }
 
-// TestLease_IdleQueueForgotten: the reapers' set of leased queues does not grow forever: a queue with
+// TestLease_IdleQueueForgotten: the reapers' schedule registry does not grow forever: a queue with
 // nothing in flight, delayed or handed off leaves it once no instance noted it within the TTL, and a
 // queue that holds leases stays.
 func TestLease_IdleQueueForgotten(t *testing.T) {
@@ -871,8 +871,9 @@ func TestLease_IdleQueueForgotten(t *testing.T) {
 	e.Qgate.Server.SetLeasedQueueTTL(time.Millisecond)
 	ctx := e2eCtx(t)
 	c := envClient(t, e, ctx)
+	reg := rdb.ScheduleRegistryKey(rdb.ScheduleShard("jobs"))
 	listed := func() bool {
-		return e.Direct.ZScore(ctx, rdb.LeasedQueuesKey, "jobs").Err() == nil
+		return e.Direct.ZScore(ctx, reg, "jobs").Err() == nil
 	}
 	if err := c.RPush(ctx, "jobs", "x").Err(); err != nil {
 		t.Fatal(err)
@@ -883,7 +884,7 @@ func TestLease_IdleQueueForgotten(t *testing.T) {
 	}
 	// Past the TTL, but a lease is in flight: it stays however often the reaper runs.
 	e2eEventually(t, "TTL passed", func() bool {
-		s, _ := e.Direct.ZScore(ctx, rdb.LeasedQueuesKey, "jobs").Result()
+		s, _ := e.Direct.ZScore(ctx, reg, "jobs").Result()
 		return time.Now().UnixMilli() > int64(s)+5
 	})
 	for i := 0; i < 3; i++ {
@@ -912,7 +913,8 @@ func TestLease_IdleQueueForgotten(t *testing.T) {
 func TestLease_RegisterFails(t *testing.T) {
 	e := leaseEnv(t, nil)
 	ctx := e2eCtx(t)
-	if err := e.Direct.Set(ctx, rdb.LeasedQueuesKey, "not a zset", 0).Err(); err != nil {
+	reg := rdb.ScheduleRegistryKey(rdb.ScheduleShard("jobs"))
+	if err := e.Direct.Set(ctx, reg, "not a zset", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	c := envClient(t, e, ctx)
@@ -927,7 +929,7 @@ func TestLease_RegisterFails(t *testing.T) {
 	if r, in, _, _, _ := leaseCounts(t, e, ctx, "jobs"); r != 1 || in != 0 {
 		t.Fatalf("ready %d in flight %d, want 1 0", r, in)
 	}
-	e.Direct.Del(ctx, rdb.LeasedQueuesKey)
+	e.Direct.Del(ctx, reg)
 	if err := c.LPop(ctx, "jobs").Err(); err != nil {
 		t.Fatalf("LPOP once the key is fixed: %v", err)
 	}

@@ -18,3 +18,6 @@ func (s *Server) BcryptPeak() int64 { return s.auth.BcryptPeak() }
 
 // SetLoginWait sets how long a login waits for its turn to run bcrypt; call it before any login.
 func (s *Server) SetLoginWait(d time.Duration) { s.auth.MaxWait = d }
+
+// SetScheduleRecheck shortens when the reapers look again at an idle (or far) queue, for tests.
+func (s *Server) SetScheduleRecheck(d time.Duration) { s.engine.SetScheduleRecheck(d) }

@@ -86,9 +86,9 @@ func (e *Engine) controlPush(p *policy.Policy, queue string, left bool, delay ti
 		r := PushResult{Len: res[0], Stored: res[1], Dropped: res[2]}
 		if r.Stored > 0 {
 			if delay > 0 {
-				if delay < e.reaperInterval() {
-					e.KickReaper() // the reaper then sleeps until this item is due
-				}
+				// The reapers' schedule learns when the item is due (a queue noted long ago would
+				// otherwise wait for its recheck); a touch due within a second kicks this reaper.
+				e.schedule(queue, time.Now().Add(delay))
 			} else {
 				e.wake(queue)
 			}

@@ -227,7 +227,7 @@ func (e *Engine) Type(key string) *Result[string] {
 
 // Purge is QPURGE: for each queue, one rdb.Purge call deletes its ready list and every key qgate
 // derived for it in its slot (leases, delayed, dead, handoff, every instance's transit record),
-// then its entries in the registries (rdb.QueuesKey, rdb.LeasedQueuesKey, outside the queue's slot:
+// then its entries in the registries (rdb.QueuesKey, rdb.LeasedQueuesKey, the reaper's schedule shard; outside the queue's slot:
 // not in the same atomic step). Dedup keys are left to expire. The result is the items removed.
 func (e *Engine) Purge(queues []string) *Result[int64] {
 	type call struct {
@@ -245,6 +245,7 @@ func (e *Engine) Purge(queues []string) *Result[int64] {
 	}
 	for _, q := range queues {
 		cmds = append(cmds, redis.NewIntCmd(e.ctx, "zrem", rdb.QueuesKey, q), redis.NewIntCmd(e.ctx, "zrem", rdb.LeasedQueuesKey, q))
+		cmds = append(cmds, unscheduleCmds(e.ctx, q)...)
 	}
 	return newResult(cmds, func() (int64, error) {
 		var sum int64

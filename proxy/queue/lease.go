@@ -304,6 +304,7 @@ func (e *Engine) leasePopResult(c *Consumer, key string, left bool, p *policy.Po
 		return nil
 	}
 	c.AddLeases(key, out.Receipts, p.AckNextPop)
+	e.schedule(key, time.Now().Add(p.VisibilityTimeout)) // the reaper looks when the leases end
 	e.leases.Leased.Add(int64(len(out.Receipts)))
 	e.countPopped(key, len(out.Receipts))
 	return out
@@ -413,7 +414,7 @@ func (e *Engine) Nack(c *Consumer, queue, receipt string, delay int64) *Result[i
 		e.countQueueRetries(queue, res)
 		e.logDeadCodes(queue, res, "nack")
 		if e.countRetries(res) {
-			e.KickReaper()
+			e.schedule(queue, time.Now()) // the reaper learns the delayed item's time
 		}
 		if res[0] == 1 {
 			e.wake(queue) // back in the ready list
@@ -431,7 +432,11 @@ func (e *Engine) Extend(queue, receipt string, ms int64) *Result[int64] {
 	argv := []interface{}{receipt, ms}
 	cmd := rdb.Extend.Cmd(e.ctx, e.cmds(), keys, argv...)
 	return newResult([]redis.Cmder{cmd}, func() (int64, error) {
-		return e.evalFallback(rdb.Extend, cmd, keys, argv).Int64()
+		n, err := e.evalFallback(rdb.Extend, cmd, keys, argv).Int64()
+		if err == nil && n == 1 {
+			e.schedule(queue, time.Now().Add(time.Duration(ms)*time.Millisecond)) // may be sooner
+		}
+		return n, err
 	})
 }
 
@@ -591,7 +596,7 @@ func (e *Engine) requeueChunk(queue string, p *policy.Policy, owner string, rece
 			e.logDeadCodes(queue, codes, "consumer disconnected")
 		}
 		if err == nil && e.countRetries(codes) {
-			e.KickReaper()
+			e.schedule(queue, time.Now()) // the reaper learns the delayed items' time
 		}
 		if err == nil {
 			e.wake(queue)

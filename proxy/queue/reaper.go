@@ -5,45 +5,161 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
-// The reaper (README "Retry rules", proxy/DESIGN.md "Instances and recovery"): every instance walks
-// every registered queue, moves due delayed items, retries expired leases, returns handed-off items,
-// sweeps its own transit records of pops with unknown outcome and recovers dead instances' records.
-// The leases themselves are in lease.go.
+// The reaper (README "Retry rules", proxy/DESIGN.md "The reaper's schedule"): every instance reads
+// the schedule's due queues, claims each one (one reaper per queue), moves its due delayed items,
+// retries its expired leases, returns handed-off items, recovers dead instances' transit records
+// there and sets when the queue is due next; it also sweeps its own transit records of pops with
+// unknown outcome. Idle queues cost nothing until their recheck. The leases are in lease.go.
 
 // reapBatch bounds the leases, delayed or handed-off items one script call handles (at most
 // rdb.Chunk), so a reaper step never blocks Redis for long; a queue with more is handled over
 // several calls of the same pass.
 const reapBatch = 500
 
-// leasedQueueTTL is how long an idle queue stays in rdb.LeasedQueuesKey after an instance last
-// noted leasing from it; instances that go on leasing note it again every leasedQueueTTL/4. A queue
-// is dropped only when nothing of it is in flight, delayed or handed off, and only if no instance
-// noted it within the TTL, so a lease taken while a reaper drops the queue is always covered by a
-// newer note (instances' clocks must agree within leasedQueueTTL/2).
+// leasedQueueTTL is how long an idle queue stays registered in its schedule shard
+// (rdb.ScheduleRegistryKey) after an instance last noted leasing or popping from it; instances that
+// go on note it again every leasedQueueTTL/4. A queue is forgotten only when nothing of it is in
+// flight, delayed, handed off or in a transit record, and only if no instance noted it within the
+// TTL, so a lease taken while a reaper forgets the queue is always covered by a newer note
+// (instances' clocks must agree within leasedQueueTTL/2).
 const leasedQueueTTL = time.Hour
 
 // leasedQueueCache bounds the queues one process remembers having noted (older ones are noted again).
 const leasedQueueCache = 4096
 
-// registerQueue adds queue to rdb.LeasedQueuesKey before its first pop from this process, and again
-// every leasedQueueTTL/4, so every instance's reaper finds its leases and transit records.
+// Schedule timings (proxy/DESIGN.md "Instances and recovery").
+const (
+	// scheduleRecheck is when a reaper looks again at a queue it found idle (or whose next deadline
+	// is later): the bound on how late a lease is reaped whose schedule entry was lost (an instance
+	// died between its pop and its touch), and what an idle registered queue costs.
+	scheduleRecheck = 10 * time.Minute
+	// scheduleHold is how long a claimed queue waits for its reaper before another one takes it.
+	scheduleHold = 30 * time.Second
+	// legacySweepEvery is how often the queues of the old registry (rdb.LeasedQueuesKey, written by
+	// qgate versions before the schedule) are moved into the schedule.
+	legacySweepEvery = time.Minute
+	// pendingTouchesMax bounds the touches waiting for the touch loop (more are dropped: the recheck
+	// still finds their queues).
+	pendingTouchesMax = 1 << 16
+)
+
+// registerQueue notes queue in its schedule shard (due now) before its first pop from this process,
+// and again every leasedQueueTTL/4, so every instance's reaper finds its leases and transit records.
 func (e *Engine) registerQueue(ctx context.Context, queue string) error {
 	now := time.Now()
 	if t, ok := e.leasedQueues.Get(queue); ok && now.Sub(t) < e.leasedTTL/4 {
 		return nil
 	}
-	// A script, not a plain ZADD: it is allowed when Redis is at maxmemory (see register_queue.lua).
-	err := rdb.RegisterQueue.Run(ctx, e.client, []string{rdb.LeasedQueuesKey}, now.UnixMilli(), queue).Err()
+	// A script, not plain ZADDs: it is allowed when Redis is at maxmemory (see sched_register.lua).
+	ms := now.UnixMilli()
+	err := rdb.SchedRegister.Run(ctx, e.client, rdb.ScheduleKeys(rdb.ScheduleShard(queue)), ms, queue, ms).Err()
 	if err != nil {
 		return fmt.Errorf("register leased queue: %w", err)
 	}
 	e.leasedQueues.Add(queue, now)
 	return nil
+}
+
+// unscheduleCmds returns the commands that remove queue from its schedule shard (QPURGE).
+func unscheduleCmds(ctx context.Context, queue string) []redis.Cmder {
+	k := rdb.ScheduleShard(queue)
+	return []redis.Cmder{redis.NewIntCmd(ctx, "zrem", rdb.ScheduleRegistryKey(k), queue),
+		redis.NewIntCmd(ctx, "zrem", rdb.ScheduleDueKey(k), queue), redis.NewIntCmd(ctx, "hdel", rdb.ScheduleGenKey(k), queue)}
+}
+
+// schedule makes queue due for a reaper at the latest at when (a lease deadline, a delayed item's
+// time). The touch is written by the touch loop, batched per shard, right after the step that made
+// it (a lease pop, a nack); if the instance dies in between, the queue's recheck finds the work.
+func (e *Engine) schedule(queue string, when time.Time) {
+	ms := when.UnixMilli()
+	e.touchMu.Lock()
+	if old, ok := e.touches[queue]; !ok || ms < old {
+		if ok || len(e.touches) < pendingTouchesMax {
+			e.touches[queue] = ms
+		}
+	}
+	e.touchMu.Unlock()
+	select {
+	case e.touchKick <- struct{}{}:
+	default:
+	}
+}
+
+// touchLoop writes the pending touches until the reaper stops (then once more).
+func (e *Engine) touchLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	var b backoff
+	for {
+		select {
+		case <-e.touchKick:
+		case <-stop:
+			_ = e.flushTouches(e.ctx)
+			return
+		}
+		for e.flushTouches(e.ctx) != nil {
+			if !b.wait(stop) {
+				return
+			}
+		}
+		b.reset()
+	}
+}
+
+// flushTouches writes the pending touches, rdb.Chunk queues per sched_touch call; failed ones stay
+// pending.
+func (e *Engine) flushTouches(ctx context.Context) error {
+	e.touchMu.Lock()
+	batch := e.touches
+	e.touches = map[string]int64{}
+	e.touchMu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	var shards [rdb.ScheduleShards][]interface{}
+	soon := false
+	horizon := time.Now().Add(e.reaperInterval()).UnixMilli()
+	for q, ms := range batch {
+		soon = soon || ms <= horizon
+		k := rdb.ScheduleShard(q)
+		shards[k] = append(shards[k], ms, q)
+	}
+	var firstErr error
+	for k, args := range shards {
+		for len(args) > 0 {
+			n := min(len(args), 2*rdb.Chunk)
+			err := rdb.SchedTouch.Run(ctx, e.client, rdb.ScheduleTouchKeys(k), args[:n]...).Err()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("touch schedule: %w", err)
+				}
+				if isRedisError(err) || ctx.Err() != nil {
+					e.log.Warn("reaper schedule not updated; the recheck will find the queues", "err", err)
+				} else {
+					for i := 0; i+1 < len(args); i += 2 {
+						e.schedule(args[i+1].(string), time.UnixMilli(args[i].(int64)))
+					}
+				}
+				break
+			}
+			args = args[n:]
+		}
+	}
+	if soon {
+		e.KickReaper() // due within the reaper's sleep: it looks at once and sleeps until then
+	}
+	if firstErr != nil && isRedisError(firstErr) {
+		return nil // not retried: the recheck covers them
+	}
+	return firstErr
 }
 
 // KickReaper makes the reaper run a pass now and then sleep until the earliest delayed item or lease
@@ -55,12 +171,12 @@ func (e *Engine) KickReaper() {
 	}
 }
 
-// reaperInterval is how long the reaper sleeps when it knows of nothing due sooner: min(1s, the
-// shortest visibility timeout / 4), at least 10ms. Leases and delayed items of this process's reaper
-// passes are tracked precisely; the interval bounds how late another instance's are noticed.
-func (e *Engine) reaperInterval() time.Duration {
-	return min(time.Second, max(e.policies().MinVisibility()/4, 10*time.Millisecond))
-}
+// reaperInterval is how long the reaper sleeps when it knows of nothing due sooner; each wake reads
+// every schedule shard once. Leases, nacks and extends of this process make the reaper look at once
+// when their time is within the interval (the touch loop kicks it), and every pass sleeps until the
+// earliest entry it saw within the interval, so sub-second deadlines are kept; the interval bounds
+// how late another instance's work is noticed when that instance died before reaping it.
+func (e *Engine) reaperInterval() time.Duration { return time.Second }
 
 // minReaperSleep keeps a queue whose items are due at once from spinning the reaper.
 const minReaperSleep = 2 * time.Millisecond
@@ -68,8 +184,11 @@ const minReaperSleep = 2 * time.Millisecond
 func (e *Engine) startReaper() {
 	e.reaperStop, e.reaperDone = make(chan struct{}), make(chan struct{})
 	e.reaperKick = make(chan struct{}, 1)
+	touchDone := make(chan struct{})
+	go e.touchLoop(e.reaperStop, touchDone)
 	go func() {
 		defer close(e.reaperDone)
+		defer func() { <-touchDone }()
 		t := time.NewTimer(e.reaperInterval())
 		defer t.Stop()
 		for {
@@ -82,8 +201,11 @@ func (e *Engine) startReaper() {
 					<-t.C
 				}
 			}
-			next, err := e.reap(e.ctx)
+			next, err := e.reapDue(e.ctx, false)
 			if err != nil {
+				e.log.Warn("lease reaper", "err", err)
+			}
+			if err := e.reapSlow(e.ctx); err != nil {
 				e.log.Warn("lease reaper", "err", err)
 			}
 			t.Reset(min(e.reaperInterval(), max(next, minReaperSleep)))
@@ -99,52 +221,192 @@ func (e *Engine) stopReaper() {
 	<-e.reaperDone
 }
 
-// Reap runs one reaper pass over every queue in rdb.LeasedQueuesKey (all instances'): delayed items
-// whose time came move to their ready list, expired leases are retried (backoff, or the dead list past
-// max_attempts), items left in handoff lists go back. It returns how many items it moved. Several
-// instances may reap at once: every step is one atomic script. Scripts are not retried on errors; the
-// next pass does the work.
+// SetScheduleRecheck changes scheduleRecheck (tests).
+func (e *Engine) SetScheduleRecheck(d time.Duration) { e.recheck.Store(int64(d)) }
+
+func (e *Engine) recheckAfter() time.Duration {
+	if d := e.recheck.Load(); d > 0 {
+		return time.Duration(d)
+	}
+	return scheduleRecheck
+}
+
+// Reap runs one full reaper pass: every registered queue (every schedule shard's registry, and the
+// old registry rdb.LeasedQueuesKey) is made due now and handled: delayed items whose time came move
+// to their ready list, expired leases are retried (backoff, or the dead list past max_attempts),
+// items left in handoff lists go back, dead instances' transit records are given back, idle queues
+// past the TTL are forgotten. It returns how many items it moved. The background reaper handles only
+// the queues that are due (reapDue). Several instances may reap at once: every step is one atomic
+// script. Scripts are not retried on errors; the next pass does the work.
 func (e *Engine) Reap(ctx context.Context) (int, error) {
 	before := e.reaped.Load()
-	_, err := e.reap(ctx)
+	if err := e.reapLegacy(ctx); err != nil {
+		return 0, err
+	}
+	now := time.Now().UnixMilli()
+	for k := 0; k < rdb.ScheduleShards; k++ {
+		queues, err := e.client.ZRange(ctx, rdb.ScheduleRegistryKey(k), 0, -1).Result()
+		if err != nil {
+			return 0, err
+		}
+		for chunk := range slices.Chunk(queues, rdb.Chunk) {
+			args := make([]interface{}, 0, 2*len(chunk))
+			for _, q := range chunk {
+				args = append(args, now, q)
+			}
+			if err := rdb.SchedTouch.Run(ctx, e.client, rdb.ScheduleTouchKeys(k), args...).Err(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	_, err := e.reapDue(ctx, true)
 	return int(e.reaped.Load() - before), err
 }
 
-// reap is Reap; it returns how long until the earliest lease deadline or delayed item it saw is due
-// (a large value when none).
-func (e *Engine) reap(ctx context.Context) (time.Duration, error) {
-	queues, err := e.client.ZRangeWithScores(ctx, rdb.LeasedQueuesKey, 0, -1).Result()
-	if err != nil {
-		return time.Hour, err
-	}
-	next := time.Hour
-	cutoff := time.Now().Add(-e.leasedTTL).UnixMilli()
-	var firstErr error
+// reapDue handles the queues whose schedule entry is due (every shard, one ZRANGE each; with all,
+// page on until none is left due). It returns how long until the earliest entry it saw that is due
+// within the reaper interval (a large value when none).
+func (e *Engine) reapDue(ctx context.Context, all bool) (time.Duration, error) {
 	if err := e.transit.sweep(ctx, false); err != nil {
 		e.log.Warn("sweep transit records of pops with unknown outcome", "err", err)
 	}
-	for _, z := range queues {
-		q, _ := z.Member.(string)
-		due, idle, err := e.reapQueue(ctx, q)
-		next = min(next, due)
-		if owned, rerr := e.transit.recoverQueue(ctx, q); rerr != nil || owned {
-			idle = false
-			if err == nil {
-				err = rerr
+	start := time.Now()
+	horizon := start.Add(e.reaperInterval()).UnixMilli()
+	next := time.Hour
+	pipe := e.client.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, rdb.ScheduleShards)
+	for k := range cmds {
+		cmds[k] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: rdb.ScheduleDueKey(k), ByScore: true,
+			Start: "-inf", Stop: strconv.FormatInt(horizon, 10), Count: reapBatch})
+	}
+	_, _ = pipe.Exec(ctx)
+	var firstErr error
+	for k, cmd := range cmds {
+		zs, err := cmd.Result()
+		for err == nil {
+			handled := 0
+			for _, z := range zs {
+				q, _ := z.Member.(string)
+				now := time.Now()
+				if at := time.UnixMilli(int64(z.Score)); at.After(now) {
+					next = min(next, at.Sub(now))
+					continue
+				}
+				due, herr := e.reapScheduled(ctx, k, q, now)
+				next = min(next, due)
+				if herr != nil && firstErr == nil {
+					firstErr = herr
+				}
+				handled++
 			}
-		}
-		if err == nil && idle && int64(z.Score) < cutoff {
-			var n int64
-			n, err = rdb.ForgetQueue.Run(ctx, e.client, []string{rdb.LeasedQueuesKey}, q, cutoff).Int64()
-			if n == 1 {
-				e.log.Debug("reaper: dropped an idle queue from the leased queues", "queue", q)
+			if !all || handled == 0 || len(zs) < reapBatch || ctx.Err() != nil {
+				break
 			}
+			zs, err = e.client.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: rdb.ScheduleDueKey(k), ByScore: true,
+				Start: "-inf", Stop: strconv.FormatInt(time.Now().UnixMilli(), 10), Count: reapBatch}).Result()
 		}
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
 	return next, firstErr
+}
+
+// reapScheduled claims a due queue of shard k (another reaper may have it), handles it and sets when
+// it is due next; it returns how long until then.
+func (e *Engine) reapScheduled(ctx context.Context, k int, q string, now time.Time) (time.Duration, error) {
+	gen, err := rdb.SchedClaim.Run(ctx, e.client, rdb.ScheduleTouchKeys(k), now.UnixMilli(),
+		scheduleHold.Milliseconds(), q).Int64()
+	if err != nil || gen < 0 {
+		return time.Hour, err
+	}
+	due, idle, err := e.reapQueue(ctx, q)
+	if owned, rerr := e.transit.recoverQueue(ctx, q); rerr != nil || owned {
+		idle = false
+		if err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
+		return time.Hour, err // the hold ends, and a reaper looks again
+	}
+	due = min(due, e.recheckAfter())
+	at := time.Now().Add(due)
+	idleArg, cutoff := "0", time.Now().Add(-e.leasedTTL).UnixMilli()
+	if idle {
+		idleArg = "1"
+	}
+	n, err := rdb.SchedDone.Run(ctx, e.client, rdb.ScheduleKeys(k), q, gen, at.UnixMilli(), idleArg, cutoff).Int64()
+	if n == 2 {
+		e.log.Debug("reaper: forgot an idle queue", "queue", q)
+	}
+	return due, err
+}
+
+// reapSlow runs the reaper's rare steps when they are due: the old registry's queues move into the
+// schedule (every legacySweepEvery), and every registered queue is checked for dead instances'
+// transit records when an instance died (the heartbeat saw one go) and every leasedQueueTTL/4.
+func (e *Engine) reapSlow(ctx context.Context) error {
+	now := time.Now()
+	var firstErr error
+	if now.Sub(e.lastLegacy) >= legacySweepEvery {
+		if err := e.reapLegacy(ctx); err != nil {
+			firstErr = err
+		} else {
+			e.lastLegacy = now
+		}
+	}
+	if e.transit.walkDue(now, e.leasedTTL/4) {
+		if err := e.recoverAll(ctx); err != nil {
+			e.transit.walkAgain()
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}
+
+// reapLegacy moves the queues of the old registry rdb.LeasedQueuesKey (qgate versions before the
+// schedule register there) into the schedule, due now, keeping their note time, and drops them from
+// the old registry unless an old instance noted them again meanwhile.
+func (e *Engine) reapLegacy(ctx context.Context) error {
+	zs, err := e.client.ZRangeWithScores(ctx, rdb.LeasedQueuesKey, 0, -1).Result()
+	if err != nil {
+		return fmt.Errorf("read old leased-queues registry: %w", err)
+	}
+	now := time.Now().UnixMilli()
+	for _, z := range zs {
+		q, _ := z.Member.(string)
+		if err := rdb.CheckName(q); err != nil {
+			continue
+		}
+		noted := int64(z.Score)
+		if err := rdb.SchedRegister.Run(ctx, e.client, rdb.ScheduleKeys(rdb.ScheduleShard(q)), noted, q, now).Err(); err != nil {
+			return fmt.Errorf("move queue to the schedule: %w", err)
+		}
+		if err := rdb.ForgetQueue.Run(ctx, e.client, []string{rdb.LeasedQueuesKey}, q, noted+1).Err(); err != nil {
+			return fmt.Errorf("move queue to the schedule: %w", err)
+		}
+	}
+	return nil
+}
+
+// recoverAll gives back the transit records of dead instances on every registered queue.
+func (e *Engine) recoverAll(ctx context.Context) error {
+	var firstErr error
+	for k := 0; k < rdb.ScheduleShards; k++ {
+		queues, err := e.client.ZRange(ctx, rdb.ScheduleRegistryKey(k), 0, -1).Result()
+		if err != nil {
+			return err
+		}
+		for _, q := range queues {
+			if _, err := e.transit.recoverQueue(ctx, q); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
 }
 
 // reapQueue runs the reaper's steps on one queue. It returns how long until its next lease deadline or

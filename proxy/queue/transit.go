@@ -46,6 +46,10 @@ type transit struct {
 	dirty   map[string]*dirtyInfo // queues with a pop of unknown outcome, swept until clean
 	touched *lru.Cache[string, struct{}]
 	alive   map[string]bool // instances with a fresh heartbeat (nil: not known yet or after a gap)
+	// walk: every registered queue must be checked for dead instances' records (an instance went,
+	// or alive became known); lastWalk: when that last ran.
+	walk     bool
+	lastWalk time.Time
 
 	dmu      sync.Mutex
 	pending  map[string][]*transitPop // delivered pops whose record is not deleted yet
@@ -540,9 +544,36 @@ func (t *transit) beat(ctx context.Context) error {
 		}
 	}
 	t.mu.Lock()
+	if alive != nil {
+		gone := t.alive == nil
+		for inst := range t.alive {
+			gone = gone || !alive[inst]
+		}
+		t.walk = t.walk || gone
+	}
 	t.alive = alive
 	t.mu.Unlock()
 	return nil
+}
+
+// walkDue reports whether the reaper should check every registered queue for dead instances'
+// records now (an instance went, alive just became known, or every has passed since the last
+// walk), and notes that it does. Never while alive is unknown.
+func (t *transit) walkDue(now time.Time, every time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.alive == nil || (!t.walk && now.Sub(t.lastWalk) < every) {
+		return false
+	}
+	t.walk, t.lastWalk = false, now
+	return true
+}
+
+// walkAgain asks for another walk (the last one failed).
+func (t *transit) walkAgain() {
+	t.mu.Lock()
+	t.walk = true
+	t.mu.Unlock()
 }
 
 // recoverQueue gives back the transit records of dead instances on queue; it reports whether any
