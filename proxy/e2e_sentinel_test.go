@@ -1,0 +1,170 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/proxy"
+	"github.com/qgate/qgate/proxy/policy"
+	"github.com/qgate/qgate/proxy/proxytest"
+)
+
+// Replicated pushes and Sentinel failover (README "Replicated pushes", "What survives which failure").
+
+// replicasEnv is a master with one replica and a qgate on the master whose queue "safe" has replicas: 1
+// and "two" replicas: 2 (more than there are).
+func replicasEnv(t *testing.T) (master, replica *proxytest.Redis, c *redis.Client) {
+	t.Helper()
+	master = proxytest.StartRedis(t)
+	replica = proxytest.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	e2eInSync(t, replica)
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = master.URL()
+	cfg.Queues = []policy.Rule{
+		{Match: "safe", Replicas: 1, ReplicasTimeout: 200 * time.Millisecond},
+		{Match: "two", Replicas: 2, ReplicasTimeout: 500 * time.Millisecond},
+	}
+	q := proxytest.StartQgate(t, cfg)
+	return master, replica, q.Client(t, func(o *redis.Options) { o.MaxRetries = -1 })
+}
+
+// e2eInSync waits until replica has finished its sync with its master.
+func e2eInSync(t *testing.T, replica *proxytest.Redis) {
+	t.Helper()
+	rc := replica.Client(t)
+	ctx := e2eCtx(t)
+	e2eEventually(t, "the replica in sync", func() bool {
+		info, _ := rc.Info(ctx, "replication").Result()
+		return e2eInfoField(info, "master_link_status") == "up" && e2eInfoField(info, "master_sync_in_progress") == "0"
+	})
+}
+
+// waitCalls is the number of WAIT commands the server ran.
+func waitCalls(t *testing.T, ctx context.Context, c *redis.Client) int {
+	t.Helper()
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := e2eInfoField(info, "cmdstat_wait")
+	if v == "" {
+		return 0
+	}
+	calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+	n, err := strconv.Atoi(calls)
+	if err != nil {
+		t.Fatalf("cmdstat_wait %q: %v", v, err)
+	}
+	return n
+}
+
+func TestReplicas_PushAcknowledgedByReplica(t *testing.T) {
+	master, replica, c := replicasEnv(t)
+	ctx := e2eCtx(t)
+	mc := master.Client(t)
+	if got, err := c.RPush(ctx, "safe", "a").Result(); err != nil || got != 1 {
+		t.Fatalf("RPUSH safe = %d, %v; want 1", got, err)
+	}
+	// The reply came after the replica had it.
+	if got, err := replica.Client(t).LRange(ctx, "safe", 0, -1).Result(); err != nil || len(got) != 1 {
+		t.Errorf("replica's safe = %q, %v; want one item", got, err)
+	}
+	if got, want := waitCalls(t, ctx, mc), 1; got != want {
+		t.Errorf("WAIT calls after one push = %d, want %d", got, want)
+	}
+	// A queue without replicas: sends no WAIT.
+	if err := c.RPush(ctx, "plain", "a").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := waitCalls(t, ctx, mc), 1; got != want {
+		t.Errorf("WAIT calls after a push without replicas: = %d, want %d", got, want)
+	}
+}
+
+func TestReplicas_PipelinedBatchOneWait(t *testing.T) {
+	master, _, c := replicasEnv(t)
+	ctx := e2eCtx(t)
+	mc := master.Client(t)
+	const n = 20
+	cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range n {
+			p.RPush(ctx, "safe", i)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, cmd := range cmds {
+		if got, want := cmd.(*redis.IntCmd).Val(), int64(i+1); got != want {
+			t.Errorf("push %d reply = %d, want %d", i, got, want)
+		}
+	}
+	// One WAIT per batch qgate reads, not one per push (a batch may arrive in a few reads).
+	if got := waitCalls(t, ctx, mc); got < 1 || got >= n {
+		t.Errorf("WAIT calls for %d pipelined pushes = %d, want 1 per batch (fewer than %d)", n, got, n)
+	}
+}
+
+func TestReplicas_TooFewReplicasIsUnknownOutcome(t *testing.T) {
+	master, replica, c := replicasEnv(t)
+	ctx := e2eCtx(t)
+	mc := master.Client(t)
+
+	// More replicas asked for than there are.
+	err := c.RPush(ctx, "two", "x").Err()
+	if got, want := e2eErrText(err), "ERR backend unavailable, the push may have been applied (its outcome is unknown): wait for replicas: 1 of 2 replicas acknowledged the push to two within 500ms"; got != want {
+		t.Errorf("RPUSH two error = %q, want %q", got, want)
+	}
+	// The push is in the master: its outcome was unknown, not a failure.
+	if got, err := mc.LLen(ctx, "two").Result(); err != nil || got != 1 {
+		t.Errorf("master's LLEN two = %d, %v; want 1", got, err)
+	}
+
+	// A stalled replica acknowledges nothing within the timeout.
+	replica.Freeze()
+	defer replica.Thaw()
+	start := time.Now()
+	err = c.RPush(ctx, "safe", "y").Err()
+	if got, want := e2eErrText(err), "ERR backend unavailable, the push may have been applied (its outcome is unknown): wait for replicas: 0 of 1 replicas acknowledged the push to safe within 200ms"; got != want {
+		t.Errorf("RPUSH safe error with the replica stalled = %q, want %q", got, want)
+	}
+	if got := time.Since(start); got < 200*time.Millisecond || got > 10*time.Second {
+		t.Errorf("RPUSH safe with the replica stalled took %s, want the 200ms timeout", got)
+	}
+}
+
+func TestReplicas_DedupRetryIsSafe(t *testing.T) {
+	master := proxytest.StartRedis(t)
+	replica := proxytest.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	ctx := e2eCtx(t)
+	mc := master.Client(t)
+	e2eInSync(t, replica)
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = master.URL()
+	cfg.Queues = []policy.Rule{{Match: "orders", Replicas: 1, ReplicasTimeout: 200 * time.Millisecond, Dedup: policy.Dedup{Key: "body"}}}
+	c := proxytest.StartQgate(t, cfg).Client(t, func(o *redis.Options) { o.MaxRetries = -1 })
+
+	replica.Freeze()
+	if err := c.RPush(ctx, "orders", "o1").Err(); !strings.Contains(e2eErrText(err), "outcome is unknown") {
+		t.Fatalf("RPUSH with the replica stalled = %v, want an unknown outcome", err)
+	}
+	replica.Thaw()
+	// The client retries: the dedup key makes it one item.
+	if err := c.RPush(ctx, "orders", "o1").Err(); err != nil {
+		t.Fatalf("retried RPUSH = %v", err)
+	}
+	if got, err := mc.LLen(ctx, "orders").Result(); err != nil || got != 1 {
+		t.Errorf("LLEN orders after the retry = %d, %v; want 1", got, err)
+	}
+}
+
+var _ = fmt.Sprint
+var _ sync.Mutex
