@@ -30,30 +30,32 @@ func StartSentinelSet(tb testing.TB, replicas int) *SentinelSet {
 	s := &SentinelSet{}
 	tb.Cleanup(s.Close)
 	var err error
-	if s.Master, err = LaunchRedis(tb.TempDir()); err != nil {
+	if s.Master, err = LaunchRedis(tb.TempDir(), "--repl-diskless-sync-delay", "0"); err != nil {
 		tb.Fatal(err)
 	}
 	for range replicas {
-		r, err := LaunchRedis(tb.TempDir(), "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port))
+		r, err := LaunchRedis(tb.TempDir(), "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port), "--repl-diskless-sync-delay", "0")
 		if err != nil {
 			tb.Fatal(err)
 		}
 		s.Replicas = append(s.Replicas, r)
 	}
-	mc := redis.NewClient(&redis.Options{Addr: s.Master.Addr})
-	defer mc.Close()
-	err = waitFor(ReadyTimeout, func(ctx context.Context) error {
-		info, err := mc.Info(ctx, "replication").Result()
+	for _, r := range s.Replicas {
+		rc := redis.NewClient(&redis.Options{Addr: r.Addr})
+		err = waitFor(ReadyTimeout, func(ctx context.Context) error {
+			info, err := rc.Info(ctx, "replication").Result()
+			if err != nil {
+				return err
+			}
+			if !containsLine(info, "master_link_status:up") || !containsLine(info, "master_sync_in_progress:0") {
+				return fmt.Errorf("replica %s not in sync yet", r.Addr)
+			}
+			return nil
+		})
+		_ = rc.Close()
 		if err != nil {
-			return err
+			tb.Fatalf("start sentinel set: %v", err)
 		}
-		if !containsLine(info, "connected_slaves:"+strconv.Itoa(replicas)) {
-			return fmt.Errorf("master has not %d replicas yet", replicas)
-		}
-		return nil
-	})
-	if err != nil {
-		tb.Fatalf("start sentinel set: %v", err)
 	}
 	for range 3 {
 		dir := tb.TempDir()
