@@ -40,7 +40,7 @@ type sentinelGuard struct {
 
 	mu     sync.Mutex
 	conns  map[string]map[*guardedConn]struct{} // open data and Sentinel connections by address
-	fenced string                              // the old master's address while fenced
+	fenced string                               // the old master's address while fenced
 	until  time.Time
 
 	readonly atomic.Bool // a READONLY check is running
@@ -283,4 +283,3 @@ func (h readonlyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		return err
 	}
 }
-
