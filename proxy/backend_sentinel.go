@@ -214,12 +214,15 @@ func (g *sentinelGuard) event(channel, payload string) {
 }
 
 // readonlyReply handles a READONLY reply: a connection reached a replica (a demoted master qgate still
-// holds). Every connection to a replica Sentinel lists is closed, once at a time.
+// holds). Every connection to a data node other than the master Sentinel reports now is closed (the
+// Sentinels' own connections stay), one check at a time.
 func (g *sentinelGuard) readonlyReply() {
 	if !g.readonly.CompareAndSwap(false, true) {
 		return
 	}
+	g.done.Add(1)
 	go func() {
+		defer g.done.Done()
 		defer g.readonly.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -227,21 +230,45 @@ func (g *sentinelGuard) readonlyReply() {
 			o := *g.sopts
 			o.Addr = addr
 			c := redis.NewSentinelClient(&o)
-			reps, err := c.Replicas(ctx, g.master).Result()
+			m, err := c.GetMasterAddrByName(ctx, g.master).Result()
+			var others []map[string]string
+			if err == nil {
+				others, err = c.Sentinels(ctx, g.master).Result()
+			}
 			_ = c.Close()
-			if err != nil {
+			if err != nil || len(m) != 2 {
 				continue
 			}
-			n := 0
-			for _, r := range reps {
-				if r["ip"] != "" && r["port"] != "" {
-					n += g.closeAddr(net.JoinHostPort(r["ip"], r["port"]))
+			keep := map[string]bool{net.JoinHostPort(m[0], m[1]): true}
+			for _, s := range g.sentinels {
+				keep[s] = true
+			}
+			for _, s := range others {
+				keep[net.JoinHostPort(s["ip"], s["port"])] = true
+			}
+			g.mu.Lock()
+			var addrs []string
+			for a := range g.conns {
+				if !keep[a] {
+					addrs = append(addrs, a)
 				}
 			}
-			g.log.Load().Warn("READONLY from the backend: connections to replicas closed", "master", g.master, "closed_connections", n)
+			g.mu.Unlock()
+			n := 0
+			for _, a := range addrs {
+				n += g.closeAddr(a)
+			}
+			g.log.Load().Warn("READONLY from the backend: connections to nodes other than the master closed", "master", g.master, "closed_connections", n)
 			return
 		}
 	}()
+}
+
+// open reports the guard's open connections to addr.
+func (g *sentinelGuard) open(addr string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns[addr])
 }
 
 // Close stops the event subscriptions.
