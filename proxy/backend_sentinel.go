@@ -43,8 +43,9 @@ type sentinelGuard struct {
 	fenced string                               // the old master's address while fenced
 	until  time.Time
 
+	closed   bool        // under mu: no new goroutines
 	readonly atomic.Bool // a READONLY check is running
-	fences   atomic.Int64
+	ctx      context.Context
 	stop     context.CancelFunc
 	done     sync.WaitGroup
 }
@@ -61,6 +62,7 @@ func newSentinelGuard(o *redis.UniversalOptions) *sentinelGuard {
 		conns: map[string]map[*guardedConn]struct{}{},
 	}
 	g.log.Store(slog.Default())
+	g.ctx, g.stop = context.WithCancel(context.Background())
 	g.dialer.Timeout = o.DialTimeout
 	if g.dialer.Timeout <= 0 {
 		g.dialer.Timeout = 5 * time.Second // go-redis's default
@@ -145,7 +147,6 @@ func (g *sentinelGuard) fence(addr string) {
 	g.mu.Lock()
 	g.fenced, g.until = addr, time.Now().Add(sentinelFenceMax)
 	g.mu.Unlock()
-	g.fences.Add(1)
 	n := g.closeAddr(addr)
 	g.log.Load().Warn("sentinel failover started: writes to the old master stopped", "master", g.master, "addr", addr, "closed_connections", n)
 }
@@ -163,8 +164,7 @@ func (g *sentinelGuard) unfence(why string) {
 
 // watch subscribes to every configured Sentinel's failover events until Close.
 func (g *sentinelGuard) watch() {
-	ctx, cancel := context.WithCancel(context.Background())
-	g.stop = cancel
+	ctx := g.ctx
 	for _, addr := range g.sentinels {
 		o := *g.sopts
 		o.Addr = addr
@@ -220,11 +220,17 @@ func (g *sentinelGuard) readonlyReply() {
 	if !g.readonly.CompareAndSwap(false, true) {
 		return
 	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
 	g.done.Add(1)
+	g.mu.Unlock()
 	go func() {
 		defer g.done.Done()
 		defer g.readonly.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
 		defer cancel()
 		for _, addr := range g.sentinels {
 			o := *g.sopts
@@ -271,12 +277,13 @@ func (g *sentinelGuard) open(addr string) int {
 	return len(g.conns[addr])
 }
 
-// Close stops the event subscriptions.
+// Close stops the event subscriptions and the READONLY check.
 func (g *sentinelGuard) Close() {
-	if g.stop != nil {
-		g.stop()
-		g.done.Wait()
-	}
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.stop()
+	g.done.Wait()
 }
 
 // readonlyHook is the redis.Hook that reports READONLY replies to the guard.
