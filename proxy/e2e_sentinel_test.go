@@ -22,8 +22,8 @@ import (
 // and "two" replicas: 2 (more than there are).
 func replicasEnv(t *testing.T) (master, replica *proxytest.Redis, c *redis.Client) {
 	t.Helper()
-	master = proxytest.StartRedis(t)
-	replica = proxytest.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port), "--repl-diskless-sync-delay", "0")
+	master = proxytest.StartRedis(t, "--repl-diskless-sync-delay", "0") // the replica syncs at once
+	replica = proxytest.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
 	e2eInSync(t, replica)
 	cfg := proxy.DefaultConfig()
 	cfg.Backend = master.URL()
@@ -142,7 +142,7 @@ func TestReplicas_TooFewReplicasIsUnknownOutcome(t *testing.T) {
 }
 
 func TestReplicas_DedupRetryIsSafe(t *testing.T) {
-	master := proxytest.StartRedis(t)
+	master := proxytest.StartRedis(t, "--repl-diskless-sync-delay", "0")
 	replica := proxytest.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
 	ctx := e2eCtx(t)
 	mc := master.Client(t)

@@ -34,7 +34,7 @@ func StartSentinelSet(tb testing.TB, replicas int) *SentinelSet {
 		tb.Fatal(err)
 	}
 	for range replicas {
-		r, err := LaunchRedis(tb.TempDir(), "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port), "--repl-diskless-sync-delay", "0")
+		r, err := LaunchRedis(tb.TempDir(), "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port))
 		if err != nil {
 			tb.Fatal(err)
 		}
