@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -98,8 +99,20 @@ func (g *sentinelGuard) dial(ctx context.Context, network, addr string) (net.Con
 	}
 	g.conns[addr][gc] = struct{}{}
 	g.mu.Unlock()
+	if sc, ok := c.(syscall.Conn); ok {
+		return &guardedSysConn{guardedConn: gc, sys: sc}, nil
+	}
 	return gc, nil
 }
+
+// guardedSysConn is a guardedConn over a plain socket: go-redis's pool checks an idle connection's
+// health through syscall.Conn (it deliberately skips TLS connections), so the wrapper must keep it.
+type guardedSysConn struct {
+	*guardedConn
+	sys syscall.Conn
+}
+
+func (c *guardedSysConn) SyscallConn() (syscall.RawConn, error) { return c.sys.SyscallConn() }
 
 type addrString string
 

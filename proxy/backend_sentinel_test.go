@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,5 +108,33 @@ func TestSentinel_FenceEvents(t *testing.T) {
 	g.Event("+switch-master", "mymaster "+host+" "+port+" 127.0.0.1 "+strconv.Itoa(r.Port+1))
 	if err := c.Ping(ctx).Err(); err != nil {
 		t.Errorf("PING after +switch-master = %v, want PONG (fence lifted)", err)
+	}
+}
+
+// The guard's connections keep go-redis's idle-connection health check: a connection the server
+// closed is dropped when taken from the pool, and the next command runs on a new one.
+func TestSentinel_GuardKeepsHealthCheck(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	o := &redis.UniversalOptions{MasterName: "mymaster", Addrs: []string{"127.0.0.1:1"}}
+	g := proxy.NewSentinelGuard(o)
+	defer g.Close()
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, Dialer: o.Dialer, MaxRetries: -1, PoolSize: 1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
+	defer c.Close()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc := r.Client(t)
+	if err := rc.Do(ctx, "client", "kill", "type", "normal", "skipme", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntilDone(t, "the server to drop the pooled connection", 10*time.Second, func() bool {
+		list, err := rc.ClientList(ctx).Result()
+		return err == nil && strings.Count(list, "\n") == 1 // only rc itself
+	})
+	// The health check drops the dead idle connection; without it this PING would fail with EOF.
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Errorf("PING after the server closed the idle connection = %v, want PONG", err)
 	}
 }
