@@ -51,6 +51,7 @@ type Backend struct {
 	close       func() error
 	plainMu     sync.Mutex
 	plain       []redis.UniversalClient // clients marked with rdb.UsePlainScripts, forgotten on Close
+	guard       *sentinelGuard          // a Sentinel backend's switch-over fence (backend_sentinel.go)
 }
 
 // noRetries turns off go-redis's automatic retries: qgate never resends a command on its own. A
@@ -123,6 +124,10 @@ func openBackend(ctx context.Context, rawURL string, poolSize int, btls BackendT
 		opts.MaxIdleConns = maxIdleConns
 	}
 	opts.MaintNotificationsConfig = noMaintNotifications()
+	var guard *sentinelGuard
+	if kind == BackendSentinel {
+		guard = newSentinelGuard(opts) // backend_sentinel.go
+	}
 	client := newBackendClient(opts, tmo.clusterRefresh)
 	b := &Backend{
 		Client:  client,
@@ -131,6 +136,15 @@ func openBackend(ctx context.Context, rawURL string, poolSize int, btls BackendT
 		Cluster: kind == BackendCluster,
 		opts:    opts,
 		close:   client.Close,
+		guard:   guard,
+	}
+	if guard != nil {
+		client.AddHook(readonlyHook{guard})
+		guard.watch()
+		b.close = func() error {
+			guard.Close()
+			return client.Close()
+		}
 	}
 	if err := b.ping(ctx); err != nil {
 		_ = b.Close()
@@ -711,6 +725,9 @@ func fromClusterOptions(o *redis.ClusterOptions) *redis.UniversalOptions {
 // each transition, from what the client's own commands and dials see, never one per failed command.
 // Down means a transport failure (refused, reset, timeout); a Redis error reply means it is up.
 func (b *Backend) WatchHealth(log *slog.Logger) {
+	if b.guard != nil {
+		b.guard.log.Store(log)
+	}
 	b.Client.AddHook(&health{log: log, addr: b.Addr})
 }
 

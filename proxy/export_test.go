@@ -1,6 +1,10 @@
 package proxy
 
-import "time"
+import (
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // SetLeasedQueueTTL shortens how long idle queues stay in the reapers' set, for tests.
 func (s *Server) SetLeasedQueueTTL(d time.Duration) { s.engine.SetLeasedQueueTTL(d) }
@@ -21,3 +25,21 @@ func (s *Server) SetLoginWait(d time.Duration) { s.auth.MaxWait = d }
 
 // SetScheduleRecheck shortens when the reapers look again at an idle (or far) queue, for tests.
 func (s *Server) SetScheduleRecheck(d time.Duration) { s.engine.SetScheduleRecheck(d) }
+
+// SentinelGuard is the Sentinel switch-over guard, for tests (backend_sentinel.go).
+type SentinelGuard = sentinelGuard
+
+// NewSentinelGuard sets up o to dial through a new guard whose event subscriptions are not started.
+func NewSentinelGuard(o *redis.UniversalOptions) *SentinelGuard { return newSentinelGuard(o) }
+
+// Open reports the guard's open connections to addr.
+func (g *sentinelGuard) Open(addr string) int { return g.open(addr) }
+
+// Event feeds the guard one Sentinel event.
+func (g *sentinelGuard) Event(channel, payload string) { g.event(channel, payload) }
+
+// ReadonlyHook is the hook that reports READONLY replies to g.
+func (g *sentinelGuard) ReadonlyHook() redis.Hook { return readonlyHook{g} }
+
+// ErrFenced is the dial error while fenced.
+var ErrFenced = errFenced

@@ -41,6 +41,10 @@ type Rule struct {
 	Envelope      *bool  `yaml:"envelope"` // store values in a JSON envelope (default true)
 	Deliver       string `yaml:"deliver"`  // payload (default) | envelope
 	Dedup         Dedup  `yaml:"dedup"`
+	// Replicas makes a push wait for that many replicas to acknowledge it (Redis WAIT) before it is
+	// reported as a success; ReplicasTimeout bounds the wait (README "Replicated pushes"; queues only).
+	Replicas        int           `yaml:"replicas"`
+	ReplicasTimeout time.Duration `yaml:"replicas_timeout"` // default 100ms
 
 	// Delivery and retry (README "Delivery rules" and "Retry rules"; queues only).
 	Delivery          string        `yaml:"delivery"`           // at-most-once (default) | at-least-once
@@ -109,6 +113,8 @@ type Policy struct {
 	DedupBody       bool
 	DedupPointer    string // JSON pointer, when deduplicating by a member of the payload
 	DedupWindow     time.Duration
+	Replicas        int           // replicas that must acknowledge a push (0: none, no WAIT)
+	ReplicasTimeout time.Duration // set when Replicas > 0
 
 	AtLeastOnce       bool          // delivery: at-least-once (pops lease items)
 	AckNextPop        bool          // ack: next-pop
@@ -251,10 +257,50 @@ func compile(kind string, i int, r Rule, baseDir string) (*Policy, error) {
 	}
 	compileDelivery(p, r, bad)
 	compileControls(p, r, bad)
+	compileReplicas(p, kind, r, bad)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// DefaultReplicasTimeout is the WAIT timeout of a rule with replicas: and no replicas_timeout.
+const DefaultReplicasTimeout = 100 * time.Millisecond
+
+// maxReplicasTimeout bounds replicas_timeout: the wait holds the client's whole batch.
+const maxReplicasTimeout = 10 * time.Second
+
+// compileReplicas checks and resolves replicas and replicas_timeout (README "Replicated pushes").
+func compileReplicas(p *Policy, kind string, r Rule, bad func(field, format string, args ...any)) {
+	if r.Replicas < 0 {
+		bad("replicas", "must be >= 0, got %d", r.Replicas)
+		return
+	}
+	if r.Replicas > 0 && kind != "queues" {
+		bad("replicas", "applies to queues only (a published message is not stored)")
+		return
+	}
+	switch t := r.ReplicasTimeout; {
+	case t < 0:
+		bad("replicas_timeout", "must be > 0, got %s", t)
+		return
+	case t > maxReplicasTimeout:
+		bad("replicas_timeout", "must be at most %s, got %s", maxReplicasTimeout, t)
+		return
+	case t > 0 && t < time.Millisecond:
+		bad("replicas_timeout", "must be at least 1ms (Redis WAIT counts milliseconds), got %s", t)
+		return
+	case t != 0 && r.Replicas == 0:
+		bad("replicas_timeout", "needs replicas: N")
+		return
+	}
+	p.Replicas = r.Replicas
+	if p.Replicas > 0 {
+		p.ReplicasTimeout = r.ReplicasTimeout
+		if p.ReplicasTimeout == 0 {
+			p.ReplicasTimeout = DefaultReplicasTimeout
+		}
+	}
 }
 
 // compileDelivery checks and resolves the delivery and retry fields.

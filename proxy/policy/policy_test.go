@@ -457,3 +457,47 @@ func TestControl_RuleErrors(t *testing.T) {
 		t.Errorf("channel rule with a delay: %s, want %s", got, want)
 	}
 }
+
+func TestReplicas_Compile(t *testing.T) {
+	s, err := NewSet([]Rule{
+		{Match: "orders", Replicas: 1},
+		{Match: "slow", Replicas: 2, ReplicasTimeout: 2 * time.Second},
+	}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Queue("orders").Replicas, 1; got != want {
+		t.Errorf("orders replicas = %d, want %d", got, want)
+	}
+	if got, want := s.Queue("orders").ReplicasTimeout, DefaultReplicasTimeout; got != want {
+		t.Errorf("orders replicas_timeout = %s, want the default %s", got, want)
+	}
+	if got, want := s.Queue("slow").ReplicasTimeout, 2*time.Second; got != want {
+		t.Errorf("slow replicas_timeout = %s, want %s", got, want)
+	}
+	if got, want := s.Queue("other").Replicas, 0; got != want {
+		t.Errorf("default rule replicas = %d, want %d", got, want)
+	}
+}
+
+func TestReplicas_CompileRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		queues   []Rule
+		channels []Rule
+		want     string
+	}{
+		{"negative", []Rule{{Match: "q", Replicas: -1}}, nil, "queues[0].replicas: must be >= 0"},
+		{"timeout without replicas", []Rule{{Match: "q", ReplicasTimeout: time.Second}}, nil, "queues[0].replicas_timeout: needs replicas: N"},
+		{"timeout too long", []Rule{{Match: "q", Replicas: 1, ReplicasTimeout: time.Minute}}, nil, "queues[0].replicas_timeout: must be at most 10s"},
+		{"timeout under 1ms", []Rule{{Match: "q", Replicas: 1, ReplicasTimeout: time.Microsecond}}, nil, "queues[0].replicas_timeout: must be at least 1ms"},
+		{"channel", nil, []Rule{{Match: "c", Replicas: 1}}, "channels[0].replicas: applies to queues only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewSet(tc.queues, tc.channels, "")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("NewSet error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -27,6 +27,7 @@ type Op struct {
 	cmds []redis.Cmder
 	pop  *transitPop // an at-most-once pop (grouped with its neighbours and other clients')
 	sync bool
+	wait *replicaWait // a push that replicas must acknowledge (replicas.go)
 }
 
 func (o *Op) op() *Op { return o }
@@ -75,6 +76,10 @@ func (e *Engine) Run(batch []Queued) {
 		}
 	}
 	if len(ops) == 0 {
+		return
+	}
+	if waited(ops) {
+		e.runWaited(ops) // the batch and its WAIT on one connection (replicas.go)
 		return
 	}
 	if ap := e.pipeliner; ap != nil {

@@ -45,8 +45,17 @@ func (e *TooLargeError) Error() string {
 // naming producer when the rule says so, and pushes them in one backend command (one script when
 // deduplicating); the result is the list length. A refused value is a *RejectedError or a
 // *TooLargeError, and nothing is sent. A backend failure whose OutcomeUnknown may have pushed.
+// With replicas: in the rule, the push waits for replicas (replicas.go) after the push command.
 func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (*Result[int64], error) {
 	p := e.Policy(queue)
+	r, err := e.push(p, queue, left, producer, vals)
+	if err != nil {
+		return nil, err
+	}
+	return withReplicas(p, queue, r), nil
+}
+
+func (e *Engine) push(p *policy.Policy, queue string, left bool, producer string, vals [][]byte) (*Result[int64], error) {
 	stored, err := e.store(p, queue, producer, vals)
 	if err != nil {
 		return nil, err
