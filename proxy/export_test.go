@@ -26,6 +26,9 @@ func (s *Server) SetLoginWait(d time.Duration) { s.auth.MaxWait = d }
 // SetScheduleRecheck shortens when the reapers look again at an idle (or far) queue, for tests.
 func (s *Server) SetScheduleRecheck(d time.Duration) { s.engine.SetScheduleRecheck(d) }
 
+// DeadInstanceWalks returns the engine's finished walks of every registered queue (reaper.go).
+func (s *Server) DeadInstanceWalks() int64 { return s.engine.DeadInstanceWalks() }
+
 // SentinelGuard is the Sentinel switch-over guard, for tests (backend_sentinel.go).
 type SentinelGuard = sentinelGuard
 

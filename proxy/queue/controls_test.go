@@ -125,7 +125,7 @@ func TestDelay_EngineReaperPromotesIdenticalRawItems(t *testing.T) {
 		t.Fatalf("PushDelayed = %+v, %v; want 2 stored, ready list 0", r, err)
 	}
 	// The queue is registered for the reapers although nothing was ever popped from it.
-	if _, err := e.client.ZScore(context.Background(), rdb.LeasedQueuesKey, "d").Result(); err == redis.Nil {
+	if _, err := e.client.ZScore(context.Background(), rdb.ScheduleRegistryKey(rdb.ScheduleShard("d")), "d").Result(); err == redis.Nil {
 		t.Fatal("a delayed push did not register its queue for the reapers")
 	}
 	waitFor(t, "the reaper to move both delayed items", func() bool {

@@ -68,6 +68,7 @@ type Engine struct {
 
 	leasedQueues *lru.Cache[string, time.Time] // queue → when this process last registered it (reaper.go)
 	leasedTTL    time.Duration                 // leasedQueueTTL; shorter in tests
+	walks        atomic.Int64                  // finished dead-instance walks (reaper.go)
 	leases       LeaseCounters
 	reaped       atomic.Int64 // items the reaper moved
 	reaperStop   chan struct{}

@@ -362,10 +362,17 @@ func (e *Engine) reapSlow(ctx context.Context) error {
 			if firstErr == nil {
 				firstErr = err
 			}
+		} else {
+			e.walks.Add(1)
 		}
 	}
 	return firstErr
 }
+
+// DeadInstanceWalks returns how many walks of every registered queue for dead instances' transit
+// records this engine finished (one once the live instances are first known, then one per instance
+// that went, and the periodic backstop).
+func (e *Engine) DeadInstanceWalks() int64 { return e.walks.Load() }
 
 // reapLegacy moves the queues of the old registry rdb.LeasedQueuesKey (qgate versions before the
 // schedule register there) into the schedule, due now, keeping their note time, and drops them from
