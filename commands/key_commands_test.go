@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/qgate/qgate/commands/commandstest"
 	"github.com/qgate/qgate/proxy/policy"
@@ -64,6 +65,15 @@ func TestPurge_EveryKeyOfTheQueue(t *testing.T) {
 		{[]string{"DEL", "rawalo"}, ":1\r\n"},
 		{[]string{"EXISTS", "rawalo"}, ":0\r\n"},
 	})
+	// The pop notes rawalo in the queue registry from a background writer: wait for that note, or it
+	// could land after QPURGE removed the entry.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Client.ZScore(ctx, rdb.QueuesKey, "rawalo").Val() <= 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pop's registry note never landed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	// Leased 1, delayed 1, dead 1, in transit 1: the ready list went with DEL.
 	run(t, c, cases{
 		{[]string{"QPURGE", "rawalo", "rawalo2"}, ":10\r\n"},
