@@ -150,7 +150,7 @@ func TestReplicas_DedupRetryIsSafe(t *testing.T) {
 	e2eInSync(t, replica)
 	cfg := proxy.DefaultConfig()
 	cfg.Backend = master.URL()
-	cfg.Queues = []policy.Rule{{Match: "orders", Replicas: 1, ReplicasTimeout: 200 * time.Millisecond, Dedup: policy.Dedup{Key: "body"}}}
+	cfg.Queues = []policy.Rule{{Match: "orders", Replicas: 1, ReplicasTimeout: 2 * time.Second, Dedup: policy.Dedup{Key: "body"}}}
 	c := proxytest.StartQgate(t, cfg).Client(t, func(o *redis.Options) { o.MaxRetries = -1 })
 
 	replica.Freeze()
@@ -158,6 +158,7 @@ func TestReplicas_DedupRetryIsSafe(t *testing.T) {
 		t.Fatalf("RPUSH with the replica stalled = %v, want an unknown outcome", err)
 	}
 	replica.Thaw()
+	e2eInSync(t, replica)
 	// The client retries: the dedup key makes it one item.
 	if err := c.RPush(ctx, "orders", "o1").Err(); err != nil {
 		t.Fatalf("retried RPUSH = %v", err)
