@@ -18,7 +18,7 @@ const (
 	tAsynq   = "asynq (direct)"
 )
 
-// Issue 6's target: qgate's end-to-end at-least-once throughput ≥ 0.8× Redis Streams'.
+// The target: qgate's end-to-end at-least-once throughput ≥ 0.8× Redis Streams'.
 const targetALSvsStreams = 0.8
 
 // alsMode is one way a qgate user consumes an at-least-once queue.
