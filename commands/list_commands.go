@@ -46,7 +46,7 @@ func init() {
 // push validates every value against the queue's rule and pushes them all or nothing (queue.Engine.Push).
 func push(c Conn, left bool, args [][]byte) {
 	queue := string(args[1])
-	if _, ok := queuePolicy(c, queue); !ok {
+	if !validQueue(c, queue) {
 		return
 	}
 	op, err := c.Server().Queues().Push(queue, left, producer(c), args[2:])

@@ -44,11 +44,19 @@ func qdelivery(c Conn, args [][]byte) {
 
 // queuePolicy validates a queue name and returns its rule; on a bad name it replies with the error.
 func queuePolicy(c Conn, queue string) (*policy.Policy, bool) {
-	if err := policy.ValidateName("queue", queue, false); err != nil {
-		c.Reply().Error(sanitize("ERR " + err.Error()))
+	if !validQueue(c, queue) {
 		return nil, false
 	}
 	return c.Server().Policies().Queue(queue), true
+}
+
+// validQueue is queuePolicy for a handler that does not need the rule (the engine resolves it).
+func validQueue(c Conn, queue string) bool {
+	if err := policy.ValidateName("queue", queue, false); err != nil {
+		c.Reply().Error(sanitize("ERR " + err.Error()))
+		return false
+	}
+	return true
 }
 
 // channelPolicy is queuePolicy for channels (and, with pattern, PSUBSCRIBE patterns).

@@ -409,9 +409,16 @@ func (c *conn) execBuffered() error {
 		if c.sess.AuthUser != c.lastUser {
 			c.setAuthUser(c.sess.AuthUser)
 		}
-		c.subs.Store(int32(c.sess.Subscriptions()))
-		c.ssubs.Store(int32(c.sess.ShardSubscriptions()))
-		c.proto.Store(int32(c.sess.Proto))
+		// Stored only when changed: a store is a locked instruction, a load is not.
+		if n := int32(c.sess.Subscriptions()); n != c.subs.Load() {
+			c.subs.Store(n)
+		}
+		if n := int32(c.sess.ShardSubscriptions()); n != c.ssubs.Load() {
+			c.ssubs.Store(n)
+		}
+		if p := int32(c.sess.Proto); p != c.proto.Load() {
+			c.proto.Store(p)
+		}
 		if m := c.deliver.Load(); m == nil || *m != c.sess.Deliver {
 			mode := c.sess.Deliver
 			c.deliver.Store(&mode)

@@ -81,14 +81,21 @@ type Envelope struct {
 // NewID returns a new envelope id (a ULID, monotonic within this process).
 func NewID() string { return ulid.Make().String() }
 
-// Append encodes an envelope for payload to dst with a new id and the current time.
+// Append encodes an envelope for payload to dst with a new id and the current time (one clock read
+// for both: the id's milliseconds are enqueued_at's). It is AppendEnvelope without the id's string.
 func Append(dst []byte, queue, producer string, payload []byte) []byte {
-	return AppendEnvelope(dst, &Envelope{ID: NewID(), Queue: queue, EnqueuedAt: time.Now(), Producer: producer, Payload: payload})
+	now := time.Now()
+	var id [ulid.EncodedSize]byte
+	_ = ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).MarshalTextTo(id[:]) // cannot fail: the size is right
+	return appendEnvelope(dst, id[:], &Envelope{Queue: queue, EnqueuedAt: now, Producer: producer, Payload: payload})
 }
 
 // AppendEnvelope encodes e to dst. dst grows once, to the size of the envelope (a JSON-escaped
 // payload may need more), so a large payload is not copied again and again as dst fills.
-func AppendEnvelope(dst []byte, e *Envelope) []byte {
+func AppendEnvelope(dst []byte, e *Envelope) []byte { return appendEnvelope(dst, e.ID, e) }
+
+// appendEnvelope is AppendEnvelope with the id given apart (e.ID is not read).
+func appendEnvelope[S string | []byte](dst []byte, id S, e *Envelope) []byte {
 	p := e.Payload
 	const (
 		asJSON = iota
@@ -102,16 +109,16 @@ func AppendEnvelope(dst []byte, e *Envelope) []byte {
 	case utf8.Valid(p):
 		kind, size = asText, len(p)+2
 	}
-	need := len(prefix) + len(e.ID) + len(e.Queue) + len(e.Producer) + len(TimeFormat) + 96 + size
+	need := len(prefix) + len(id) + len(e.Queue) + len(e.Producer) + len(TimeFormat) + 96 + size
 	if cap(dst)-len(dst) < need {
 		dst = append(make([]byte, 0, len(dst)+need), dst...)
 	}
 	dst = append(dst, prefix...)
-	dst = append(dst, e.ID...)
+	dst = append(dst, id...)
 	dst = append(dst, `","queue":`...)
 	dst = appendString(dst, e.Queue)
 	dst = append(dst, `,"enqueued_at":"`...)
-	dst = e.EnqueuedAt.UTC().AppendFormat(dst, TimeFormat)
+	dst = appendTime(dst, e.EnqueuedAt)
 	dst = append(dst, `","attempts":`...)
 	dst = strconv.AppendInt(dst, int64(e.Attempts), 10)
 	dst = append(dst, `,"producer":`...)
@@ -148,12 +155,28 @@ func WithReceipt(item, receipt string) string {
 	return item[:len(item)-1] + `,"receipt":"` + receipt + `"}`
 }
 
+// appendTime appends t in TimeFormat, in UTC: what t.UTC().AppendFormat(dst, TimeFormat) writes,
+// without interpreting the layout for each envelope.
+func appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(dst, TimeFormat)
+	}
+	h, mi, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	return append(dst, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
 // embeddable reports whether p can be stored verbatim as a JSON value: decoding returns exactly p.
 func embeddable(p []byte) bool {
 	if len(p) == 0 || isSpace(p[0]) || isSpace(p[len(p)-1]) || !utf8.Valid(p) {
 		return false
 	}
-	return json.Valid(p)
+	return validJSON(p)
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/qgate/qgate/proxy/queue/wait"
 	"github.com/qgate/qgate/proxy/rdb"
 )
@@ -118,8 +120,7 @@ func (e *Engine) blockPop(keys []string, left bool, count string, timeout time.D
 	req := wait.Request{
 		Keys: keys,
 		Take: func(_ context.Context, key string) (any, bool, error) {
-			got, err := e.transit.popN(e.ctx, key, left, count)
-			return got, got != nil, err
+			return e.take(key, left, count)
 		},
 		GiveBack: func(_ string, res any) { e.Settle([]*Pop{res.(*Pop)}, false) },
 		Notify:   p.Wake,
@@ -134,6 +135,31 @@ func (e *Engine) blockPop(keys []string, left bool, count string, timeout time.D
 		return nil, nil
 	}
 	return got, nil
+}
+
+// take is a plain blocked pop's take: popN's transit pop, with an LLEN of key in the same round trip.
+// A result taken from a key that LLEN then found empty is a wait.Last: the Hub ends the key's pass
+// there instead of making a take for the next waiter that would find nothing (proxy/DESIGN.md "How
+// the engine uses the Hub").
+func (e *Engine) take(key string, left bool, count string) (any, bool, error) {
+	p, err := e.transit.newPop(e.ctx, key, left, count)
+	if err != nil {
+		return nil, false, err
+	}
+	llen := redis.NewIntCmd(e.ctx, "llen", key)
+	pipe := e.direct().Pipeline()
+	_ = pipe.Process(e.ctx, p.cmd)
+	_ = pipe.Process(e.ctx, llen)
+	_, _ = pipe.Exec(e.ctx) // each command keeps its own error: p.result reads the pop's
+	items, err := p.result()
+	if err != nil || len(items) == 0 {
+		return nil, false, err
+	}
+	got := &Pop{Key: key, Left: left, Items: items, parts: []*transitPop{p}}
+	if n, err := llen.Result(); err == nil && n == 0 {
+		return wait.Last{Value: got}, true, nil
+	}
+	return got, true, nil
 }
 
 // BlockLeasePop is BLPOP/BRPOP on at-least-once queues. It tries to lease from each key in order,

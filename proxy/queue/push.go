@@ -3,7 +3,6 @@ package queue
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -55,11 +54,22 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 	return withReplicas(p, queue, r), nil
 }
 
+// pushVerbs are the plain push's command names, boxed once (an interface holding a string variable
+// would be an allocation per push).
+var pushVerbs = [2]interface{}{"rpush", "lpush"}
+
 func (e *Engine) push(p *policy.Policy, queue string, left bool, producer string, vals [][]byte) (*Result[int64], error) {
-	stored, err := e.store(p, queue, producer, vals)
+	// The plain push's arguments: its name, the queue, then the stored values, in one allocation.
+	args := make([]interface{}, 2, 2+len(vals))
+	args[0], args[1] = pushVerbs[0], queue
+	if left {
+		args[0] = pushVerbs[1]
+	}
+	args, err := e.appendStored(args, p, queue, producer, vals)
 	if err != nil {
 		return nil, err
 	}
+	stored := args[2:]
 	if p.Controlled() {
 		// max_length or a delay (controls.go); every other queue keeps the plain path below.
 		r, err := e.controlPush(p, queue, left, p.Delay, vals, stored)
@@ -71,12 +81,8 @@ func (e *Engine) push(p *policy.Policy, queue string, left bool, producer string
 			return res.Len, err
 		}), nil
 	}
-	name := "rpush"
-	if left {
-		name = "lpush"
-	}
 	if !p.Dedup() {
-		cmd := redis.NewIntCmd(e.ctx, append([]interface{}{name, queue}, stored...)...)
+		cmd := redis.NewIntCmd(e.ctx, args...)
 		return newResult([]redis.Cmder{cmd}, func() (int64, error) {
 			n, err := cmd.Result()
 			if err == nil {
@@ -98,10 +104,14 @@ func (e *Engine) push(p *policy.Policy, queue string, left bool, producer string
 		}
 		keys = append(keys, rdb.DedupKey(queue, k))
 	}
-	args := append([]interface{}{strings.ToUpper(name), p.DedupWindow.Milliseconds()}, stored...)
-	cmd := rdb.DedupPush.Cmd(e.ctx, e.cmds(), keys, args...)
+	verb := "RPUSH"
+	if left {
+		verb = "LPUSH"
+	}
+	dargs := append([]interface{}{verb, p.DedupWindow.Milliseconds()}, stored...)
+	cmd := rdb.DedupPush.Cmd(e.ctx, e.cmds(), keys, dargs...)
 	return newResult([]redis.Cmder{cmd}, func() (int64, error) {
-		res, err := e.evalFallback(rdb.DedupPush, cmd, keys, args).Int64Slice()
+		res, err := e.evalFallback(rdb.DedupPush, cmd, keys, dargs).Int64Slice()
 		if err == nil && len(res) != 2 {
 			err = errors.New("unexpected dedup_push reply")
 		}
@@ -120,39 +130,29 @@ func (e *Engine) push(p *policy.Policy, queue string, left bool, producer string
 // an envelope naming producer when the rule says so. A refused value is a *RejectedError or a
 // *TooLargeError. Every command that adds items (pushes and the list edits, edit.go) stores through it.
 func (e *Engine) store(p *policy.Policy, queue, producer string, vals [][]byte) ([]interface{}, error) {
+	return e.appendStored(make([]interface{}, 0, len(vals)), p, queue, producer, vals)
+}
+
+// appendStored is store appending what to store to dst.
+func (e *Engine) appendStored(dst []interface{}, p *policy.Policy, queue, producer string, vals [][]byte) ([]interface{}, error) {
 	for i, v := range vals {
 		if err := p.Check(v); err != nil {
 			e.countRejected(queue, err)
 			return nil, &RejectedError{Index: i + 1, Count: len(vals), Rule: p.Name(), Err: err}
 		}
 	}
-	stored := make([]interface{}, len(vals))
 	for i, v := range vals {
 		if p.Envelope {
-			stored[i] = envelope.Append(nil, queue, producer, v)
-		} else {
-			stored[i] = v
+			v = envelope.Append(nil, queue, producer, v)
 		}
-	}
-	for i, v := range stored {
-		if n := storedLen(v); n > e.maxBulk {
+		if n := int64(len(v)); n > e.maxBulk {
 			err := &TooLargeError{Index: i + 1, Count: len(vals), Size: n, Limit: e.maxBulk}
 			e.countRejected(queue, err)
 			return nil, err
 		}
+		dst = append(dst, v)
 	}
-	return stored, nil
-}
-
-// storedLen is the length of a value as sent to the backend.
-func storedLen(v interface{}) int64 {
-	switch x := v.(type) {
-	case []byte:
-		return int64(len(x))
-	case string:
-		return int64(len(x))
-	}
-	return 0
+	return dst, nil
 }
 
 // Len is LLEN of a queue's ready list.

@@ -42,6 +42,11 @@ var (
 // outcome to be known; bound it with the client's own timeouts.
 type TakeFunc func(ctx context.Context, key string) (result any, ok bool, err error)
 
+// Last wraps a take's result (returned with ok true) when the take also saw key empty right after it
+// (e.g. an LLEN in the same round trip): the Hub then ends the key's pass instead of making a take for
+// the next waiter that would find nothing. A push after that take wakes the key again, as any push does.
+type Last struct{ Value any }
+
 // GiveBackFunc returns a result that was taken for a waiter whose client left while the take was in
 // flight (or before it collected the result). It runs on a dispatcher goroutine or in Abandon.
 type GiveBackFunc func(key string, result any)
@@ -496,6 +501,10 @@ func (h *Hub) serveLocked(ks *keyState) {
 		h.mu.Unlock()
 		h.stats.takes.Add(1)
 		v, ok, err := w.req.Take(context.WithoutCancel(h.ctx), ks.key)
+		last := false
+		if l, isLast := v.(Last); isLast {
+			v, last = l.Value, ok
+		}
 		h.mu.Lock()
 		retry := err != nil && h.cfg.Retryable(err)
 		switch {
@@ -521,6 +530,11 @@ func (h *Hub) serveLocked(ks *keyState) {
 				h.mu.Unlock()
 				h.giveBack(w, res)
 				h.mu.Lock()
+			}
+			if last {
+				// The key was empty after the take: a wake since the take was sent (ks.again) brings
+				// the next pass; without one, a take for the next waiter would find nothing.
+				return
 			}
 			continue
 		case err != nil && !retry:

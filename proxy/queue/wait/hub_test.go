@@ -753,3 +753,88 @@ func TestHub_AbandonServedGivesBack(t *testing.T) {
 		t.Errorf("GivenBack = %d, want %d", got, want)
 	}
 }
+
+// lastTake is popTake (LPOP) with an LLEN in the same round trip: a take that leaves the key empty
+// returns its result as a wait.Last.
+func lastTake(c *redis.Client) wait.TakeFunc {
+	return func(ctx context.Context, key string) (any, bool, error) {
+		var pop *redis.StringCmd
+		var n *redis.IntCmd
+		_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			pop, n = p.LPop(ctx, key), p.LLen(ctx, key)
+			return nil
+		})
+		v, err := pop.Result()
+		switch {
+		case err == redis.Nil:
+			return nil, false, nil
+		case err != nil:
+			return nil, false, err
+		case n.Val() == 0:
+			return wait.Last{Value: v}, true, nil
+		}
+		return v, true, nil
+	}
+}
+
+// A take that reports the key empty after it (wait.Last) ends the key's pass: the next waiter is not
+// sent a take that would find nothing, and is served by the next push. A plain take costs one empty
+// take after the push's (the control).
+func TestHub_LastTakeEndsPass(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	c := hubClient(t, r.Addr)
+	for _, tc := range []struct {
+		name string
+		take wait.TakeFunc
+		last bool
+	}{
+		{"last", lastTake(c), true},
+		{"plain", popTake(c, true), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHub(t, wait.Config{Client: c, SafetyInterval: -1})
+			key := "q-" + tc.name
+			var ws []*wait.Waiter
+			for range 3 {
+				w, err := h.Add(wait.Request{Keys: []string{key}, Take: tc.take})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ws = append(ws, w)
+			}
+			// The confirmation's wake makes one take, which finds nothing.
+			eventually(t, "subscription confirmed and its take done", func() bool {
+				s := h.Stats()
+				return s.SubscribeConfirms >= 1 && s.EmptyTakes >= 1
+			})
+			before := h.Stats()
+			for i := range 2 {
+				if err := c.RPush(context.Background(), key, "item"+strconv.Itoa(i)).Err(); err != nil {
+					t.Fatal(err)
+				}
+				res, ok, err := ws[i].Result()
+				if err != nil || !ok {
+					t.Fatalf("waiter %d: %v %v", i, ok, err)
+				}
+				if got, want := res.Value, "item"+strconv.Itoa(i); got != want {
+					t.Fatalf("waiter %d got %v, want %v", i, got, want)
+				}
+			}
+			if !tc.last {
+				// Its pass went on to the next waiter, whose take found nothing (or met the second
+				// push, and the pass after it found nothing): the empty take lands after the result.
+				eventually(t, "an empty take", func() bool { return h.Stats().EmptyTakes > before.EmptyTakes })
+				ws[2].Stop()
+				return
+			}
+			after := h.Stats()
+			if got, want := after.EmptyTakes-before.EmptyTakes, int64(0); got != want {
+				t.Errorf("empty takes during two pushes = %d, want %d", got, want)
+			}
+			if got, want := after.Takes-before.Takes, int64(2); got != want {
+				t.Errorf("takes during two pushes = %d, want %d", got, want)
+			}
+			ws[2].Stop()
+		})
+	}
+}
