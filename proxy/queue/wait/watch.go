@@ -262,6 +262,15 @@ func (n *node) receive() {
 			}
 			continue
 		}
+		if failures > 0 {
+			// Reconnected, maybe to another server (a Sentinel switch-over, a restarted Redis): its
+			// notify-keyspace-events may lack the flags. The poller re-checks them at once, then polls
+			// every key for what came before they were set (proxy/DESIGN.md "Blocked pops").
+			select {
+			case h.pollKick <- struct{}{}:
+			default:
+			}
+		}
 		failures = 0
 		n.connected.Store(true)
 		switch m := msg.(type) {
@@ -306,16 +315,17 @@ func (n *node) setKeyspace(on bool) {
 // checkConfig reads notify-keyspace-events on the node and, unless NoConfigSet, adds the missing flags
 // to the current ones (never dropping flags others set). The node is in keyspace mode when K and l
 // (or A) are on; g is wanted for rename_to/restore/copy_to, whose arrivals otherwise wait for the
-// safety poll. A transport error leaves the mode as it was (checked again at the next safety poll).
-func (n *node) checkConfig(ctx context.Context) {
+// safety poll. A transport error leaves the mode as it was and returns false (the poller checks again
+// after PollInterval).
+func (n *node) checkConfig(ctx context.Context) bool {
 	h := n.h
 	if h.cfg.PollOnly {
 		n.setKeyspace(false)
-		return
+		return true
 	}
 	if h.cfg.AssumeKeyspaceEvents {
 		n.setKeyspace(true)
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
@@ -325,8 +335,9 @@ func (n *node) checkConfig(ctx context.Context) {
 		if errors.As(err, &re) {
 			n.logMode(false, "CONFIG GET refused", err)
 			n.setKeyspace(false)
+			return true
 		}
-		return
+		return false
 	}
 	cur := vals["notify-keyspace-events"]
 	missing := MissingFlags(cur)
@@ -337,7 +348,7 @@ func (n *node) checkConfig(ctx context.Context) {
 			cur += missing
 			missing = ""
 		} else if !errors.As(err, &re) {
-			return
+			return false
 		}
 	}
 	on := strings.Contains(cur, "K") && (strings.Contains(cur, "l") || strings.Contains(cur, "A"))
@@ -347,6 +358,7 @@ func (n *node) checkConfig(ctx context.Context) {
 		n.logMode(true, "notify-keyspace-events lacks g: renamed/restored/copied lists wake at the safety poll", err)
 	}
 	n.setKeyspace(on)
+	return true
 }
 
 func (n *node) logMode(on bool, why string, err error) {
@@ -379,7 +391,7 @@ func MissingFlags(cur string) string {
 // poll and, on Cluster, moves subscriptions of keys whose slot changed owner.
 func (h *Hub) poller() {
 	defer h.wg.Done()
-	nextSafety := time.Now().Add(h.cfg.SafetyInterval)
+	nextSafety, retry := time.Now().Add(h.cfg.SafetyInterval), false
 	t := time.NewTimer(h.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -392,10 +404,15 @@ func (h *Hub) poller() {
 			return
 		}
 		now := time.Now()
-		safety := kicked || (h.cfg.SafetyInterval > 0 && !now.Before(nextSafety))
+		safety := kicked || ((h.cfg.SafetyInterval > 0 || retry) && !now.Before(nextSafety))
 		if safety {
-			nextSafety = now.Add(h.cfg.SafetyInterval)
-			h.recheck()
+			nextSafety, retry = now.Add(h.cfg.SafetyInterval), false
+			if !h.recheck() {
+				retry = true
+				// A node did not answer CONFIG GET (down, or just switched over): check it, and poll
+				// every key, again soon, so that a new master without the flags gets them at once.
+				nextSafety = now.Add(h.cfg.PollInterval)
+			}
 		}
 		h.mu.Lock()
 		keys := map[*node][]string{}
@@ -415,7 +432,7 @@ func (h *Hub) poller() {
 		d := h.cfg.PollInterval
 		if !polled {
 			d = max(time.Until(nextSafety), time.Millisecond)
-			if h.cfg.SafetyInterval < 0 {
+			if h.cfg.SafetyInterval < 0 && !retry {
 				d = time.Hour
 			}
 		}
@@ -456,7 +473,8 @@ func (n *node) poll(keys []string) {
 }
 
 // recheck re-reads every node's flags and, on Cluster, follows keys whose slot moved to another master.
-func (h *Hub) recheck() {
+// It reports whether every node answered.
+func (h *Hub) recheck() bool {
 	h.mu.Lock()
 	nodes := make([]*node, 0, len(h.nodes))
 	for _, n := range h.nodes {
@@ -469,8 +487,9 @@ func (h *Hub) recheck() {
 		}
 	}
 	h.mu.Unlock()
+	ok := true
 	for _, n := range nodes {
-		n.checkConfig(h.ctx)
+		ok = n.checkConfig(h.ctx) && ok
 	}
 	for _, k := range keys {
 		n, err := h.nodeFor(k)
@@ -485,4 +504,5 @@ func (h *Hub) recheck() {
 		}
 		h.mu.Unlock()
 	}
+	return ok
 }
