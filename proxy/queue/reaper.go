@@ -48,8 +48,8 @@ const (
 	// legacySweepEvery is how often the queues of the old registry (rdb.LeasedQueuesKey, written by
 	// qgate versions before the schedule) are moved into the schedule.
 	legacySweepEvery = time.Minute
-	// pendingTouchesMax bounds the touches waiting for the touch loop (more are dropped: the recheck
-	// still finds their queues).
+	// pendingTouchesMax bounds the touches waiting for the lanes, a 16th of it per shard (more are
+	// dropped: the recheck still finds their queues).
 	pendingTouchesMax = 1 << 16
 )
 
@@ -104,7 +104,7 @@ func (e *Engine) schedule(queue string, when time.Time) {
 	kick(l.touch)
 }
 
-// add notes a pending touch (the earliest time kept), within pendingTouchesMax per shard.
+// add notes a pending touch (the earliest time kept), within the shard's share of pendingTouchesMax.
 func (l *lane) add(queue string, ms int64) {
 	l.mu.Lock()
 	if old, ok := l.touches[queue]; !ok || ms < old {
