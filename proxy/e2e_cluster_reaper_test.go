@@ -165,3 +165,121 @@ func TestReaper_ClusterMasterFrozenOthersReaped(t *testing.T) {
 		})
 	}
 }
+
+// TestReaper_ClusterMasterKillLeasesWithinBound: a Cluster master with a replica is killed (kill -9)
+// right after leases were taken on queues over every master and every schedule shard. Leases on the
+// other masters' queues (shard there too) are retried within their bound while the replica is not yet
+// promoted; every other lease (the dead master's queues, the straddling shards' queues) within a few
+// seconds of the promotion.
+func TestReaper_ClusterMasterKillLeasesWithinBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a Cluster failover")
+	}
+	const (
+		visibility = time.Second
+		bound      = visibility + 2*time.Second // the deadline, then a reaper interval and the pass
+		afterPromo = 3 * time.Second            // the slot map reload, a reaper interval and the pass
+	)
+	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr
+	}
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.ClusterRefreshInterval = 10 * time.Minute // only the reload on errors follows the failover
+	cfg.Queues = []policy.Rule{{Match: "kq*", Delivery: "at-least-once", VisibilityTimeout: visibility,
+		Backoff: policy.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Jitter: ptr(0.0)}}}
+	q := proxytest.StartQgate(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := q.Client(t, func(o *redis.Options) { o.MaxRetries = -1 })
+
+	owners := slotOwners(t, ctx, addrs[0])
+	var queues []string
+	seen := map[string]bool{}
+	for i := 0; i < 20000; i++ {
+		name := fmt.Sprintf("kq-%d", i)
+		pair := fmt.Sprint(rdb.ScheduleShard(name), owners[rdb.Slot(name)])
+		if !seen[pair] {
+			seen[pair] = true
+			queues = append(queues, name)
+		}
+	}
+	master, replica := failoverPair(t, ctx, nodes, queues[0])
+	live := map[string]bool{} // queues whose items and shard are on a master that stays up
+	for _, name := range queues {
+		live[name] = owners[rdb.Slot(name)] != master.Addr && owners[rdb.Slot(rdb.ScheduleDueKey(rdb.ScheduleShard(name)))] != master.Addr
+	}
+	for _, name := range queues {
+		if err := c.RPush(ctx, name, "x").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	direct := map[string]*redis.Client{}
+	for _, n := range nodes {
+		direct[n.Addr] = redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+		defer direct[n.Addr].Close()
+	}
+	leased := time.Now()
+	for _, name := range queues {
+		if err := c.LPop(ctx, name).Err(); err != nil {
+			t.Fatalf("LPOP %s: %v", name, err)
+		}
+	}
+	deadline := leased.Add(visibility)
+	master.Kill()
+
+	var promoted time.Time
+	back := map[string]time.Time{}
+	for len(back) < len(queues) && ctx.Err() == nil {
+		if promoted.IsZero() {
+			if role, err := direct[replica.Addr].Do(ctx, "role").Slice(); err == nil && len(role) > 0 && role[0] == "master" {
+				promoted = time.Now()
+			}
+		}
+		for _, name := range queues {
+			if _, ok := back[name]; ok {
+				continue
+			}
+			owner := owners[rdb.Slot(name)]
+			if owner == master.Addr {
+				owner = replica.Addr
+			}
+			if n, err := direct[owner].LLen(ctx, name).Result(); err == nil && n == 1 {
+				back[name] = time.Now()
+			}
+		}
+		if !promoted.IsZero() && time.Since(promoted) > afterPromo+5*time.Second {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if promoted.IsZero() {
+		t.Fatal("the replica was never promoted")
+	}
+	worstLive, worstOther := time.Duration(0), time.Duration(0)
+	for _, name := range queues {
+		at, ok := back[name]
+		switch {
+		case !ok:
+			t.Errorf("lease on %s (shard %d, live %v) never reaped", name, rdb.ScheduleShard(name), live[name])
+		case live[name]:
+			worstLive = max(worstLive, at.Sub(deadline))
+		default:
+			from := promoted
+			if deadline.After(from) {
+				from = deadline
+			}
+			worstOther = max(worstOther, at.Sub(from))
+		}
+	}
+	t.Logf("FIGURE cluster_master_kill_lease_reaped_after_deadline_max=%s (queues on the live masters) after_promotion_max=%s (the others; promoted %s after the deadline)",
+		worstLive.Round(time.Millisecond), worstOther.Round(time.Millisecond), promoted.Sub(deadline).Round(time.Millisecond))
+	if worstLive > bound {
+		t.Errorf("a lease on a live master's queue was reaped %s after its deadline, want within %s", worstLive.Round(time.Millisecond), bound)
+	}
+	if worstOther > afterPromo {
+		t.Errorf("a lease on the failed master's queues was reaped %s after the promotion, want within %s", worstOther.Round(time.Millisecond), afterPromo)
+	}
+}

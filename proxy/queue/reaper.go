@@ -277,8 +277,8 @@ func (e *Engine) recheckAfter() time.Duration {
 // to their ready list, expired leases are retried (backoff, or the dead list past max_attempts),
 // items left in handoff lists go back, dead instances' transit records are given back, idle queues
 // past the TTL are forgotten. It returns how many items it moved. The background reaper handles only
-// the queues that are due (reapDue). Several instances may reap at once: every step is one atomic
-// script. Scripts are not retried on errors; the next pass does the work.
+// the queues that are due, each shard in its lane (laneLoop). Several instances may reap at once:
+// every step is one atomic script. Scripts are not retried on errors; the next pass does the work.
 func (e *Engine) Reap(ctx context.Context) (int, error) {
 	before := e.reaped.Load()
 	if err := e.reapLegacy(ctx); err != nil {

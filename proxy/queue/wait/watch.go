@@ -40,6 +40,7 @@ type node struct {
 	sent      map[string]struct{} // keys with SUBSCRIBE sent (go-redis resubscribes them on reconnect)
 	confirmed map[string]struct{} // keys whose subscription Redis confirmed (since the last reconnect)
 	keyspace  bool                // notifications are on here; else the fast poll serves its keys
+	unchecked bool                // the last flags check got no answer: checked again every PollInterval
 	connected atomic.Bool
 	kick      chan struct{}
 	stop      chan struct{}
@@ -315,9 +316,14 @@ func (n *node) setKeyspace(on bool) {
 // checkConfig reads notify-keyspace-events on the node and, unless NoConfigSet, adds the missing flags
 // to the current ones (never dropping flags others set). The node is in keyspace mode when K and l
 // (or A) are on; g is wanted for rename_to/restore/copy_to, whose arrivals otherwise wait for the
-// safety poll. A transport error leaves the mode as it was and returns false (the poller checks again
-// after PollInterval).
-func (n *node) checkConfig(ctx context.Context) bool {
+// safety poll. A transport error leaves the mode as it was, marks the node unchecked (the poller checks
+// it again every PollInterval) and returns false.
+func (n *node) checkConfig(ctx context.Context) (answered bool) {
+	defer func() {
+		n.h.mu.Lock()
+		n.unchecked = !answered
+		n.h.mu.Unlock()
+	}()
 	h := n.h
 	if h.cfg.PollOnly {
 		n.setKeyspace(false)
@@ -391,7 +397,7 @@ func MissingFlags(cur string) string {
 // poll and, on Cluster, moves subscriptions of keys whose slot changed owner.
 func (h *Hub) poller() {
 	defer h.wg.Done()
-	nextSafety, retry := time.Now().Add(h.cfg.SafetyInterval), false
+	nextSafety := time.Now().Add(h.cfg.SafetyInterval)
 	t := time.NewTimer(h.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -404,26 +410,28 @@ func (h *Hub) poller() {
 			return
 		}
 		now := time.Now()
-		safety := kicked || ((h.cfg.SafetyInterval > 0 || retry) && !now.Before(nextSafety))
+		safety := kicked || (h.cfg.SafetyInterval > 0 && !now.Before(nextSafety))
+		answered := map[*node]bool{}
 		if safety {
-			nextSafety, retry = now.Add(h.cfg.SafetyInterval), false
-			if !h.recheck() {
-				retry = true
-				// A node did not answer CONFIG GET (down, or just switched over): check it, and poll
-				// every key, again soon, so that a new master without the flags gets them at once.
-				nextSafety = now.Add(h.cfg.PollInterval)
+			nextSafety = now.Add(h.cfg.SafetyInterval)
+			h.recheck()
+		} else {
+			// Nodes whose flags check got no answer (down, or just switched over) are checked again
+			// every PollInterval; once one answers, its keys are polled for what came before.
+			for _, n := range h.uncheckedNodes() {
+				answered[n] = n.checkConfig(h.ctx)
 			}
 		}
 		h.mu.Lock()
 		keys := map[*node][]string{}
 		polled := false
 		for k, ks := range h.keys {
-			if safety || !ks.node.keyspace {
+			if safety || !ks.node.keyspace || answered[ks.node] {
 				keys[ks.node] = append(keys[ks.node], k)
 			}
 		}
 		for _, n := range h.nodes {
-			polled = polled || !n.keyspace
+			polled = polled || !n.keyspace || n.unchecked
 		}
 		h.mu.Unlock()
 		for n, ks := range keys {
@@ -432,7 +440,7 @@ func (h *Hub) poller() {
 		d := h.cfg.PollInterval
 		if !polled {
 			d = max(time.Until(nextSafety), time.Millisecond)
-			if h.cfg.SafetyInterval < 0 && !retry {
+			if h.cfg.SafetyInterval < 0 {
 				d = time.Hour
 			}
 		}
@@ -472,9 +480,21 @@ func (n *node) poll(keys []string) {
 	}
 }
 
+// uncheckedNodes returns the nodes whose last flags check got no answer.
+func (h *Hub) uncheckedNodes() []*node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*node
+	for _, n := range h.nodes {
+		if n.unchecked {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // recheck re-reads every node's flags and, on Cluster, follows keys whose slot moved to another master.
-// It reports whether every node answered.
-func (h *Hub) recheck() bool {
+func (h *Hub) recheck() {
 	h.mu.Lock()
 	nodes := make([]*node, 0, len(h.nodes))
 	for _, n := range h.nodes {
@@ -487,9 +507,8 @@ func (h *Hub) recheck() bool {
 		}
 	}
 	h.mu.Unlock()
-	ok := true
 	for _, n := range nodes {
-		ok = n.checkConfig(h.ctx) && ok
+		n.checkConfig(h.ctx)
 	}
 	for _, k := range keys {
 		n, err := h.nodeFor(k)
@@ -504,5 +523,4 @@ func (h *Hub) recheck() bool {
 		}
 		h.mu.Unlock()
 	}
-	return ok
 }
