@@ -70,6 +70,8 @@ func TestClusterFailover_PromotedReplicaServesWithinSeconds(t *testing.T) {
 	recovered := time.Since(promoted)
 	t.Logf("promoted %s after the kill; commands succeed %s after the promotion (%d failed after it; last error: %v)",
 		promoted.Sub(killed).Round(time.Millisecond), recovered.Round(time.Millisecond), failed, lastErr)
+	t.Logf("FIGURE cluster_master_kill_served_after_promotion=%s (promoted %s after the kill)", recovered.Round(time.Millisecond),
+		promoted.Sub(killed).Round(time.Millisecond))
 	if recovered > bound {
 		t.Errorf("commands succeeded %s after the promotion, want within %s", recovered.Round(time.Millisecond), bound)
 	}

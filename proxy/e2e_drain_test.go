@@ -357,6 +357,8 @@ func TestDrain_ReconnectingClientsUnderLoadLoseAndDuplicateNothing(t *testing.T)
 	}
 	t.Logf("shutdown took %s; %d pushes acknowledged, %d unanswered and resent, %d error replies, %d reconnects",
 		st.took.Round(time.Millisecond), acked.Load(), resent.Load(), errReplies.Load(), eofs.Load())
+	t.Logf("FIGURE drain_sigterm_1_of_3_under_load error_replies=%d duplicates=%d missing=%d (%d pushes, %d unanswered at the close and resent, shutdown %s)",
+		errReplies.Load(), dups, missing, total, resent.Load(), st.took.Round(time.Millisecond))
 	if got, want := acked.Load(), int64(total); got != want {
 		t.Errorf("acknowledged pushes = %d, want %d", got, want)
 	}

@@ -285,8 +285,8 @@ func sentinelFailoverRun(t *testing.T, queue string, rule policy.Rule) failoverR
 			run.lostAt = append(run.lostAt, at)
 		}
 	}
-	t.Logf("%s: %d pushes acknowledged, %d lost; failover asked at +0, announced by every Sentinel at +%s",
-		queue, run.acked, run.lost, run.announce.Sub(run.failoverAt).Round(time.Millisecond))
+	t.Logf("FIGURE sentinel_switchover_%s_lost=%d (of %d acknowledged pushes; failover asked at +0, announced by every Sentinel at +%s)",
+		queue, run.lost, run.acked, run.announce.Sub(run.failoverAt).Round(time.Millisecond))
 	return run
 }
 

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,9 +76,7 @@ type Engine struct {
 	recheck      atomic.Int64 // scheduleRecheck when 0; shorter in tests
 	lastLegacy   time.Time    // the reaper's last sweep of the old registry
 
-	touchMu   sync.Mutex
-	touches   map[string]int64 // queue → earliest time to make it due (ms), for the touch loop
-	touchKick chan struct{}
+	lanes [rdb.ScheduleShards]*lane // the reaper's lanes, one per schedule shard (reaper.go)
 
 	returned, lost, blocked atomic.Int64
 	reloading               atomic.Bool // noScript's reload is running
@@ -100,7 +97,8 @@ func New(o Options) (*Engine, error) {
 	}
 	e := &Engine{ctx: o.Ctx, log: o.Log, client: o.Client, pipeliner: o.Pipeliner, policies: o.Policies,
 		instance: o.Instance, instanceTTL: o.InstanceTTL, maxBulk: o.MaxBulk, leasedTTL: leasedQueueTTL,
-		touches: map[string]int64{}, touchKick: make(chan struct{}, 1)}
+		reaperKick: make(chan struct{}, 1)}
+	e.initLanes()
 	e.events = ratelog.New(o.Log, 0, 0)
 	e.leasedQueues, _ = lru.New[string, time.Time](leasedQueueCache)
 	e.transit = newTransit(e)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -47,8 +48,8 @@ const (
 	// legacySweepEvery is how often the queues of the old registry (rdb.LeasedQueuesKey, written by
 	// qgate versions before the schedule) are moved into the schedule.
 	legacySweepEvery = time.Minute
-	// pendingTouchesMax bounds the touches waiting for the touch loop (more are dropped: the recheck
-	// still finds their queues).
+	// pendingTouchesMax bounds the touches waiting for the lanes, a 16th of it per shard (more are
+	// dropped: the recheck still finds their queues).
 	pendingTouchesMax = 1 << 16
 )
 
@@ -76,119 +77,120 @@ func unscheduleCmds(ctx context.Context, queue string) []redis.Cmder {
 		redis.NewIntCmd(ctx, "zrem", rdb.ScheduleDueKey(k), queue), redis.NewIntCmd(ctx, "hdel", rdb.ScheduleGenKey(k), queue)}
 }
 
+// lane is one schedule shard's reaper: its pending touches and its loop. Each shard has its own
+// lane, so a shard whose master is down or frozen holds up only its own queues (proxy/DESIGN.md "The
+// reaper's schedule").
+type lane struct {
+	k       int
+	touch   chan struct{} // touches are pending
+	reap    chan struct{} // run a pass now
+	mu      sync.Mutex
+	touches map[string]int64 // queue → earliest time to make it due (ms)
+}
+
+// initLanes creates the engine's lanes (before anything can schedule a queue).
+func (e *Engine) initLanes() {
+	for k := range e.lanes {
+		e.lanes[k] = &lane{k: k, touch: make(chan struct{}, 1), reap: make(chan struct{}, 1), touches: map[string]int64{}}
+	}
+}
+
 // schedule makes queue due for a reaper at the latest at when (a lease deadline, a delayed item's
-// time). The touch is written by the touch loop, batched per shard, right after the step that made
-// it (a lease pop, a nack); if the instance dies in between, the queue's recheck finds the work.
+// time). The touch is written by the shard's lane, batched, right after the step that made it (a
+// lease pop, a nack); if the instance dies in between, the queue's recheck finds the work.
 func (e *Engine) schedule(queue string, when time.Time) {
-	ms := when.UnixMilli()
-	e.touchMu.Lock()
-	if old, ok := e.touches[queue]; !ok || ms < old {
-		if ok || len(e.touches) < pendingTouchesMax {
-			e.touches[queue] = ms
+	l := e.lanes[rdb.ScheduleShard(queue)]
+	l.add(queue, when.UnixMilli())
+	kick(l.touch)
+}
+
+// add notes a pending touch (the earliest time kept), within the shard's share of pendingTouchesMax.
+func (l *lane) add(queue string, ms int64) {
+	l.mu.Lock()
+	if old, ok := l.touches[queue]; !ok || ms < old {
+		if ok || len(l.touches) < pendingTouchesMax/rdb.ScheduleShards {
+			l.touches[queue] = ms
 		}
 	}
-	e.touchMu.Unlock()
+	l.mu.Unlock()
+}
+
+func kick(c chan struct{}) {
 	select {
-	case e.touchKick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
 
-// touchLoop writes the pending touches until the reaper stops (then once more).
-func (e *Engine) touchLoop(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	var b backoff
-	for {
-		select {
-		case <-e.touchKick:
-		case <-stop:
-			_ = e.flushTouches(e.ctx)
-			return
-		}
-		for e.flushTouches(e.ctx) != nil {
-			if !b.wait(stop) {
-				return
-			}
-		}
-		b.reset()
-	}
-}
-
-// flushTouches writes the pending touches, rdb.Chunk queues per sched_touch call; failed ones stay
-// pending.
-func (e *Engine) flushTouches(ctx context.Context) error {
-	e.touchMu.Lock()
-	batch := e.touches
-	e.touches = map[string]int64{}
-	e.touchMu.Unlock()
+// flushTouches writes l's pending touches, rdb.Chunk queues per sched_touch call. It reports whether
+// one is due within the reaper interval; touches that failed on a transport error stay pending (the
+// error is returned), those Redis refused are dropped (the recheck finds their queues).
+func (e *Engine) flushTouches(ctx context.Context, l *lane) (soon bool, err error) {
+	l.mu.Lock()
+	batch := l.touches
+	l.touches = map[string]int64{}
+	l.mu.Unlock()
 	if len(batch) == 0 {
-		return nil
+		return false, nil
 	}
-	var shards [rdb.ScheduleShards][]interface{}
-	soon := false
 	horizon := time.Now().Add(e.reaperInterval()).UnixMilli()
+	args := make([]interface{}, 0, 2*len(batch))
 	for q, ms := range batch {
 		soon = soon || ms <= horizon
-		k := rdb.ScheduleShard(q)
-		shards[k] = append(shards[k], ms, q)
+		args = append(args, ms, q)
 	}
-	var firstErr error
-	for k, args := range shards {
-		for len(args) > 0 {
-			n := min(len(args), 2*rdb.Chunk)
-			err := rdb.SchedTouch.Run(ctx, e.client, rdb.ScheduleTouchKeys(k), args[:n]...).Err()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("touch schedule: %w", err)
-				}
-				if isRedisError(err) || ctx.Err() != nil {
-					e.log.Warn("reaper schedule not updated; the recheck will find the queues", "err", err)
-				} else {
-					for i := 0; i+1 < len(args); i += 2 {
-						e.schedule(args[i+1].(string), time.UnixMilli(args[i].(int64)))
-					}
-				}
-				break
+	for len(args) > 0 {
+		n := min(len(args), 2*rdb.Chunk)
+		err := rdb.SchedTouch.Run(ctx, e.client, rdb.ScheduleTouchKeys(l.k), args[:n]...).Err()
+		if err != nil {
+			if isRedisError(err) || ctx.Err() != nil {
+				e.log.Warn("reaper schedule not updated; the recheck will find the queues", "shard", l.k, "err", err)
+				return soon, nil
 			}
-			args = args[n:]
+			for i := 0; i+1 < len(args); i += 2 {
+				l.add(args[i+1].(string), args[i].(int64))
+			}
+			return soon, fmt.Errorf("touch schedule: %w", err)
 		}
+		args = args[n:]
 	}
-	if soon {
-		e.KickReaper() // due within the reaper's sleep: it looks at once and sleeps until then
-	}
-	if firstErr != nil && isRedisError(firstErr) {
-		return nil // not retried: the recheck covers them
-	}
-	return firstErr
+	return soon, nil
 }
 
-// KickReaper makes the reaper run a pass now and then sleep until the earliest delayed item or lease
+// KickReaper makes every lane run a pass now and then sleep until the earliest delayed item or lease
 // deadline it found, so sub-second delays are kept.
 func (e *Engine) KickReaper() {
-	select {
-	case e.reaperKick <- struct{}{}:
-	default:
+	for _, l := range e.lanes {
+		kick(l.reap)
 	}
+	kick(e.reaperKick)
 }
 
-// reaperInterval is how long the reaper sleeps when it knows of nothing due sooner; each wake reads
-// every schedule shard once. Leases, nacks and extends of this process make the reaper look at once
-// when their time is within the interval (the touch loop kicks it), and every pass sleeps until the
-// earliest entry it saw within the interval, so sub-second deadlines are kept; the interval bounds
-// how late another instance's work is noticed when that instance died before reaping it.
+// reaperInterval is how long the reaper sleeps when it knows of nothing due sooner; each wake of a
+// lane reads its schedule shard once. Leases, nacks and extends of this process make the lane look at
+// once when their time is within the interval, and every pass sleeps until the earliest entry it saw
+// within the interval, so sub-second deadlines are kept; the interval bounds how late another
+// instance's work is noticed when that instance died before reaping it.
 func (e *Engine) reaperInterval() time.Duration { return time.Second }
 
 // minReaperSleep keeps a queue whose items are due at once from spinning the reaper.
 const minReaperSleep = 2 * time.Millisecond
 
+// startReaper starts one lane per schedule shard and the loop of the steps that are not per shard
+// (the sweep of this instance's transit records, the rare steps of reapSlow).
 func (e *Engine) startReaper() {
 	e.reaperStop, e.reaperDone = make(chan struct{}), make(chan struct{})
-	e.reaperKick = make(chan struct{}, 1)
-	touchDone := make(chan struct{})
-	go e.touchLoop(e.reaperStop, touchDone)
+	var lanes sync.WaitGroup
+	for _, l := range e.lanes {
+		lanes.Add(1)
+		go func() {
+			defer lanes.Done()
+			e.laneLoop(l, e.reaperStop)
+		}()
+	}
 	go func() {
 		defer close(e.reaperDone)
-		defer func() { <-touchDone }()
+		defer lanes.Wait()
 		t := time.NewTimer(e.reaperInterval())
 		defer t.Stop()
 		for {
@@ -197,20 +199,59 @@ func (e *Engine) startReaper() {
 				return
 			case <-t.C:
 			case <-e.reaperKick:
-				if !t.Stop() {
-					<-t.C
-				}
 			}
-			next, err := e.reapDue(e.ctx, false)
-			if err != nil {
-				e.log.Warn("lease reaper", "err", err)
+			if err := e.transit.sweep(e.ctx, false); err != nil {
+				e.log.Warn("sweep transit records of pops with unknown outcome", "err", err)
 			}
 			if err := e.reapSlow(e.ctx); err != nil {
 				e.log.Warn("lease reaper", "err", err)
 			}
-			t.Reset(min(e.reaperInterval(), max(next, minReaperSleep)))
+			t.Reset(e.reaperInterval())
 		}
 	}()
+}
+
+// laneLoop writes l's touches and runs l's passes until stop (then writes the touches once more).
+func (e *Engine) laneLoop(l *lane, stop <-chan struct{}) {
+	t := time.NewTimer(e.reaperInterval())
+	defer t.Stop()
+	var b backoff
+	failures := 0
+	for {
+		pass := false
+		select {
+		case <-stop:
+			_, _ = e.flushTouches(e.ctx, l)
+			return
+		case <-t.C:
+			pass = true
+		case <-l.reap:
+			pass = true
+		case <-l.touch:
+		}
+		soon, err := e.flushTouches(e.ctx, l)
+		if err != nil {
+			if !b.wait(stop) {
+				return
+			}
+			kick(l.touch)
+		} else {
+			b.reset()
+		}
+		if !pass && !soon {
+			continue // the timer runs on
+		}
+		next, err := e.reapShard(e.ctx, l.k, false)
+		if err != nil {
+			// One warning per outage of the shard's master, then one a minute.
+			if failures++; failures == 1 || failures%60 == 0 {
+				e.log.Warn("lease reaper", "shard", l.k, "err", err, "failed_passes", failures)
+			}
+		} else {
+			failures = 0
+		}
+		t.Reset(min(e.reaperInterval(), max(next, minReaperSleep)))
+	}
 }
 
 func (e *Engine) stopReaper() {
@@ -236,8 +277,8 @@ func (e *Engine) recheckAfter() time.Duration {
 // to their ready list, expired leases are retried (backoff, or the dead list past max_attempts),
 // items left in handoff lists go back, dead instances' transit records are given back, idle queues
 // past the TTL are forgotten. It returns how many items it moved. The background reaper handles only
-// the queues that are due (reapDue). Several instances may reap at once: every step is one atomic
-// script. Scripts are not retried on errors; the next pass does the work.
+// the queues that are due, each shard in its lane (laneLoop). Several instances may reap at once:
+// every step is one atomic script. Scripts are not retried on errors; the next pass does the work.
 func (e *Engine) Reap(ctx context.Context) (int, error) {
 	before := e.reaped.Load()
 	if err := e.reapLegacy(ctx); err != nil {
@@ -259,55 +300,58 @@ func (e *Engine) Reap(ctx context.Context) (int, error) {
 			}
 		}
 	}
-	_, err := e.reapDue(ctx, true)
+	err := e.reapDue(ctx)
 	return int(e.reaped.Load() - before), err
 }
 
-// reapDue handles the queues whose schedule entry is due (every shard, one ZRANGE each; with all,
-// page on until none is left due). It returns how long until the earliest entry it saw that is due
-// within the reaper interval (a large value when none).
-func (e *Engine) reapDue(ctx context.Context, all bool) (time.Duration, error) {
+// reapDue handles the due queues of every shard, one after another, paging on until none is left
+// due (Reap); the background reaper runs each shard in its own lane instead.
+func (e *Engine) reapDue(ctx context.Context) error {
 	if err := e.transit.sweep(ctx, false); err != nil {
 		e.log.Warn("sweep transit records of pops with unknown outcome", "err", err)
 	}
-	start := time.Now()
-	horizon := start.Add(e.reaperInterval()).UnixMilli()
-	next := time.Hour
-	pipe := e.client.Pipeline()
-	cmds := make([]*redis.ZSliceCmd, rdb.ScheduleShards)
-	for k := range cmds {
-		cmds[k] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: rdb.ScheduleDueKey(k), ByScore: true,
-			Start: "-inf", Stop: strconv.FormatInt(horizon, 10), Count: reapBatch})
-	}
-	_, _ = pipe.Exec(ctx)
 	var firstErr error
-	for k, cmd := range cmds {
-		zs, err := cmd.Result()
-		for err == nil {
-			handled := 0
-			for _, z := range zs {
-				q, _ := z.Member.(string)
-				now := time.Now()
-				if at := time.UnixMilli(int64(z.Score)); at.After(now) {
-					next = min(next, at.Sub(now))
-					continue
-				}
-				due, herr := e.reapScheduled(ctx, k, q, now)
-				next = min(next, due)
-				if herr != nil && firstErr == nil {
-					firstErr = herr
-				}
-				handled++
-			}
-			if !all || handled == 0 || len(zs) < reapBatch || ctx.Err() != nil {
-				break
-			}
-			zs, err = e.client.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: rdb.ScheduleDueKey(k), ByScore: true,
-				Start: "-inf", Stop: strconv.FormatInt(time.Now().UnixMilli(), 10), Count: reapBatch}).Result()
-		}
-		if err != nil && firstErr == nil {
+	for k := 0; k < rdb.ScheduleShards; k++ {
+		if _, err := e.reapShard(ctx, k, true); err != nil && firstErr == nil {
 			firstErr = err
 		}
+	}
+	return firstErr
+}
+
+// reapShard handles the queues of shard k whose schedule entry is due (one ZRANGE; with all, page on
+// until none is left due). It returns how long until the earliest entry it saw that is due within
+// the reaper interval (a large value when none).
+func (e *Engine) reapShard(ctx context.Context, k int, all bool) (time.Duration, error) {
+	horizon := time.Now().Add(e.reaperInterval()).UnixMilli()
+	next := time.Hour
+	var firstErr error
+	zs, err := e.client.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: rdb.ScheduleDueKey(k), ByScore: true,
+		Start: "-inf", Stop: strconv.FormatInt(horizon, 10), Count: reapBatch}).Result()
+	for err == nil {
+		handled := 0
+		for _, z := range zs {
+			q, _ := z.Member.(string)
+			now := time.Now()
+			if at := time.UnixMilli(int64(z.Score)); at.After(now) {
+				next = min(next, at.Sub(now))
+				continue
+			}
+			due, herr := e.reapScheduled(ctx, k, q, now)
+			next = min(next, due)
+			if herr != nil && firstErr == nil {
+				firstErr = herr
+			}
+			handled++
+		}
+		if !all || handled == 0 || len(zs) < reapBatch || ctx.Err() != nil {
+			break
+		}
+		zs, err = e.client.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: rdb.ScheduleDueKey(k), ByScore: true,
+			Start: "-inf", Stop: strconv.FormatInt(time.Now().UnixMilli(), 10), Count: reapBatch}).Result()
+	}
+	if err != nil && firstErr == nil {
+		firstErr = err
 	}
 	return next, firstErr
 }

@@ -40,6 +40,7 @@ type node struct {
 	sent      map[string]struct{} // keys with SUBSCRIBE sent (go-redis resubscribes them on reconnect)
 	confirmed map[string]struct{} // keys whose subscription Redis confirmed (since the last reconnect)
 	keyspace  bool                // notifications are on here; else the fast poll serves its keys
+	unchecked bool                // the last flags check got no answer: checked again every PollInterval
 	connected atomic.Bool
 	kick      chan struct{}
 	stop      chan struct{}
@@ -262,6 +263,15 @@ func (n *node) receive() {
 			}
 			continue
 		}
+		if failures > 0 {
+			// Reconnected, maybe to another server (a Sentinel switch-over, a restarted Redis): its
+			// notify-keyspace-events may lack the flags. The poller re-checks them at once, then polls
+			// every key for what came before they were set (proxy/DESIGN.md "Blocked pops").
+			select {
+			case h.pollKick <- struct{}{}:
+			default:
+			}
+		}
 		failures = 0
 		n.connected.Store(true)
 		switch m := msg.(type) {
@@ -306,16 +316,22 @@ func (n *node) setKeyspace(on bool) {
 // checkConfig reads notify-keyspace-events on the node and, unless NoConfigSet, adds the missing flags
 // to the current ones (never dropping flags others set). The node is in keyspace mode when K and l
 // (or A) are on; g is wanted for rename_to/restore/copy_to, whose arrivals otherwise wait for the
-// safety poll. A transport error leaves the mode as it was (checked again at the next safety poll).
-func (n *node) checkConfig(ctx context.Context) {
+// safety poll. A transport error leaves the mode as it was, marks the node unchecked (the poller checks
+// it again every PollInterval) and returns false.
+func (n *node) checkConfig(ctx context.Context) (answered bool) {
+	defer func() {
+		n.h.mu.Lock()
+		n.unchecked = !answered
+		n.h.mu.Unlock()
+	}()
 	h := n.h
 	if h.cfg.PollOnly {
 		n.setKeyspace(false)
-		return
+		return true
 	}
 	if h.cfg.AssumeKeyspaceEvents {
 		n.setKeyspace(true)
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
@@ -325,8 +341,9 @@ func (n *node) checkConfig(ctx context.Context) {
 		if errors.As(err, &re) {
 			n.logMode(false, "CONFIG GET refused", err)
 			n.setKeyspace(false)
+			return true
 		}
-		return
+		return false
 	}
 	cur := vals["notify-keyspace-events"]
 	missing := MissingFlags(cur)
@@ -337,7 +354,7 @@ func (n *node) checkConfig(ctx context.Context) {
 			cur += missing
 			missing = ""
 		} else if !errors.As(err, &re) {
-			return
+			return false
 		}
 	}
 	on := strings.Contains(cur, "K") && (strings.Contains(cur, "l") || strings.Contains(cur, "A"))
@@ -347,6 +364,7 @@ func (n *node) checkConfig(ctx context.Context) {
 		n.logMode(true, "notify-keyspace-events lacks g: renamed/restored/copied lists wake at the safety poll", err)
 	}
 	n.setKeyspace(on)
+	return true
 }
 
 func (n *node) logMode(on bool, why string, err error) {
@@ -393,20 +411,27 @@ func (h *Hub) poller() {
 		}
 		now := time.Now()
 		safety := kicked || (h.cfg.SafetyInterval > 0 && !now.Before(nextSafety))
+		answered := map[*node]bool{}
 		if safety {
 			nextSafety = now.Add(h.cfg.SafetyInterval)
 			h.recheck()
+		} else {
+			// Nodes whose flags check got no answer (down, or just switched over) are checked again
+			// every PollInterval; once one answers, its keys are polled for what came before.
+			for _, n := range h.uncheckedNodes() {
+				answered[n] = n.checkConfig(h.ctx)
+			}
 		}
 		h.mu.Lock()
 		keys := map[*node][]string{}
 		polled := false
 		for k, ks := range h.keys {
-			if safety || !ks.node.keyspace {
+			if safety || !ks.node.keyspace || answered[ks.node] {
 				keys[ks.node] = append(keys[ks.node], k)
 			}
 		}
 		for _, n := range h.nodes {
-			polled = polled || !n.keyspace
+			polled = polled || !n.keyspace || n.unchecked
 		}
 		h.mu.Unlock()
 		for n, ks := range keys {
@@ -453,6 +478,19 @@ func (n *node) poll(keys []string) {
 			}
 		}
 	}
+}
+
+// uncheckedNodes returns the nodes whose last flags check got no answer.
+func (h *Hub) uncheckedNodes() []*node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*node
+	for _, n := range h.nodes {
+		if n.unchecked {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // recheck re-reads every node's flags and, on Cluster, follows keys whose slot moved to another master.
