@@ -2,8 +2,6 @@ package queue
 
 import (
 	"strconv"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Pops of at-most-once queues (proxy/DESIGN.md, "Delivery without loss"): the items go into this
@@ -33,11 +31,11 @@ func (e *Engine) Pop(key string, left bool, count int64) *Result[*Pop] {
 	if count >= 0 {
 		countArg = strconv.FormatInt(min(count, MaxPopChunk), 10)
 	}
-	first, err := e.transit.newPop(e.ctx, key, left, countArg)
+	first, err := e.transit.preparePop(e.ctx, key, left, countArg)
 	if err != nil {
 		return failed[*Pop](err)
 	}
-	r := newResult([]redis.Cmder{first.cmd}, func() (*Pop, error) {
+	r := newResult(nil, func() (*Pop, error) {
 		items, err := first.result()
 		if err != nil || items == nil {
 			return nil, err
