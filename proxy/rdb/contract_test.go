@@ -916,6 +916,34 @@ func TestContract_TransitPopEach(t *testing.T) {
 			want: arr(nil, 1), after: map[string]any{owners: list("i1")},
 		},
 		{
+			name: "more pops than one HSET takes (1200 pops, 1100 items): every item recorded under its pop",
+			setup: func(t *testing.T, c *redis.Client) {
+				for i := 1; i <= 1100; i++ {
+					rpush(t, c, q, "v"+strconv.Itoa(i))
+				}
+			},
+			keys: keys, args: manyPops(1200),
+			check: func(t *testing.T, c *redis.Client, res any) {
+				out, _ := res.([]any)
+				if got, want := len(out), 1201; got != want {
+					t.Fatalf("%d entries, want %d", got, want)
+				}
+				if got, want := out[1099], any("v1100"); got != want {
+					t.Fatalf("entry 1100 = %v, want %v", got, want)
+				}
+				if out[1100] != nil || out[1200] != int64(0) {
+					t.Fatalf("entries 1101 and 1201 = %v, %v; want nil and 0", out[1100], out[1200])
+				}
+				ctx := context.Background()
+				if got, want := c.HLen(ctx, rec).Val(), int64(1100); got != want {
+					t.Fatalf("record holds %d fields, want %d", got, want)
+				}
+				if got, want := c.HGet(ctx, rec, "L1100.1").Val(), "v1100"; got != want {
+					t.Fatalf("field L1100.1 = %q, want %q", got, want)
+				}
+			},
+		},
+		{
 			name: "a key of another type: WRONGTYPE, nothing written, carried fields not deleted",
 			setup: func(t *testing.T, c *redis.Client) {
 				do(t, c, "SET", q, "s")
@@ -925,6 +953,15 @@ func TestContract_TransitPopEach(t *testing.T) {
 			wantErr: "WRONGTYPE", after: map[string]any{q: "s", rec: map[string]string{"L1.1": "x"}},
 		},
 	})
+}
+
+// manyPops is transit_pop_each's ARGV for n left pops numbered 1..n by instance i1.
+func manyPops(n int) []any {
+	args := []any{"LPOP", "i1", n}
+	for i := 1; i <= n; i++ {
+		args = append(args, "L"+strconv.Itoa(i)+".")
+	}
+	return args
 }
 
 func TestContract_TransitReturn(t *testing.T) {

@@ -1,7 +1,8 @@
 #!lua flags=allow-oom
 -- transit_pop_each: several single pops (no COUNT) of one queue, pipelined by one client or by
 -- several at once, in one script call: each moves one item from the ready list into this instance's
--- transit record as transit_pop does, under its own field prefix. One call instead of one per pop,
+-- transit record as transit_pop does, under its own field prefix (the k pops are one pop with COUNT k
+-- in Redis: the same items, in the same order). One call instead of one per pop,
 -- because each script call has a fixed cost in Redis several times that of the pop itself. The same
 -- call deletes the fields of this instance's earlier pops on the queue whose replies were written
 -- (delivered), instead of an HDEL of its own (DESIGN.md "The transit record").
@@ -22,27 +23,35 @@
 -- back meanwhile). A key holding another type returns Redis's WRONGTYPE error reply unchanged, and
 -- then nothing was popped nor deleted.
 local k = tonumber(ARGV[3])
+-- One LPOP/RPOP with COUNT k and one HSET per 500 items: the same items as k single pops, in far
+-- fewer calls (each call from a script has a cost of its own).
+local got = false
+if not (KEYS[4] ~= nil and redis.call('EXISTS', KEYS[4]) == 1) then
+  got = redis.pcall(ARGV[1], KEYS[1], k)
+  if type(got) == 'table' and got.err then
+    return got
+  end
+end
 local out = {}
-local empty = KEYS[4] ~= nil and redis.call('EXISTS', KEYS[4]) == 1
-for i = 4, 3 + k do
-  local v = false
-  if not empty then
-    v = redis.pcall(ARGV[1], KEYS[1])
-    if type(v) == 'table' and v.err then
-      return v
-    end
-    if v then
-      if i == 4 then redis.call('SADD', KEYS[3], ARGV[2]) end
-      redis.call('HSET', KEYS[2], ARGV[i] .. '1', v)
-    else
-      empty = true
+local n = got and #got or 0
+if n > 0 then
+  redis.call('SADD', KEYS[3], ARGV[2])
+  local kv = {}
+  for i = 1, n do
+    kv[#kv + 1] = ARGV[3 + i] .. '1'
+    kv[#kv + 1] = got[i]
+    if #kv == 1000 or i == n then
+      redis.call('HSET', KEYS[2], unpack(kv))
+      kv = {}
     end
   end
-  out[#out + 1] = v
+end
+for i = 1, k do
+  out[i] = (i <= n) and got[i] or false
 end
 local deleted = 0
 if #ARGV > 3 + k then
   deleted = redis.call('HDEL', KEYS[2], unpack(ARGV, 4 + k))
 end
-out[#out + 1] = deleted
+out[k + 1] = deleted
 return out
