@@ -67,6 +67,8 @@ func (e *Engine) Pop(key string, left bool, count int64) *Result[*Pop] {
 // are forgotten or given back from their record; leased items stay leased either way.
 func (e *Engine) Settle(pops []*Pop, delivered bool) {
 	var back []*transitPop
+	var buf [16]*transitPop
+	done := buf[:0]
 	for _, p := range pops {
 		if delivered && !p.leased && len(p.Items) > 0 {
 			e.countPopped(p.Key, len(p.Items))
@@ -79,11 +81,14 @@ func (e *Engine) Settle(pops []*Pop, delivered bool) {
 				continue // nothing in the record: settled when its reply was read
 			}
 			if delivered {
-				e.transit.done(tp)
+				done = append(done, tp)
 			} else {
 				back = append(back, tp)
 			}
 		}
+	}
+	if len(done) > 0 {
+		e.transit.done(done)
 	}
 	if len(back) > 0 {
 		e.transit.giveBack(back)

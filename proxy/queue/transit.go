@@ -377,15 +377,21 @@ func (t *transit) settle(p *transitPop, unknown bool) {
 
 // done forgets the records of delivered pops: the queue's next transit_pop_each deletes their
 // fields, or the delete loop does once they waited deleteIdle.
-func (t *transit) done(p *transitPop) {
+func (t *transit) done(pops []*transitPop) {
+	var now time.Time
 	t.dmu.Lock()
-	d := t.pending[p.key]
-	if d == nil {
-		d = &delivered{since: time.Now()}
-		t.pending[p.key] = d
+	for _, p := range pops {
+		d := t.pending[p.key]
+		if d == nil {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			d = &delivered{since: now}
+			t.pending[p.key] = d
+		}
+		d.pops = append(d.pops, p)
+		d.fields += len(p.items)
 	}
-	d.pops = append(d.pops, p)
-	d.fields += len(p.items)
 	wake := !t.armed
 	t.armed = true
 	t.dmu.Unlock()
