@@ -1,8 +1,6 @@
 package queue
 
-import (
-	"strconv"
-)
+import "strconv"
 
 // Pops of at-most-once queues (proxy/DESIGN.md, "Delivery without loss"): the items go into this
 // instance's transit record (transit.go) until the reply that carries them is written (Settle).
