@@ -32,6 +32,15 @@ type Op struct {
 
 func (o *Op) op() *Op { return o }
 
+// commands returns the operation's backend commands; an at-most-once pop builds its own on first use
+// (a pop grouped with others never needs it).
+func (o *Op) commands() []redis.Cmder {
+	if o.cmds == nil && o.pop != nil {
+		o.cmds = []redis.Cmder{o.pop.command()}
+	}
+	return o.cmds
+}
+
 // Sync implements Queued.
 func (o *Op) Sync() bool { return o.sync }
 
@@ -115,7 +124,7 @@ func waitOps(ops []*Op) {
 			o.pop.group.wait()
 			continue
 		}
-		for _, c := range o.cmds {
+		for _, c := range o.commands() {
 			_ = c.Err()
 		}
 	}
@@ -140,7 +149,7 @@ func singlePops(ops []*Op) []*transitPop {
 }
 
 // batchCmds returns the backend commands of a batch: adjacent single pops of one queue (a worker's
-// pipelined LPOPs) become one script call, the rest go as they are.
+// pipelined LPOPs, or one) become one transit_pop_each call, the rest go as they are.
 func (e *Engine) batchCmds(ops []*Op) []redis.Cmder {
 	cmds := make([]redis.Cmder, 0, len(ops))
 	for i := 0; i < len(ops); {
@@ -152,17 +161,16 @@ func (e *Engine) batchCmds(ops []*Op) []redis.Cmder {
 					break
 				}
 			}
-			if j-i > 1 {
-				pops := make([]*transitPop, 0, j-i)
-				for _, o := range ops[i:j] {
-					pops = append(pops, o.pop)
-				}
-				cmds = append(cmds, e.transit.mergePops(pops))
-				i = j
-				continue
+			// Even a lone pop: transit_pop_each carries the deletes of the queue's delivered fields.
+			pops := make([]*transitPop, 0, j-i)
+			for _, o := range ops[i:j] {
+				pops = append(pops, o.pop)
 			}
+			cmds = append(cmds, e.transit.mergePops(pops))
+			i = j
+			continue
 		}
-		cmds = append(cmds, ops[i].cmds...)
+		cmds = append(cmds, ops[i].commands()...)
 		i++
 	}
 	return cmds

@@ -1,10 +1,6 @@
 package queue
 
-import (
-	"strconv"
-
-	"github.com/redis/go-redis/v9"
-)
+import "strconv"
 
 // Pops of at-most-once queues (proxy/DESIGN.md, "Delivery without loss"): the items go into this
 // instance's transit record (transit.go) until the reply that carries them is written (Settle).
@@ -33,11 +29,11 @@ func (e *Engine) Pop(key string, left bool, count int64) *Result[*Pop] {
 	if count >= 0 {
 		countArg = strconv.FormatInt(min(count, MaxPopChunk), 10)
 	}
-	first, err := e.transit.newPop(e.ctx, key, left, countArg)
+	first, err := e.transit.preparePop(e.ctx, key, left, countArg)
 	if err != nil {
 		return failed[*Pop](err)
 	}
-	r := newResult([]redis.Cmder{first.cmd}, func() (*Pop, error) {
+	r := newResult(nil, func() (*Pop, error) {
 		items, err := first.result()
 		if err != nil || items == nil {
 			return nil, err
@@ -69,6 +65,8 @@ func (e *Engine) Pop(key string, left bool, count int64) *Result[*Pop] {
 // are forgotten or given back from their record; leased items stay leased either way.
 func (e *Engine) Settle(pops []*Pop, delivered bool) {
 	var back []*transitPop
+	var buf [16]*transitPop
+	done := buf[:0]
 	for _, p := range pops {
 		if delivered && !p.leased && len(p.Items) > 0 {
 			e.countPopped(p.Key, len(p.Items))
@@ -81,11 +79,14 @@ func (e *Engine) Settle(pops []*Pop, delivered bool) {
 				continue // nothing in the record: settled when its reply was read
 			}
 			if delivered {
-				e.transit.done(tp)
+				done = append(done, tp)
 			} else {
 				back = append(back, tp)
 			}
 		}
+	}
+	if len(done) > 0 {
+		e.transit.done(done)
 	}
 	if len(back) > 0 {
 		e.transit.giveBack(back)

@@ -128,12 +128,12 @@ func (e *Engine) runWaited(ops []*Op) {
 		node, err := cc.MasterForKey(e.ctx, o.wait.queue)
 		if err != nil {
 			err = fmt.Errorf("find node of %s: %w", o.wait.queue, err)
-			for _, cmd := range o.cmds {
+			for _, cmd := range o.commands() {
 				cmd.SetErr(err)
 			}
 			o.wait.ran, o.wait.err = true, err
 		} else {
-			pipelineWait(e.ctx, node, o.cmds, ops[i:i+1])
+			pipelineWait(e.ctx, node, o.commands(), ops[i:i+1])
 		}
 		i++
 	}

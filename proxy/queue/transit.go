@@ -30,6 +30,9 @@ const (
 	cleanSweeps = 3
 	// touchedQueues bounds the queues an instance remembers having popped from (for its last sweep).
 	touchedQueues = 4096
+	// deleteIdle is how long delivered pops' fields wait for the queue's next transit_pop_each to
+	// delete them before the delete loop sends an HDEL of its own (DESIGN.md "The transit record").
+	deleteIdle = 5 * time.Millisecond
 )
 
 // transit is this instance's book of at-most-once pops whose items are in its transit records.
@@ -42,17 +45,19 @@ type transit struct {
 	open map[bkey]*popGroup // groups of single pops still open for other connections' pops (share)
 
 	mu      sync.Mutex
-	live    map[uint64]struct{}   // pops whose items may be in a record and are accounted for
-	dirty   map[string]*dirtyInfo // queues with a pop of unknown outcome, swept until clean
-	touched *lru.Cache[string, struct{}]
-	alive   map[string]bool // instances with a fresh heartbeat (nil: not known yet or after a gap)
+	live    map[uint64]struct{}          // pops whose items may be in a record and are accounted for
+	dirty   map[string]*dirtyInfo        // queues with a pop of unknown outcome, swept until clean
+	touched *lru.Cache[string, []string] // and their transit_pop KEYS
+	alive   map[string]bool              // instances with a fresh heartbeat (nil: not known yet or after a gap)
 	// walk: every registered queue must be checked for dead instances' records (an instance went,
 	// or alive became known); lastWalk: when that last ran.
 	walk     bool
 	lastWalk time.Time
 
 	dmu      sync.Mutex
-	pending  map[string][]*transitPop // delivered pops whose record is not deleted yet
+	idle     time.Duration         // deleteIdle (tests set it before the first pop)
+	pending  map[string]*delivered // delivered pops whose fields are not deleted yet, per queue
+	armed    bool                  // the delete loop is awake or has its timer set for pending
 	kick     chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -66,6 +71,16 @@ type transit struct {
 
 type dirtyInfo struct{ clean int }
 
+// delivered is a queue's delivered pops whose fields are still in the record: the next
+// transit_pop_each of the queue carries them (deletes them right after its pops), or the delete
+// loop deletes them once they waited deleteIdle.
+type delivered struct {
+	pops   []*transitPop
+	fields int       // the pops' items
+	since  time.Time // when the oldest was added
+	now    bool      // delete at once (a carrying call failed with a Redis error)
+}
+
 // bkey is a queue and the end it is popped from.
 type bkey struct {
 	key  string
@@ -74,8 +89,8 @@ type bkey struct {
 
 func newTransit(e *Engine) *transit {
 	t := &transit{e: e, instance: e.instance, live: map[uint64]struct{}{}, dirty: map[string]*dirtyInfo{}, open: map[bkey]*popGroup{},
-		pending: map[string][]*transitPop{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
-	t.touched, _ = lru.New[string, struct{}](touchedQueues)
+		idle: deleteIdle, pending: map[string]*delivered{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	t.touched, _ = lru.New[string, []string](touchedQueues)
 	go t.deleteLoop()
 	return t
 }
@@ -88,8 +103,9 @@ type transitPop struct {
 	left  bool
 	seq   uint64
 	count string
-	cmd   *redis.Cmd
-	keys  []string
+	field string     // the first item's field ("L12.1"); the prefix is all of it but the last byte
+	keys  []string   // KEYS of transit_pop (shared by the queue's pops: read only)
+	cmd   *redis.Cmd // built on first use (command): a grouped pop never needs its own
 	args  []interface{}
 	items []string
 	group *popGroup // set when the batch merged this pop with its neighbours (Engine.Run)
@@ -103,27 +119,52 @@ func (p *transitPop) single() bool { return p.count == "" }
 type popGroup struct {
 	t    *transit
 	ctx  context.Context
+	key  string
 	cmd  *redis.Cmd
 	keys []string
-	args []interface{}
+	args []interface{} // "LPOP"/"RPOP", instance, number of pops, the pops' prefixes, carried fields
 	sent chan struct{} // closed once cmd is built and submitted
 	once sync.Once
 	res  []interface{}
 	err  error
+	n    int // the number of pops, once built
+	// carry: delivered pops of the queue whose fields the call deletes (carryN of them).
+	carry  []*transitPop
+	carryN int
+}
+
+// groupArgs starts a group's ARGV: the pop, the instance and a place for the number of pops.
+func (t *transit) groupArgs(name interface{}, n int) []interface{} {
+	args := make([]interface{}, 0, max(n, 16)+3)
+	return append(args, name, t.instance, 0)
+}
+
+// pops is the number of pops in the group while it is open (before build).
+func (g *popGroup) pops() int { return len(g.args) - 3 }
+
+// build completes the group's ARGV (the number of pops, the queue's delivered fields to delete) and
+// its command, on client c.
+func (g *popGroup) build(c redis.UniversalClient) {
+	g.n = g.pops()
+	g.args[2] = g.n
+	g.carry, g.carryN = g.t.takeDelivered(g.key)
+	for _, p := range g.carry {
+		g.args = p.appendFields(g.args)
+	}
+	g.cmd = rdb.TransitPopEach.Cmd(g.ctx, c, g.keys, g.args...)
 }
 
 // mergePops returns the command that runs ops (adjacent single pops of one queue) in one script
 // call; their Result then reads their own entry of its reply.
 func (t *transit) mergePops(ops []*transitPop) redis.Cmder {
 	first := ops[0]
-	g := &popGroup{t: t, ctx: first.ctx, keys: first.keys}
-	g.args = make([]interface{}, 0, len(ops)+2)
-	g.args = append(g.args, first.args[0], t.instance)
+	g := &popGroup{t: t, ctx: first.ctx, key: first.key, keys: first.keys}
+	g.args = t.groupArgs(first.name(), len(ops))
 	for i, op := range ops {
 		g.args = append(g.args, op.prefix())
 		op.group, op.idx = g, i
 	}
-	g.cmd = rdb.TransitPopEach.Cmd(first.ctx, t.e.cmds(), g.keys, g.args...)
+	g.build(t.e.cmds())
 	g.sent = closedChan
 	return g.cmd
 }
@@ -141,15 +182,15 @@ func (t *transit) share(ap *redis.AutoPipeliner, ops []*transitPop) {
 	g := t.open[k]
 	leader := g == nil
 	if leader {
-		g = &popGroup{t: t, ctx: ops[0].ctx, keys: ops[0].keys, sent: make(chan struct{})}
-		g.args = append(make([]interface{}, 0, 16), ops[0].args[0], t.instance)
+		g = &popGroup{t: t, ctx: ops[0].ctx, key: k.key, keys: ops[0].keys, sent: make(chan struct{})}
+		g.args = t.groupArgs(ops[0].name(), len(ops))
 		t.open[k] = g
 	}
 	for _, op := range ops {
-		op.group, op.idx = g, len(g.args)-2
+		op.group, op.idx = g, g.pops()
 		g.args = append(g.args, op.prefix())
 	}
-	if len(g.args)-2 >= transitChunk && t.open[k] == g {
+	if g.pops() >= transitChunk && t.open[k] == g {
 		delete(t.open, k) // full: the next pops open a new group
 	}
 	t.gmu.Unlock()
@@ -162,7 +203,7 @@ func (t *transit) share(ap *redis.AutoPipeliner, ops []*transitPop) {
 		delete(t.open, k)
 	}
 	t.gmu.Unlock()
-	g.cmd = rdb.TransitPopEach.Cmd(g.ctx, ap, g.keys, g.args...)
+	g.build(ap)
 	_ = ap.Process(g.ctx, g.cmd)
 	close(g.sent)
 }
@@ -181,8 +222,18 @@ func (g *popGroup) result(i int) (interface{}, error) {
 			g.t.e.noScript()
 			g.res, g.err = rdb.TransitPopEach.Eval(g.ctx, g.t.e.cmds(), g.keys, g.args...).Slice()
 		}
-		if g.err == nil && len(g.res) != len(g.args)-2 {
-			g.err = errors.New("unexpected transit_pop_each reply")
+		var deleted int64
+		if g.err == nil {
+			ok := len(g.res) == g.n+1
+			if ok {
+				deleted, ok = g.res[len(g.res)-1].(int64)
+			}
+			if !ok {
+				g.err = errors.New("unexpected transit_pop_each reply")
+			}
+		}
+		if len(g.carry) > 0 {
+			g.t.carried(g.key, g.carry, g.carryN, deleted, g.err)
 		}
 	})
 	if g.err != nil {
@@ -195,12 +246,25 @@ func (g *popGroup) result(i int) (interface{}, error) {
 }
 
 // prefix is the fields' common part: "L12." for the left pop number 12.
-func (p *transitPop) prefix() string {
-	end := "R"
+func (p *transitPop) prefix() string { return p.field[:len(p.field)-1] }
+
+// name is the pop's command, as a script argument.
+func (p *transitPop) name() interface{} {
 	if p.left {
-		end = "L"
+		return lpopArg
 	}
-	return end + strconv.FormatUint(p.seq, 10) + "."
+	return rpopArg
+}
+
+var lpopArg, rpopArg interface{} = "LPOP", "RPOP"
+
+// command returns the pop's own transit_pop call, built on first use.
+func (p *transitPop) command() *redis.Cmd {
+	if p.cmd == nil {
+		p.args = []interface{}{p.name(), p.count, p.prefix(), p.t.instance}
+		p.cmd = rdb.TransitPop.Cmd(p.ctx, p.t.e.cmds(), p.keys, p.args...)
+	}
+	return p.cmd
 }
 
 // fields returns the record's fields, most recently popped first (the order to give them back in).
@@ -213,24 +277,51 @@ func (p *transitPop) fields() []string {
 	return out
 }
 
-// newPop prepares a pop of count items ("" = one, without COUNT) from key. The caller validated count
-// (0 <= count <= transitChunk). The queue is registered first, so every reaper finds its records.
+// appendFields appends the record's fields of the pop to args, in pop order.
+func (p *transitPop) appendFields(args []interface{}) []interface{} {
+	if len(p.items) == 1 {
+		return append(args, p.field)
+	}
+	pre := p.prefix()
+	for i := range p.items {
+		args = append(args, pre+strconv.Itoa(i+1))
+	}
+	return args
+}
+
+// newPop prepares a pop of count items ("" = one, without COUNT) from key, with its command. The
+// caller validated count (0 <= count <= transitChunk).
 func (t *transit) newPop(ctx context.Context, key string, left bool, count string) (*transitPop, error) {
+	p, err := t.preparePop(ctx, key, left, count)
+	if err == nil {
+		p.command()
+	}
+	return p, err
+}
+
+// preparePop is newPop without the command, which a pop grouped with others (Engine.Run) never
+// needs. The queue is registered first, so every reaper finds its records.
+func (t *transit) preparePop(ctx context.Context, key string, left bool, count string) (*transitPop, error) {
 	if err := t.e.registerQueue(ctx, key); err != nil {
 		return nil, err
 	}
 	p := &transitPop{t: t, ctx: ctx, key: key, left: left, count: count, seq: t.seq.Add(1)}
-	name := "RPOP"
+	var b [24]byte
+	f := append(b[:0], 'R')
 	if left {
-		name = "LPOP"
+		f[0] = 'L'
 	}
-	p.keys = rdb.TransitPopKeys(key, t.instance)
-	p.args = []interface{}{name, count, p.prefix(), t.instance}
-	p.cmd = rdb.TransitPop.Cmd(ctx, t.e.cmds(), p.keys, p.args...)
+	f = strconv.AppendUint(f, p.seq, 10)
+	p.field = string(append(f, '.', '1'))
+	keys, ok := t.touched.Get(key)
+	if !ok {
+		keys = rdb.TransitPopKeys(key, t.instance)
+		t.touched.Add(key, keys)
+	}
+	p.keys = keys
 	t.mu.Lock()
 	t.live[p.seq] = struct{}{}
 	t.mu.Unlock()
-	t.touched.Add(key, struct{}{})
 	return p, nil
 }
 
@@ -242,7 +333,7 @@ func (p *transitPop) result() ([]string, error) {
 	if p.group != nil {
 		res, err = p.group.result(p.idx)
 	} else {
-		res, err = p.cmd.Result()
+		res, err = p.command().Result()
 		if rdb.IsNoScript(err) {
 			p.t.e.noScript()
 			res, err = rdb.TransitPop.Eval(p.ctx, p.t.e.cmds(), p.keys, p.args...).Result()
@@ -284,92 +375,204 @@ func (t *transit) settle(p *transitPop, unknown bool) {
 	t.mu.Unlock()
 }
 
-// done forgets the records of delivered pops (batched: one script per queue per round trip).
-func (t *transit) done(p *transitPop) {
+// done forgets the records of delivered pops: the queue's next transit_pop_each deletes their
+// fields, or the delete loop does once they waited deleteIdle.
+func (t *transit) done(pops []*transitPop) {
+	var now time.Time
 	t.dmu.Lock()
-	t.pending[p.key] = append(t.pending[p.key], p)
+	for _, p := range pops {
+		d := t.pending[p.key]
+		if d == nil {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			d = &delivered{since: now}
+			t.pending[p.key] = d
+		}
+		d.pops = append(d.pops, p)
+		d.fields += len(p.items)
+	}
+	wake := !t.armed
+	t.armed = true
 	t.dmu.Unlock()
+	if wake {
+		t.wake()
+	}
+}
+
+func (t *transit) wake() {
 	select {
 	case t.kick <- struct{}{}:
 	default:
 	}
 }
 
-// deleteLoop deletes the records of delivered pops, retrying until it succeeds or the backend closes.
+// takeDelivered takes the queue's delivered pops for a transit_pop_each call to delete their fields
+// (at most transitChunk fields; the rest wait): the pops and their number of fields.
+func (t *transit) takeDelivered(key string) ([]*transitPop, int) {
+	t.dmu.Lock()
+	defer t.dmu.Unlock()
+	d := t.pending[key]
+	if d == nil {
+		return nil, 0
+	}
+	if d.fields <= transitChunk {
+		delete(t.pending, key)
+		return d.pops, d.fields
+	}
+	n, i := 0, 0
+	for ; i < len(d.pops) && n+len(d.pops[i].items) <= transitChunk; i++ {
+		n += len(d.pops[i].items)
+	}
+	if i == 0 { // one pop larger than a chunk: the delete loop's HDEL takes it
+		return nil, 0
+	}
+	pops := d.pops[:i:i]
+	d.pops = d.pops[i:]
+	d.fields -= n
+	return pops, n
+}
+
+// carried settles the delivered pops whose fields a transit_pop_each call was to delete: deleted
+// of their n fields were, unless err. On a transport error they wait again (HDEL is idempotent);
+// after a Redis error (nothing deleted) the delete loop deletes them at once.
+func (t *transit) carried(key string, pops []*transitPop, n int, deleted int64, err error) {
+	if err != nil {
+		t.requeue(key, pops, isRedisError(err))
+		return
+	}
+	t.deletedFields(key, n, deleted)
+	for _, p := range pops {
+		t.settle(p, false)
+	}
+}
+
+// deletedFields accounts for a delete of n fields of which deleted were there: the others were given
+// back by another instance that took this one for dead (they may be delivered twice).
+func (t *transit) deletedFields(key string, n int, deleted int64) {
+	if lost := int64(n) - deleted; lost > 0 {
+		t.raced.Add(lost)
+		t.e.log.Warn("delivered items were given back by another instance meanwhile (it took this one for dead); they may be delivered twice",
+			"queue", key, "items", lost)
+	}
+}
+
+// requeue puts delivered pops back to wait for their delete (now: the delete loop's next pass).
+func (t *transit) requeue(key string, pops []*transitPop, now bool) {
+	n := 0
+	for _, p := range pops {
+		n += len(p.items)
+	}
+	t.dmu.Lock()
+	d := t.pending[key]
+	if d == nil {
+		d = &delivered{since: time.Now()}
+		t.pending[key] = d
+	}
+	d.pops = append(d.pops, pops...)
+	d.fields += n
+	d.now = d.now || now
+	wake := now || !t.armed
+	t.armed = true
+	t.dmu.Unlock()
+	if wake {
+		t.wake()
+	}
+}
+
+// deleteLoop deletes the fields of delivered pops that no transit_pop_each carried within
+// deleteIdle, retrying until it succeeds or the backend closes.
 func (t *transit) deleteLoop() {
 	defer close(t.stopped)
 	var b backoff
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		select {
 		case <-t.kick:
+		case <-timer.C:
 		case <-t.stop:
-			t.flushDone() // one last try
+			t.flushDone(true) // one last try
 			return
 		}
-		for !t.flushDone() {
+		for {
+			ok, next := t.flushDone(false)
+			if ok {
+				b.reset()
+				if next > 0 {
+					timer.Reset(next)
+				}
+				break
+			}
 			if !b.wait(t.stop) {
 				return
 			}
 		}
-		b.reset()
 	}
 }
 
-// flushDone runs the pending deletes; false if some failed on a transport error (they stay pending).
-func (t *transit) flushDone() bool {
+// flushDone deletes the fields of the delivered pops that waited deleteIdle (all of them when all is
+// set); false if some failed on a transport error (they wait again). next is when the oldest of the
+// rest is due (0: none is left, and the loop sleeps until done wakes it).
+func (t *transit) flushDone(all bool) (ok bool, next time.Duration) {
+	now := time.Now()
+	batch := map[string]*delivered{}
 	t.dmu.Lock()
-	batch := t.pending
-	t.pending = map[string][]*transitPop{}
+	for key, d := range t.pending {
+		if wait := t.idle - now.Sub(d.since); all || d.now || wait <= 0 {
+			batch[key] = d
+			delete(t.pending, key)
+		} else if next == 0 || wait < next {
+			next = wait
+		}
+	}
+	t.armed = next > 0
 	t.dmu.Unlock()
 	if len(batch) == 0 {
-		return true
+		return true, next
 	}
 	ctx := t.e.ctx
 	type sent struct {
+		key  string
 		pops []*transitPop
 		cmd  *redis.IntCmd
 		n    int
 	}
 	var cmds []sent
-	for key, pops := range batch {
+	for key, d := range batch {
+		pops := d.pops
 		for len(pops) > 0 {
 			var chunk []*transitPop
 			args := []interface{}{"hdel", rdb.TransitKey(key, t.instance)}
 			for len(pops) > 0 && len(args) < transitChunk {
 				chunk = append(chunk, pops[0])
-				for _, f := range pops[0].fields() {
-					args = append(args, f)
-				}
+				args = pops[0].appendFields(args)
 				pops = pops[1:]
 			}
 			// A plain HDEL (allowed under OOM): the instance stays in the owners set while it lives.
 			cmd := redis.NewIntCmd(ctx, args...)
 			_ = t.e.direct().Process(ctx, cmd)
-			cmds = append(cmds, sent{chunk, cmd, len(args) - 2})
+			cmds = append(cmds, sent{key, chunk, cmd, len(args) - 2})
 		}
 	}
-	ok := true
+	ok = true
 	for _, s := range cmds {
 		n, err := s.cmd.Result()
 		if err != nil && !isRedisError(err) && ctx.Err() == nil {
 			ok = false
-			t.dmu.Lock()
-			t.pending[s.pops[0].key] = append(t.pending[s.pops[0].key], s.pops...)
-			t.dmu.Unlock()
+			t.requeue(s.key, s.pops, false)
 			continue
 		}
 		if err != nil {
-			t.e.log.Error("forget delivered items' transit record", "queue", s.pops[0].key, "err", err)
-		} else if lost := int64(s.n) - n; lost > 0 {
-			t.raced.Add(lost)
-			t.e.log.Warn("delivered items were given back by another instance meanwhile (it took this one for dead); they may be delivered twice",
-				"queue", s.pops[0].key, "items", lost)
+			t.e.log.Error("forget delivered items' transit record", "queue", s.key, "err", err)
+		} else {
+			t.deletedFields(s.key, s.n, n)
 		}
 		for _, p := range s.pops {
 			t.settle(p, false)
 		}
 	}
-	return ok
+	return ok, next
 }
 
 // giveBack returns the items of pops whose reply could not be written, most recent pop first, retrying

@@ -877,31 +877,91 @@ func TestContract_TransitPopEach(t *testing.T) {
 	rec, owners := keys[1], keys[2]
 	runContract(t, rdb.TransitPopEach, []contractCase{
 		{
-			name: "an empty list: false for each pop, no owner",
-			keys: keys, args: []any{"LPOP", "i1", "L1.", "L2."},
-			want: arr(nil, nil), after: map[string]any{},
+			name: "an empty list: false for each pop, no owner; 0 deleted",
+			keys: keys, args: []any{"LPOP", "i1", 2, "L1.", "L2."},
+			want: arr(nil, nil, 0), after: map[string]any{},
 		},
 		{
 			name:  "one item per pop under its own prefix..1; false once the list is empty",
 			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a", "b") },
-			keys:  keys, args: []any{"LPOP", "i1", "L1.", "L2.", "L3."},
-			want:  arr("a", "b", nil),
+			keys:  keys, args: []any{"LPOP", "i1", 3, "L1.", "L2.", "L3."},
+			want:  arr("a", "b", nil, 0),
 			after: map[string]any{rec: map[string]string{"L1.1": "a", "L2.1": "b"}, owners: list("i1")},
 		},
 		{
 			name:  "from the right",
 			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a", "b", "c") },
-			keys:  keys, args: []any{"RPOP", "i1", "R1.", "R2."},
-			want:  arr("c", "b"),
+			keys:  keys, args: []any{"RPOP", "i1", 2, "R1.", "R2."},
+			want:  arr("c", "b", 0),
 			after: map[string]any{q: list("a"), rec: map[string]string{"R1.1": "c", "R2.1": "b"}, owners: list("i1")},
 		},
 		{
-			name:  "a key of another type: WRONGTYPE, nothing written",
-			setup: func(t *testing.T, c *redis.Client) { do(t, c, "SET", q, "s") },
-			keys:  keys, args: []any{"LPOP", "i1", "L1."},
-			wantErr: "WRONGTYPE", after: map[string]any{q: "s"},
+			name: "carried fields deleted after the pops; gone ones (given back meanwhile) not counted; others kept",
+			setup: func(t *testing.T, c *redis.Client) {
+				rpush(t, c, q, "a")
+				do(t, c, "HSET", rec, "L1.1", "x", "R2.1", "y", "R2.2", "z", "L3.1", "kept")
+				do(t, c, "SADD", owners, "i1")
+			},
+			keys: keys, args: []any{"LPOP", "i1", 1, "L4.", "L1.1", "R2.1", "R2.2", "L9.1"},
+			want:  arr("a", 3),
+			after: map[string]any{rec: map[string]string{"L3.1": "kept", "L4.1": "a"}, owners: list("i1")},
+		},
+		{
+			name: "carried fields with an empty list: deleted all the same",
+			setup: func(t *testing.T, c *redis.Client) {
+				do(t, c, "HSET", rec, "L1.1", "x")
+				do(t, c, "SADD", owners, "i1")
+			},
+			keys: keys, args: []any{"LPOP", "i1", 1, "L2.", "L1.1"},
+			want: arr(nil, 1), after: map[string]any{owners: list("i1")},
+		},
+		{
+			name: "more pops than one HSET takes (1200 pops, 1100 items): every item recorded under its pop",
+			setup: func(t *testing.T, c *redis.Client) {
+				for i := 1; i <= 1100; i++ {
+					rpush(t, c, q, "v"+strconv.Itoa(i))
+				}
+			},
+			keys: keys, args: manyPops(1200),
+			check: func(t *testing.T, c *redis.Client, res any) {
+				out, _ := res.([]any)
+				if got, want := len(out), 1201; got != want {
+					t.Fatalf("%d entries, want %d", got, want)
+				}
+				if got, want := out[1099], any("v1100"); got != want {
+					t.Fatalf("entry 1100 = %v, want %v", got, want)
+				}
+				if out[1100] != nil || out[1200] != int64(0) {
+					t.Fatalf("entries 1101 and 1201 = %v, %v; want nil and 0", out[1100], out[1200])
+				}
+				ctx := context.Background()
+				if got, want := c.HLen(ctx, rec).Val(), int64(1100); got != want {
+					t.Fatalf("record holds %d fields, want %d", got, want)
+				}
+				if got, want := c.HGet(ctx, rec, "L1100.1").Val(), "v1100"; got != want {
+					t.Fatalf("field L1100.1 = %q, want %q", got, want)
+				}
+			},
+		},
+		{
+			name: "a key of another type: WRONGTYPE, nothing written, carried fields not deleted",
+			setup: func(t *testing.T, c *redis.Client) {
+				do(t, c, "SET", q, "s")
+				do(t, c, "HSET", rec, "L1.1", "x")
+			},
+			keys: keys, args: []any{"LPOP", "i1", 1, "L2.", "L1.1"},
+			wantErr: "WRONGTYPE", after: map[string]any{q: "s", rec: map[string]string{"L1.1": "x"}},
 		},
 	})
+}
+
+// manyPops is transit_pop_each's ARGV for n left pops numbered 1..n by instance i1.
+func manyPops(n int) []any {
+	args := []any{"LPOP", "i1", n}
+	for i := 1; i <= n; i++ {
+		args = append(args, "L"+strconv.Itoa(i)+".")
+	}
+	return args
 }
 
 func TestContract_TransitReturn(t *testing.T) {
@@ -1014,7 +1074,7 @@ func TestContract_FalseReplies(t *testing.T) {
 	}{
 		{"transit_pop single", rdb.TransitPop, rdb.TransitKeys(q, "i1"), []any{"LPOP", "", "L1.", "i1"}, nil},
 		{"transit_pop count", rdb.TransitPop, rdb.TransitKeys(q, "i1"), []any{"LPOP", "2", "L1.", "i1"}, nil},
-		{"transit_pop_each", rdb.TransitPopEach, rdb.TransitKeys(q, "i1"), []any{"LPOP", "i1", "L1."}, arr(nil)},
+		{"transit_pop_each", rdb.TransitPopEach, rdb.TransitKeys(q, "i1"), []any{"LPOP", "i1", 1, "L1."}, arr(nil, 0)},
 		{"lease_pop", rdb.LeasePop, rdb.LeasePopKeys(q), []any{"LPOP", "", 1000, "o1", "P"}, arr(0, nil)},
 	} {
 		for _, proto := range []int{2, 3} {
@@ -1077,7 +1137,11 @@ func TestContract_AllowOOM(t *testing.T) {
 		{"transit_pop", rdb.TransitPop, func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a") },
 			transit, []any{"LPOP", "", "L1.", "i1"}, "a"},
 		{"transit_pop_each", rdb.TransitPopEach, func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a") },
-			transit, []any{"LPOP", "i1", "L1."}, arr("a")},
+			transit, []any{"LPOP", "i1", 1, "L1."}, arr("a", 0)},
+		{"transit_pop_each carrying deletes", rdb.TransitPopEach, func(t *testing.T, c *redis.Client) {
+			rpush(t, c, q, "a")
+			do(t, c, "HSET", transit[1], "L1.1", "x")
+		}, transit, []any{"LPOP", "i1", 1, "L2.", "L1.1"}, arr("a", 1)},
 		{"transit_return", rdb.TransitReturn, func(t *testing.T, c *redis.Client) { do(t, c, "HSET", transit[1], "L1.1", "a") },
 			transit, []any{"i1", "L1.1"}, int64(1)},
 		{"transit_recover", rdb.TransitRecover, func(t *testing.T, c *redis.Client) { do(t, c, "HSET", transit[1], "L1.1", "a") },

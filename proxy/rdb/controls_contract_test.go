@@ -187,9 +187,13 @@ func TestContract_PausedPops(t *testing.T) {
 	})
 	t.Run("transit_pop_each", func(t *testing.T) {
 		runContract(t, rdb.TransitPopEach, []contractCase{{
-			name: "paused: every pop finds it empty", setup: pause,
-			keys: rdb.TransitPopKeys(q, "i1"), args: []any{"LPOP", "i1", "L1.", "L2."},
-			want: arr(nil, nil), after: map[string]any{q: list("a", "b"), paused: "1"},
+			name: "paused: every pop finds it empty; carried fields still deleted",
+			setup: func(t *testing.T, c *redis.Client) {
+				pause(t, c)
+				do(t, c, "HSET", rdb.TransitKey(q, "i1"), "L0.1", "old")
+			},
+			keys: rdb.TransitPopKeys(q, "i1"), args: []any{"LPOP", "i1", 2, "L1.", "L2.", "L0.1"},
+			want: arr(nil, nil, 1), after: map[string]any{q: list("a", "b"), paused: "1"},
 		}})
 	})
 	t.Run("lease_pop", func(t *testing.T) {
