@@ -124,9 +124,9 @@ func TestPubSubFailover_ClusterMasterKillResubscribesAtOnce(t *testing.T) {
 	if hubNode == nil {
 		t.Fatal("no node holds qgate's subscription")
 	}
-	_, replica := failoverPair(t, ctx, nodes, channel)
-	if role := nodeRole(ctx, hubNode.Addr); role != "master" {
-		t.Fatalf("the hub subscribed through a %s, want the master of %q's slot", role, channel)
+	master, replica := failoverPair(t, ctx, nodes, channel)
+	if master != hubNode {
+		t.Fatalf("the hub subscribed through %s, want %s, the master of %q's slot", hubNode.Addr, master.Addr, channel)
 	}
 	// Straight into Redis: a master the kill leaves alone.
 	var direct *redis.Client
