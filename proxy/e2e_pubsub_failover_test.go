@@ -330,3 +330,59 @@ func TestPubSubClientList_ShardSubscriberAsRedis(t *testing.T) {
 		}
 	})
 }
+
+// A kill -9 of a Sentinel-managed master: the hub subscribes again on the promoted replica, its
+// clients notice nothing, and the gap (the failover's length) is counted.
+func TestPubSubFailover_SentinelMasterKillResubscribes(t *testing.T) {
+	const bound = 5 * time.Second
+	set := proxytest.StartSentinelSet(t, 1)
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = set.URL()
+	q := proxytest.StartQgate(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := q.Client(t)
+	sub := e2eSubscribe(t, ctx, c, false, "news")
+	psub := e2eSubscribe(t, ctx, c, true, "ne*")
+
+	set.Master.Kill()
+	killed := time.Now()
+	addr, err := set.WaitMaster(ctx, set.Master.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switched := time.Now()
+	direct := redis.NewClient(&redis.Options{Addr: addr})
+	defer direct.Close()
+	n := 0
+	if !e2eWaitFor(bound, func() bool {
+		n++
+		_ = direct.Publish(ctx, "news", "m"+strconv.Itoa(n)).Err()
+		return e2eWaitFor(20*time.Millisecond, func() bool { return sub.has(n) && psub.has(n) })
+	}) {
+		t.Fatalf("no message published on the new master reached the subscribers within %s", bound)
+	}
+	back := time.Since(switched)
+	info := ""
+	if !e2eWaitFor(e2eWaitBound, func() bool {
+		info = c.Info(ctx, "qgate").Val()
+		return !strings.Contains(info, "pubsub_resubscribes:0\r\n") && strings.Contains(info, "pubsub_backend_down:0\r\n")
+	}) {
+		t.Fatalf("INFO after the failover:\n%s", info)
+	}
+	for i, s := range []*e2eSubscriber{sub, psub} {
+		s.mu.Lock()
+		if got, want := s.confirms, 1; got != want {
+			t.Errorf("subscriber %d got %d subscription confirmations, want %d", i, got, want)
+		}
+		s.mu.Unlock()
+	}
+	var gapLines []string
+	for _, l := range strings.Split(info, "\r\n") {
+		if strings.HasPrefix(l, "pubsub_") {
+			gapLines = append(gapLines, l)
+		}
+	}
+	t.Logf("FIGURE pubsub_sentinel_kill switch_after_kill=%s delivered_after_switch=%s %s",
+		switched.Sub(killed).Round(time.Millisecond), back.Round(time.Millisecond), strings.Join(gapLines, " "))
+}
