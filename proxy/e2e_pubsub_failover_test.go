@@ -386,3 +386,54 @@ func TestPubSubFailover_SentinelMasterKillResubscribes(t *testing.T) {
 	t.Logf("FIGURE pubsub_sentinel_kill switch_after_kill=%s delivered_after_switch=%s %s",
 		switched.Sub(killed).Round(time.Millisecond), back.Round(time.Millisecond), strings.Join(gapLines, " "))
 }
+
+// A frozen master (SIGSTOP: no TCP reset) holding the hub's subscription: the hub's health PINGs go
+// unanswered, so it subscribes through another node within a few seconds, not when the node thaws.
+func TestPubSubFailover_ClusterFrozenNodeResubscribes(t *testing.T) {
+	const bound = 8 * time.Second // health PING after 1 s idle + 3 s without its answer, plus slack
+	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr
+	}
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	q := proxytest.StartQgate(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := q.Client(t, func(o *redis.Options) { o.MaxRetries = -1 })
+	sub := e2eSubscribe(t, ctx, c, false, "feed")
+	hubNode, _ := failoverPair(t, ctx, nodes, "feed")
+	var direct *redis.Client
+	for _, n := range nodes {
+		if n != hubNode {
+			direct = redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+			break
+		}
+	}
+	defer direct.Close()
+
+	hubNode.Freeze()
+	defer hubNode.Thaw()
+	frozen := time.Now()
+	n := 0
+	if !e2eWaitFor(bound, func() bool {
+		n++
+		_ = direct.Publish(ctx, "feed", "m"+strconv.Itoa(n)).Err()
+		return e2eWaitFor(20*time.Millisecond, func() bool { return sub.has(n) })
+	}) {
+		t.Fatalf("no message reached the subscriber within %s of freezing the hub's node", bound)
+	}
+	back := time.Since(frozen)
+	sub.mu.Lock()
+	confirms := sub.confirms
+	sub.mu.Unlock()
+	if got, want := confirms, 1; got != want {
+		t.Errorf("the subscriber got %d subscription confirmations, want %d", got, want)
+	}
+	info := c.Info(ctx, "qgate").Val()
+	if strings.Contains(info, "pubsub_resubscribes:0\r\n") {
+		t.Errorf("no resubscription counted:\n%s", info)
+	}
+	t.Logf("FIGURE pubsub_cluster_freeze delivered_after_freeze=%s", back.Round(time.Millisecond))
+}

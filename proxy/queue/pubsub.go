@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -273,16 +274,43 @@ func (h *hub) pong(payload string) {
 	}
 }
 
+// Health of the backend subscription: a node that stops answering without closing the connection (a
+// frozen process, a partition) is noticed by PINGs on an idle subscription.
+const (
+	healthEvery   = time.Second     // an idle subscription is PINGed after this long
+	healthTimeout = 3 * time.Second // without an answer by then, the connection is taken for dead
+	healthPayload = "qgate-health"
+)
+
 // receive reads the shared backend subscription until it is closed or replaced.
 func (h *hub) receive(ps *redis.PubSub) {
 	var failures int
 	unconfirmed := false // a gap is open and no PING to end it was sent on a working connection
+	var healthSent time.Time
 	for {
-		msg, err := ps.Receive(h.e.ctx)
+		msg, err := ps.ReceiveTimeout(h.e.ctx, healthEvery)
 		if err != nil {
 			if errors.Is(err, redis.ErrClosed) || h.e.ctx.Err() != nil {
 				return
 			}
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+				switch {
+				case healthSent.IsZero():
+					if ps.Ping(h.e.ctx, healthPayload) == nil {
+						healthSent = time.Now()
+					}
+				case time.Since(healthSent) > healthTimeout:
+					h.e.log.Warn("pub/sub backend connection stalled, resubscribing", "silent", time.Since(healthSent).Round(time.Millisecond).String())
+					healthSent = time.Time{}
+					h.connLost()
+					h.lost(ps)
+					if replaced, _ := h.restore(ps, true); replaced {
+						return
+					}
+				}
+				continue
+			}
+			healthSent = time.Time{}
 			failures++
 			h.connLost()
 			if failures == 1 || failures%50 == 0 {
@@ -290,7 +318,7 @@ func (h *hub) receive(ps *redis.PubSub) {
 			}
 			if re := redis.Error(nil); !errors.As(err, &re) { // not an error reply: the connection broke
 				h.lost(ps)
-				replaced, pinged := h.restore(ps)
+				replaced, pinged := h.restore(ps, false)
 				if replaced {
 					return // the new connection has its own receive
 				}
@@ -305,7 +333,7 @@ func (h *hub) receive(ps *redis.PubSub) {
 			}
 			continue
 		}
-		failures = 0
+		failures, healthSent = 0, time.Time{}
 		if unconfirmed { // go-redis redialed and resubscribed on its own, after restore failed
 			unconfirmed = !h.pingResub(ps)
 		}
@@ -349,23 +377,26 @@ const probeTimeout = 2 * time.Second
 // with a connection to any node that answers (a classic PUBLISH reaches every node), since go-redis
 // would redial the node of the subscription's first channel, possibly dead until the slot map
 // changes; elsewhere go-redis redials the backend (Sentinel: its current master) and resubscribes.
-// It reports whether ps was replaced (its receive must stop) and whether the PING was sent.
-func (h *hub) restore(ps *redis.PubSub) (replaced, pinged bool) {
-	cc, cluster := h.e.client.(*redis.ClusterClient)
-	if !cluster {
+// A stalled connection (no answer to a health PING) is replaced on every backend: go-redis would
+// keep it. It reports whether ps was replaced (its receive must stop) and whether the PING was sent.
+func (h *hub) restore(ps *redis.PubSub, stalled bool) (replaced, pinged bool) {
+	var client redis.UniversalClient = h.e.client
+	if cc, ok := h.e.client.(*redis.ClusterClient); ok {
+		node, err := liveNode(h.e.ctx, cc)
+		if err != nil {
+			h.e.log.Debug("pub/sub: no live Cluster node yet", "err", err)
+			return false, false
+		}
+		client = node
+	} else if !stalled {
 		return false, h.pingResub(ps)
-	}
-	node, err := liveNode(h.e.ctx, cc)
-	if err != nil {
-		h.e.log.Debug("pub/sub: no live Cluster node yet", "err", err)
-		return false, false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ps != ps || h.e.ctx.Err() != nil {
 		return h.ps != ps, false
 	}
-	nps := node.Subscribe(h.e.ctx)
+	nps := client.Subscribe(h.e.ctx)
 	channels, patterns := make([]string, 0, len(h.channels)), make([]string, 0, len(h.patterns))
 	for _, pattern := range []bool{false, true} {
 		for name, t := range h.topics(pattern) {
@@ -378,7 +409,7 @@ func (h *hub) restore(ps *redis.PubSub) (replaced, pinged bool) {
 			}
 		}
 	}
-	err = nil
+	var err error
 	if len(channels) > 0 {
 		err = nps.Subscribe(h.e.ctx, channels...)
 	}
@@ -390,7 +421,7 @@ func (h *hub) restore(ps *redis.PubSub) (replaced, pinged bool) {
 	}
 	if err != nil {
 		_ = nps.Close()
-		h.e.log.Debug("pub/sub: subscribe on a Cluster node", "node", node.Options().Addr, "err", err)
+		h.e.log.Debug("pub/sub: subscribe again", "err", err)
 		return false, false
 	}
 	h.ps = nps
