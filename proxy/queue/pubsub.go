@@ -304,9 +304,11 @@ func (h *hub) receive(ps *redis.PubSub) {
 					healthSent = time.Time{}
 					h.connLost()
 					h.lost(ps)
-					if replaced, _ := h.restore(ps, true); replaced {
+					replaced, pinged := h.restore(ps, true)
+					if replaced {
 						return
 					}
+					unconfirmed = !pinged // should ps come back, its first message ends the gap
 				}
 				continue
 			}
