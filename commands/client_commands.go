@@ -24,6 +24,7 @@ type ClientInfo struct {
 	LastCmd             string // "" = NULL
 	Created, LastActive time.Time
 	Channels, Patterns  int
+	ShardChannels       int
 	Blocked             bool
 	Proto               int
 }
@@ -32,7 +33,7 @@ type ClientInfo struct {
 func infoOf(s *Session, now time.Time) ClientInfo {
 	return ClientInfo{ID: s.ID, Addr: s.Addr, LocalAddr: s.LocalAddr, Name: s.Name, User: s.User, LibName: s.LibName,
 		LibVer: s.LibVer, LastCmd: s.LastCmd, Created: s.Created, LastActive: now, Channels: len(s.Channels),
-		Patterns: len(s.Patterns), Proto: s.Proto}
+		Patterns: len(s.Patterns), ShardChannels: len(s.ShardChannels), Proto: s.Proto}
 }
 
 // userName is the user= field.
@@ -43,8 +44,9 @@ func (ci *ClientInfo) userName() string {
 	return ci.User
 }
 
-// pubsub reports whether the client is of type pubsub (Redis's CLIENT_PUBSUB: any subscription).
-func (ci *ClientInfo) pubsub() bool { return ci.Channels+ci.Patterns > 0 }
+// pubsub reports whether the client is of type pubsub (Redis's CLIENT_PUBSUB: any subscription, shard
+// channels included).
+func (ci *ClientInfo) pubsub() bool { return ci.Channels+ci.Patterns+ci.ShardChannels > 0 }
 
 // Line formats the client like a line of Redis's CLIENT LIST (without the newline).
 func (ci *ClientInfo) Line(now time.Time) string {
@@ -66,9 +68,9 @@ func (ci *ClientInfo) Line(now time.Time) string {
 	if idle < 0 {
 		idle = 0
 	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s",
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=%d multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s",
 		ci.ID, ci.Addr, ci.LocalAddr, ci.Name, int64(now.Sub(ci.Created)/time.Second), int64(idle/time.Second), flags,
-		ci.Channels, ci.Patterns, cmd, ci.userName(), ci.Proto, ci.LibName, ci.LibVer)
+		ci.Channels, ci.Patterns, ci.ShardChannels, cmd, ci.userName(), ci.Proto, ci.LibName, ci.LibVer)
 }
 
 // ClientInfoLine formats a session like a line of Redis's CLIENT LIST (CLIENT INFO).

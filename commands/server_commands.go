@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qgate/qgate/proxy/queue"
 	"github.com/qgate/qgate/proxy/resp"
 )
 
@@ -323,6 +324,14 @@ func info(c Conn, args [][]byte) {
 		section("Errorstats", c.Server().CommandStats().errorstatsLines()...)
 	}
 	kind, addr := c.Server().BackendInfo()
+	var gaps queue.PubSubGaps // the pub/sub hub's lost backend subscriptions (README "Pub/sub across failures")
+	if e := c.Server().Queues(); e != nil {
+		gaps = e.PubSubGaps()
+	}
+	down := 0
+	if gaps.Down {
+		down = 1
+	}
 	section("Qgate",
 		"backend_kind:"+kind,
 		"backend_addr:"+addr,
@@ -354,6 +363,10 @@ func info(c Conn, args [][]byte) {
 		fmt.Sprintf("blocked_notifications:%d", st.Wait.Notifications),
 		fmt.Sprintf("blocked_polled_keys:%d", st.Wait.Polled),
 		fmt.Sprintf("blocked_pubsub_reconnects:%d", st.Wait.Reconnects),
+		fmt.Sprintf("pubsub_resubscribes:%d", gaps.Resubscribes),
+		fmt.Sprintf("pubsub_gap_ms:%d", gaps.Gap.Milliseconds()),
+		fmt.Sprintf("pubsub_missed_messages:%d", gaps.Missed),
+		fmt.Sprintf("pubsub_backend_down:%d", down),
 	)
 	c.Reply().Verbatim(b.String())
 }

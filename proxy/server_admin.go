@@ -107,7 +107,7 @@ func (s *Server) Clients() []commands.ClientInfo {
 		ci := commands.ClientInfo{ID: c.id, Addr: c.sess.Addr, LocalAddr: c.sess.LocalAddr, Created: c.sess.Created,
 			LastActive: time.Unix(0, c.obs.lastActive.Load()), Blocked: c.obs.blocked.Load(), Proto: int(c.proto.Load())}
 		psubs := int(c.obs.psubs.Load())
-		ci.Channels, ci.Patterns = int(c.subs.Load())-psubs, psubs
+		ci.Channels, ci.Patterns, ci.ShardChannels = int(c.subs.Load())-psubs, psubs, int(c.ssubs.Load())
 		if m := c.obs.meta.Load(); m != nil {
 			ci.Name, ci.User, ci.LibName, ci.LibVer = m.name, m.user, m.libName, m.libVer
 		}

@@ -138,7 +138,7 @@ func (s *Server) Clients() []commands.ClientInfo {
 		ss := &c.sess
 		out = append(out, commands.ClientInfo{ID: ss.ID, Addr: ss.Addr, LocalAddr: ss.LocalAddr, Name: ss.Name, User: ss.User,
 			LibName: ss.LibName, LibVer: ss.LibVer, LastCmd: ss.LastCmd, Created: ss.Created, LastActive: c.lastActive,
-			Channels: len(ss.Channels), Patterns: len(ss.Patterns), Proto: ss.Proto})
+			Channels: len(ss.Channels), Patterns: len(ss.Patterns), ShardChannels: len(ss.ShardChannels), Proto: ss.Proto})
 	}
 	return out
 }

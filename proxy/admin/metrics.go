@@ -125,6 +125,9 @@ var (
 	dDeadLettered    = desc("qgate_dead_lettered_total", "Items past max_attempts.", "queue")
 	dRejected        = desc("qgate_rejected_total", "Pushed values refused, by reason (rule, too_large, full).", "queue", "reason")
 	dDropped         = desc("qgate_dropped_total", "Items dropped by overflow: drop-oldest (README \"Queue controls\").", "queue")
+	dResubscribes    = desc("qgate_pubsub_resubscribes_total", "Pub/sub backend subscriptions restored after their connection was lost (README \"Pub/sub across failures\").")
+	dPubSubGap       = desc("qgate_pubsub_gap_seconds_total", "Time without a pub/sub backend subscription: messages published meanwhile did not reach this instance's subscribers.")
+	dPubSubMissed    = desc("qgate_pubsub_missed_messages_total", "Messages published through this instance, while it had no pub/sub backend subscription, to channels it has subscribers of.")
 	dMetricsMaxQueue = desc("qgate_metrics_max_queues", "Queues with series of their own; the rest are counted as queue=\"other\".")
 )
 
@@ -138,7 +141,8 @@ type collector struct {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCommands, dConnections, dConnsTotal, dRejectedConns, dBlocked, dSubscriptions, dBackendErrors,
 		dLost, dReturned, dRecovered, dAuthFailures, dDenied, dLeases, dKnownQueues, dSampleAge, dReady, dInFlight, dDelayed,
-		dDead, dPushed, dPopped, dAcked, dRetried, dDeadLettered, dRejected, dDropped, dMetricsMaxQueue} {
+		dDead, dPushed, dPopped, dAcked, dRetried, dDeadLettered, dRejected, dDropped, dMetricsMaxQueue,
+		dResubscribes, dPubSubGap, dPubSubMissed} {
 		ch <- d
 	}
 }
@@ -169,6 +173,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n(dLeases, st.Dead, "dead")
 	n(dLeases, st.Redriven, "redriven")
 	g(dMetricsMaxQueue, float64(c.smp.maxQueues))
+	if e := c.src.Queues(); e != nil {
+		ps := e.PubSubGaps()
+		n(dResubscribes, ps.Resubscribes)
+		ch <- prometheus.MustNewConstMetric(dPubSubGap, prometheus.CounterValue, ps.Gap.Seconds())
+		n(dPubSubMissed, ps.Missed)
+	}
 	if c.cmds.Totals != nil {
 		for _, t := range c.cmds.Totals() {
 			n(dCommands, t.OK, t.Command, "ok")

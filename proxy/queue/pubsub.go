@@ -1,9 +1,13 @@
 package queue
 
 import (
+	"context"
 	"errors"
+	"log/slog"
+	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,7 +20,8 @@ import (
 
 // Pub/sub (README "How it works"): the hub fans messages out to local subscribers, with one backend
 // subscription per channel or pattern shared by every client subscribed to it, on one backend
-// connection. Publishing is in push.go.
+// connection. Publishing is in push.go. A lost backend connection is replaced at once and the time
+// without a subscription counted (proxy/DESIGN.md "Pub/sub across a lost connection").
 
 // Subscriber is a client subscribed to channels or patterns (a connection).
 type Subscriber interface {
@@ -43,6 +48,18 @@ type hub struct {
 	patterns map[string]*topic
 	pings    map[string]chan struct{} // AwaitOwnMessages: PING payload → closed when its reply came
 	pingSeq  uint64
+
+	down      atomic.Int64 // UnixNano when the backend subscription was lost; 0 while it is up (set under mu)
+	resub     string       // payload of the PING whose reply ends the current gap
+	missedNow atomic.Int64 // the current gap's messages published here to channels with local subscribers
+	gaps      gapCounters
+}
+
+// gapCounters are the hub's totals of backend subscription losses (PubSubGaps).
+type gapCounters struct {
+	resubscribes atomic.Int64
+	gapNanos     atomic.Int64 // closed gaps only
+	missed       atomic.Int64
 }
 
 // topic is one channel or pattern and its local subscribers.
@@ -244,8 +261,11 @@ func (h *hub) sync() {
 	}
 }
 
-// pong releases the waiter of a sync PING.
+// pong releases the waiter of a sync PING, or ends a gap.
 func (h *hub) pong(payload string) {
+	if h.restored(payload) {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ch := h.pings[payload]; ch != nil {
@@ -254,28 +274,71 @@ func (h *hub) pong(payload string) {
 	}
 }
 
-// receive reads the shared backend subscription until it is closed.
+// Health of the backend subscription: a node that stops answering without closing the connection (a
+// frozen process, a partition) is noticed by PINGs on an idle subscription.
+const (
+	healthEvery   = time.Second     // an idle subscription is PINGed after this long
+	healthTimeout = 3 * time.Second // without an answer by then, the connection is taken for dead
+	healthPayload = "qgate-health"
+)
+
+// receive reads the shared backend subscription until it is closed or replaced.
 func (h *hub) receive(ps *redis.PubSub) {
 	var failures int
+	unconfirmed := false // a gap is open and no PING to end it was sent on a working connection
+	var healthSent time.Time
 	for {
-		msg, err := ps.Receive(h.e.ctx)
+		msg, err := ps.ReceiveTimeout(h.e.ctx, healthEvery)
 		if err != nil {
 			if errors.Is(err, redis.ErrClosed) || h.e.ctx.Err() != nil {
 				return
 			}
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+				switch {
+				case healthSent.IsZero():
+					if ps.Ping(h.e.ctx, healthPayload) == nil {
+						healthSent = time.Now()
+					}
+				case time.Since(healthSent) > healthTimeout:
+					h.e.log.Warn("pub/sub backend connection stalled, resubscribing", "silent", time.Since(healthSent).Round(time.Millisecond).String())
+					healthSent = time.Time{}
+					h.connLost()
+					h.lost(ps)
+					replaced, pinged := h.restore(ps, true)
+					if replaced {
+						return
+					}
+					unconfirmed = !pinged // should ps come back, its first message ends the gap
+				}
+				continue
+			}
+			healthSent = time.Time{}
 			failures++
 			h.connLost()
 			if failures == 1 || failures%50 == 0 {
 				h.e.log.Warn("pub/sub backend connection error, resubscribing", "err", err, "failures", failures)
 			}
+			if re := redis.Error(nil); !errors.As(err, &re) { // not an error reply: the connection broke
+				h.lost(ps)
+				replaced, pinged := h.restore(ps, false)
+				if replaced {
+					return // the new connection has its own receive
+				}
+				if unconfirmed = !pinged; pinged && failures == 1 {
+					continue // resubscribed: read the confirmations now, not after a back-off
+				}
+			}
 			select {
-			case <-time.After(time.Duration(1<<min(failures, 7)) * 10 * time.Millisecond):
+			case <-time.After(resubscribeBackoff(failures)):
 			case <-h.e.ctx.Done():
 				return
 			}
 			continue
 		}
-		failures = 0
+		failures, healthSent = 0, time.Time{}
+		if unconfirmed { // go-redis redialed and resubscribed on its own, after restore failed
+			unconfirmed = !h.pingResub(ps)
+		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			switch m.Kind {
@@ -290,6 +353,162 @@ func (h *hub) receive(ps *redis.PubSub) {
 			h.pong(m.Payload)
 		}
 	}
+}
+
+// resubscribeBackoff is the wait after the failures-th failure in a row to get the subscription back:
+// 20 ms doubling up to 160 ms, so that a backend back after a failover (Sentinel's switch, a restart)
+// is subscribed to within 160 ms, for at most ~6 dials a second meanwhile.
+func resubscribeBackoff(failures int) time.Duration {
+	return time.Duration(1<<min(failures, 4)) * 10 * time.Millisecond
+}
+
+// lost starts a gap: ps, the hub's backend connection, broke, and with it every subscription.
+func (h *hub) lost(ps *redis.PubSub) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ps == ps && h.down.Load() == 0 {
+		h.down.Store(time.Now().UnixNano())
+	}
+}
+
+// probeTimeout bounds the search for a live Cluster node to subscribe through.
+const probeTimeout = 2 * time.Second
+
+// restore subscribes again to every channel and pattern after ps broke, then sends a PING whose reply
+// ends the gap (the subscriptions are active once the backend answers it). On a Cluster it replaces ps
+// with a connection to any node that answers (a classic PUBLISH reaches every node), since go-redis
+// would redial the node of the subscription's first channel, possibly dead until the slot map
+// changes; elsewhere go-redis redials the backend (Sentinel: its current master) and resubscribes.
+// A stalled connection (no answer to a health PING) is replaced on every backend: go-redis would
+// keep it. It reports whether ps was replaced (its receive must stop) and whether the PING was sent.
+func (h *hub) restore(ps *redis.PubSub, stalled bool) (replaced, pinged bool) {
+	var client redis.UniversalClient = h.e.client
+	if cc, ok := h.e.client.(*redis.ClusterClient); ok {
+		node, err := liveNode(h.e.ctx, cc)
+		if err != nil {
+			h.e.log.Debug("pub/sub: no live Cluster node yet", "err", err)
+			return false, false
+		}
+		client = node
+	} else if !stalled {
+		return false, h.pingResub(ps)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ps != ps || h.e.ctx.Err() != nil {
+		return h.ps != ps, false
+	}
+	nps := client.Subscribe(h.e.ctx)
+	channels, patterns := make([]string, 0, len(h.channels)), make([]string, 0, len(h.patterns))
+	for _, pattern := range []bool{false, true} {
+		for name, t := range h.topics(pattern) {
+			if t.leaving { // its subscription ended with the old connection
+				h.dropLeaving(pattern, name, t)
+			} else if pattern {
+				patterns = append(patterns, name)
+			} else {
+				channels = append(channels, name)
+			}
+		}
+	}
+	var err error
+	if len(channels) > 0 {
+		err = nps.Subscribe(h.e.ctx, channels...)
+	}
+	if err == nil && len(patterns) > 0 {
+		err = nps.PSubscribe(h.e.ctx, patterns...)
+	}
+	if err == nil {
+		err = nps.Ping(h.e.ctx, h.resubToken())
+	}
+	if err != nil {
+		_ = nps.Close()
+		h.e.log.Debug("pub/sub: subscribe again", "err", err)
+		return false, false
+	}
+	h.ps = nps
+	go h.receive(nps)
+	go func() { _ = ps.Close() }()
+	return true, true
+}
+
+// pingResub sends, on ps, the PING whose reply ends the current gap (go-redis redials and resubscribes
+// first if its connection is down); it reports whether it was sent. The reply is read by ps's receive,
+// the caller's goroutine, so it cannot come before the token is set.
+func (h *hub) pingResub(ps *redis.PubSub) bool {
+	h.mu.Lock()
+	if h.ps != ps {
+		h.mu.Unlock()
+		return true
+	}
+	token := h.resubToken()
+	h.mu.Unlock()
+	return ps.Ping(h.e.ctx, token) == nil
+}
+
+// resubToken returns a new payload for the PING that ends the current gap; the caller holds mu.
+func (h *hub) resubToken() string {
+	h.pingSeq++
+	h.resub = "qgate-resub-" + strconv.FormatUint(h.pingSeq, 10)
+	return h.resub
+}
+
+// liveNode returns the client of the first Cluster node (master or replica) that answers a PING.
+func liveNode(ctx context.Context, cc *redis.ClusterClient) (*redis.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	found := make(chan *redis.Client, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- cc.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
+			if c.Ping(ctx).Err() == nil {
+				select {
+				case found <- c:
+				default:
+				}
+			}
+			return nil
+		})
+	}()
+	select {
+	case c := <-found:
+		return c, nil
+	case err := <-done:
+		select {
+		case c := <-found:
+			return c, nil
+		default:
+		}
+		if err == nil {
+			err = errors.New("no node answered")
+		}
+		return nil, err
+	}
+}
+
+// restored ends the current gap: the backend answered the PING sent after the resubscription.
+func (h *hub) restored(payload string) bool {
+	h.mu.Lock()
+	if payload != h.resub || h.resub == "" {
+		h.mu.Unlock()
+		return false
+	}
+	h.resub = ""
+	down := h.down.Load()
+	if down == 0 {
+		h.mu.Unlock()
+		return true
+	}
+	gap := time.Since(time.Unix(0, down))
+	h.gaps.gapNanos.Add(int64(gap)) // with down cleared under mu, so PubSubGaps never counts it twice
+	h.gaps.resubscribes.Add(1)
+	h.down.Store(0)
+	missed := h.missedNow.Swap(0)
+	channels, patterns := len(h.channels), len(h.patterns)
+	h.mu.Unlock()
+	h.e.events.Log(slog.LevelWarn, "pub/sub backend subscription restored", "gap", gap.Round(time.Millisecond).String(),
+		"channels", channels, "patterns", patterns, "missed_publishes", missed)
+	return true
 }
 
 func (h *hub) confirm(pattern bool, name string) {
@@ -350,10 +569,21 @@ func (h *hub) deliver(m *redis.Message) {
 	}
 }
 
-// localSubscribers counts local clients a message on channel reaches and qgate's matching backend subscriptions.
+// localSubscribers counts local clients a message on channel reaches and qgate's matching backend
+// subscriptions. It is called once a PUBLISH through this instance was answered: during a gap the
+// message reaches none of them, and counts as missed when it would have reached some.
 func (h *hub) localSubscribers(channel string) (clients, backendSubs int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	defer func() {
+		if h.down.Load() != 0 {
+			if clients > 0 {
+				h.missedNow.Add(1)
+				h.gaps.missed.Add(1)
+			}
+			clients, backendSubs = 0, 0
+		}
+	}()
 	if t := h.channels[channel]; t != nil {
 		clients += len(t.subs)
 		backendSubs++
@@ -378,11 +608,11 @@ func (h *hub) numSub(channel string) (int, bool) {
 }
 
 // counts returns the number of channels and patterns qgate subscribes to on the backend, and the
-// number of distinct local clients subscribed to any of them (INFO pubsub_clients).
+// number of distinct local clients subscribed to any of them or to a shard channel (INFO
+// pubsub_clients counts every client in pub/sub state, as Redis 7.2's does).
 func (h *hub) counts() (channels, patterns, clients int) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
 	seen := map[Subscriber]struct{}{}
+	h.mu.RLock()
 	for _, m := range []map[string]*topic{h.channels, h.patterns} {
 		for _, t := range m {
 			for c := range t.subs {
@@ -390,7 +620,18 @@ func (h *hub) counts() (channels, patterns, clients int) {
 			}
 		}
 	}
-	return len(h.channels), len(h.patterns), len(seen)
+	channels, patterns = len(h.channels), len(h.patterns)
+	h.mu.RUnlock()
+	if sh := h.e.shub; sh != nil {
+		sh.mu.Lock()
+		for _, t := range sh.channels {
+			for c := range t.subs {
+				seen[c] = struct{}{}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return channels, patterns, len(seen)
 }
 
 func (h *hub) close() {
@@ -443,6 +684,28 @@ func (e *Engine) LocalSubscribers(channel string) (clients, backendSubs int) {
 // LocalNumSub returns the local subscriber count of a channel and whether qgate subscribes to it.
 func (e *Engine) LocalNumSub(channel string) (clients int, subscribed bool) {
 	return e.hub.numSub(channel)
+}
+
+// PubSubGaps is this instance's record of the pub/sub hub's lost backend subscriptions (README
+// "Pub/sub across failures").
+type PubSubGaps struct {
+	Resubscribes int64         // backend subscriptions restored after a lost connection
+	Gap          time.Duration // total time without a backend subscription, the current gap included
+	Missed       int64         // messages published through this instance, during a gap, to channels with local subscribers
+	Down         bool          // a gap is open now
+}
+
+// PubSubGaps returns the pub/sub hub's gap counters.
+func (e *Engine) PubSubGaps() PubSubGaps {
+	h := e.hub
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	g := PubSubGaps{Resubscribes: h.gaps.resubscribes.Load(), Gap: time.Duration(h.gaps.gapNanos.Load()), Missed: h.gaps.missed.Load()}
+	if down := h.down.Load(); down != 0 {
+		g.Down = true
+		g.Gap += time.Since(time.Unix(0, down))
+	}
+	return g
 }
 
 // PubSubCounts returns the channels and patterns qgate subscribes to on the backend and the distinct
