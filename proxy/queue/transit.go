@@ -106,7 +106,7 @@ type popGroup struct {
 	cmd  *redis.Cmd
 	keys []string
 	args []interface{}
-	sent chan struct{} // closed once cmd is built and submitted
+	sent chan struct{} // closed once cmd ran
 	once sync.Once
 	res  []interface{}
 	err  error
@@ -131,11 +131,11 @@ func (t *transit) mergePops(ops []*transitPop) redis.Cmder {
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // share runs ops (a batch made only of single pops of one queue: a worker's LPOP) together with the
-// same pops of other connections arriving at the same moment, in one transit_pop_each call submitted
-// to the auto-pipeliner: the first connection opens the group, lets the others run once
-// (runtime.Gosched) and submits it; they only wait for its reply. A group holds at most transitChunk
+// same pops of other connections arriving at the same moment, in one transit_pop_each call run
+// through the multiplexer: the first connection opens the group, lets the others run once
+// (runtime.Gosched) and runs it; they only wait for its reply. A group holds at most transitChunk
 // pops.
-func (t *transit) share(ap *redis.AutoPipeliner, ops []*transitPop) {
+func (t *transit) share(m *Mux, ops []*transitPop) {
 	k := bkey{ops[0].key, ops[0].left}
 	t.gmu.Lock()
 	g := t.open[k]
@@ -162,12 +162,12 @@ func (t *transit) share(ap *redis.AutoPipeliner, ops []*transitPop) {
 		delete(t.open, k)
 	}
 	t.gmu.Unlock()
-	g.cmd = rdb.TransitPopEach.Cmd(g.ctx, ap, g.keys, g.args...)
-	_ = ap.Process(g.ctx, g.cmd)
+	g.cmd = rdb.TransitPopEach.Cmd(g.ctx, m, g.keys, g.args...)
+	m.RunBatch(g.ctx, []redis.Cmder{g.cmd})
 	close(g.sent)
 }
 
-// wait waits for the group's reply (the deferred face of the auto-pipeliner).
+// wait waits for the group's reply.
 func (g *popGroup) wait() {
 	<-g.sent
 	_ = g.cmd.Err()
