@@ -109,7 +109,8 @@ func (m *Mux) lead(own *muxBatch) {
 	m.mu.Unlock()
 
 	defer func() {
-		// After the pipeline, or if it panicked: the next leader first, then the served callers.
+		// After the pipeline, or if it panicked: the served callers, then the next leader (the last
+		// goroutine readied runs first, so the next pipeline does not wait for the served callers).
 		m.mu.Lock()
 		var next *muxBatch
 		if len(m.queue) > 0 {
@@ -121,19 +122,20 @@ func (m *Mux) lead(own *muxBatch) {
 			m.running--
 		}
 		m.mu.Unlock()
-		if next != nil {
-			next.wake <- true
-		}
-		if r := recover(); r != nil {
+		r := recover()
+		if r != nil {
 			for _, b := range group[1:] {
 				setErr(b.cmds, errMuxPanic)
 			}
-			m.finish(group)
-			own.group = group[:0]
-			panic(r)
 		}
 		m.finish(group)
 		own.group = group[:0]
+		if next != nil {
+			next.wake <- true
+		}
+		if r != nil {
+			panic(r)
+		}
 	}()
 	m.exec(own.ctx, group, n)
 }
