@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/qgate/qgate/proxy/queue"
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
@@ -162,7 +163,7 @@ func (b *Backend) setScriptFlags(ok bool) {
 
 // scriptsOn makes c, a client of b's backend, run the rdb scripts in the variant b's backend
 // understands (see rdb.Script). Clients made by NewClient are set up already; other clients of the
-// backend that run scripts (an auto-pipeliner on b.Client) must be passed here.
+// backend that run scripts (the multiplexer on b.Client) must be passed here.
 func (b *Backend) scriptsOn(c redis.UniversalClient) {
 	if !b.ScriptFlags {
 		rdb.UsePlainScripts(c)
@@ -172,14 +173,12 @@ func (b *Backend) scriptsOn(c redis.UniversalClient) {
 	}
 }
 
-// AsyncAutoPipeline returns b.Client's auto-pipeliner, set up to run the rdb scripts as b.Client does.
-func (b *Backend) AsyncAutoPipeline() (*redis.AutoPipeliner, error) {
-	ap, err := b.Client.AsyncAutoPipeline()
-	if err != nil {
-		return nil, err
-	}
-	b.scriptsOn(ap)
-	return ap, nil
+// Mux returns a multiplexer of b.Client's pipelines with at most leaders in flight (queue.Mux), set up
+// to run the rdb scripts as b.Client does.
+func (b *Backend) Mux(leaders int) *queue.Mux {
+	m := queue.NewMux(b.Client, leaders)
+	b.scriptsOn(m)
+	return m
 }
 
 func openEmbedded(ctx context.Context, poolSize int) (*Backend, error) {

@@ -33,7 +33,7 @@ func newBackendClient(opts *redis.UniversalOptions, refresh time.Duration) redis
 	cc := redis.NewClusterClient(co)
 	h := &clusterReloader{reload: cc.ReloadState}
 	cc.AddHook(h)
-	cc.OnNewNode(func(n *redis.Client) { n.AddHook(h) }) // the node clients: dials and the auto-pipeliner's direct path
+	cc.OnNewNode(func(n *redis.Client) { n.AddHook(h) }) // the node clients: their dials bypass the cluster-level hooks
 	return cc
 }
 

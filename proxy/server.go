@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/qgate/qgate/commands"
 	"github.com/qgate/qgate/proxy/admin"
 	"github.com/qgate/qgate/proxy/auth"
@@ -33,16 +31,15 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	backend *Backend
-	// pipeliner merges the commands of all clients into deep pipelines (go-redis's deferred
-	// auto-pipelining face); nil falls back to one pipeline per client batch.
-	pipeliner *redis.AutoPipeliner
-	engine    *queue.Engine
-	maxBulk   int64                      // the backend's proto-max-bulk-len
-	policies  atomic.Pointer[policy.Set] // swapped by Reload
-	auth      *auth.Authenticator        // users swapped by Reload
-	tlsConf   atomic.Pointer[tls.Config] // the listener's TLS settings (nil: plain TCP); swapped by Reload
-	ln        net.Listener
-	started   time.Time
+	// mux merges the commands of all clients into pipelines on a few backend connections.
+	mux      *queue.Mux
+	engine   *queue.Engine
+	maxBulk  int64                      // the backend's proto-max-bulk-len
+	policies atomic.Pointer[policy.Set] // swapped by Reload
+	auth     *auth.Authenticator        // users swapped by Reload
+	tlsConf  atomic.Pointer[tls.Config] // the listener's TLS settings (nil: plain TCP); swapped by Reload
+	ln       net.Listener
+	started  time.Time
 
 	// The HTTP listener (nil: off); the command counters and metrics, recorded by the connections (server_admin.go).
 	admin *admin.Server
@@ -125,16 +122,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		log.Warn("blocking_conns is ignored: blocked pops no longer hold backend connections of their own (README, Blocking pops)",
 			"blocking_conns", cfg.BlockingConns)
 	}
-	if ap, err := b.AsyncAutoPipeline(); err == nil {
-		s.pipeliner = ap
-	} else {
-		log.Warn("auto-pipelining unavailable; using one pipeline per client batch", "err", err)
-	}
+	s.mux = b.Mux(queue.MuxLeaders(cfg.PoolSize))
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	s.instance = hex.EncodeToString(id[:])
 	s.maxBulk = backendMaxBulk(ctx, b)
-	s.engine, err = queue.New(queue.Options{Ctx: s.bgctx, Client: b.Client, Pipeliner: s.pipeliner,
+	s.engine, err = queue.New(queue.Options{Ctx: s.bgctx, Client: b.Client, Mux: s.mux,
 		Blocking: queue.BlockingOptions{PollInterval: cfg.BlockingPollInterval, SafetyInterval: cfg.BlockingSafetyInterval,
 			KeyspaceEvents: cfg.KeyspaceEvents},
 		Policies: s.Policies, Log: log,

@@ -30,10 +30,10 @@ type Options struct {
 	// Ctx is the backend's lifetime: cancelled only once the backend closes, so that items taken from
 	// Redis can still be given back while the server drains.
 	Ctx context.Context
-	// Client is the backend's main client; Pipeliner, when not nil, its auto-pipeliner (the batches of
-	// all connections are merged into deep pipelines there).
-	Client    redis.UniversalClient
-	Pipeliner *redis.AutoPipeliner
+	// Client is the backend's main client; Mux, when not nil, its multiplexer (the batches of all
+	// connections are merged into pipelines there).
+	Client redis.UniversalClient
+	Mux    *Mux
 	// Blocking configures the blocked pops' wait.Hub (it uses Client: its pool and one pub/sub
 	// connection per master).
 	Blocking BlockingOptions
@@ -54,7 +54,7 @@ type Engine struct {
 	log         *slog.Logger
 	events      *ratelog.Limiter // item events at info level, bounded per kind (README "Logs")
 	client      redis.UniversalClient
-	pipeliner   *redis.AutoPipeliner
+	mux         *Mux
 	policies    func() *policy.Set
 	instance    string
 	instanceTTL time.Duration
@@ -95,7 +95,7 @@ func New(o Options) (*Engine, error) {
 	if o.Ctx == nil {
 		o.Ctx = context.Background()
 	}
-	e := &Engine{ctx: o.Ctx, log: o.Log, client: o.Client, pipeliner: o.Pipeliner, policies: o.Policies,
+	e := &Engine{ctx: o.Ctx, log: o.Log, client: o.Client, mux: o.Mux, policies: o.Policies,
 		instance: o.Instance, instanceTTL: o.InstanceTTL, maxBulk: o.MaxBulk, leasedTTL: leasedQueueTTL,
 		reaperKick: make(chan struct{}, 1)}
 	e.initLanes()
@@ -206,19 +206,16 @@ func (e *Engine) Stats() Stats {
 	}
 }
 
-// cmds is the client for the engine's own backend calls: the auto-pipeliner when there is one, so a
-// burst of synchronous calls from many connections shares a few connections instead of dialling
-// (the main pool keeps few idle connections); never for blocking commands.
-// direct returns the pooled client without the auto-pipeliner, for calls made one at a time outside a
-// client's batch (blocked pops' takes, their first try, the transit delete loop): the auto-pipeliner
-// expects every caller whose command completed to send another at once (a closed loop) and holds its
-// next flush for them, which costs the other clients' batches about a millisecond each time such a
-// caller does not come back (proxy/DESIGN.md, "Blocked pops").
+// direct returns the pooled client without the multiplexer, for calls made one at a time outside a
+// client's batch (blocked pops' takes, their first try, the transit delete loop).
 func (e *Engine) direct() redis.UniversalClient { return e.client }
 
+// cmds is the client for the engine's own backend calls: the multiplexer when there is one, so a
+// burst of synchronous calls from many connections shares a few connections instead of dialling
+// (the main pool keeps few idle connections); never for blocking commands.
 func (e *Engine) cmds() redis.UniversalClient {
-	if e.pipeliner != nil {
-		return e.pipeliner
+	if e.mux != nil {
+		return e.mux
 	}
 	return e.client
 }

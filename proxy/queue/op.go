@@ -91,20 +91,18 @@ func (e *Engine) Run(batch []Queued) {
 		e.runWaited(ops) // the batch and its WAIT on one connection (replicas.go)
 		return
 	}
-	if ap := e.pipeliner; ap != nil {
+	if m := e.mux; m != nil {
 		if pops := singlePops(ops); pops != nil {
-			e.transit.share(ap, pops) // the batch is a worker's LPOP(s): group with other clients'
+			e.transit.share(m, pops) // the batch is a worker's LPOP(s): group with other clients'
 			waitOps(ops)
 			return
 		}
 	}
 	cmds := e.batchCmds(ops)
-	if ap := e.pipeliner; ap != nil {
-		// Submit the whole batch without waiting; the auto-pipeliner merges it with other clients'
-		// batches into deep pipelines on a few connections, in submission order.
-		for _, cmd := range cmds {
-			_ = ap.Process(e.ctx, cmd)
-		}
+	if m := e.mux; m != nil {
+		// The multiplexer merges the batch, contiguous, with other clients' batches into pipelines on
+		// a few connections (mux.go).
+		m.RunBatch(e.ctx, cmds)
 	} else if len(cmds) == 1 {
 		_ = e.client.Process(e.ctx, cmds[0])
 	} else {
@@ -117,7 +115,7 @@ func (e *Engine) Run(batch []Queued) {
 	waitOps(ops)
 }
 
-// waitOps waits for every operation's replies (the deferred face of the auto-pipeliner).
+// waitOps waits for every operation's replies (a shared pop group's run by another connection).
 func waitOps(ops []*Op) {
 	for _, o := range ops {
 		if o.pop != nil && o.pop.group != nil {

@@ -15,7 +15,7 @@ import (
 // Replicated pushes (README "Replicated pushes", proxy/DESIGN.md "Replicated pushes"). A push to a
 // queue whose rule sets replicas: N is followed by WAIT N timeout on the same backend connection: WAIT
 // counts the replicas that acknowledged every write of that connection, so the batch and its WAIT go
-// in one pipeline on one connection of the plain client (never the auto-pipeliner, which spreads
+// in one pipeline on one connection of the plain client (never the multiplexer, which spreads
 // commands over connections it shares with other clients). One WAIT per batch, not per push.
 
 // replicaWait is a push's share of its batch's WAIT.

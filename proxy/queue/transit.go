@@ -123,7 +123,7 @@ type popGroup struct {
 	cmd  *redis.Cmd
 	keys []string
 	args []interface{} // "LPOP"/"RPOP", instance, number of pops, the pops' prefixes, carried fields
-	sent chan struct{} // closed once cmd is built and submitted
+	sent chan struct{} // closed once cmd ran
 	once sync.Once
 	res  []interface{}
 	err  error
@@ -172,11 +172,11 @@ func (t *transit) mergePops(ops []*transitPop) redis.Cmder {
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // share runs ops (a batch made only of single pops of one queue: a worker's LPOP) together with the
-// same pops of other connections arriving at the same moment, in one transit_pop_each call submitted
-// to the auto-pipeliner: the first connection opens the group, lets the others run once
-// (runtime.Gosched) and submits it; they only wait for its reply. A group holds at most transitChunk
+// same pops of other connections arriving at the same moment, in one transit_pop_each call run
+// through the multiplexer: the first connection opens the group, lets the others run once
+// (runtime.Gosched) and runs it; they only wait for its reply. A group holds at most transitChunk
 // pops.
-func (t *transit) share(ap *redis.AutoPipeliner, ops []*transitPop) {
+func (t *transit) share(m *Mux, ops []*transitPop) {
 	k := bkey{ops[0].key, ops[0].left}
 	t.gmu.Lock()
 	g := t.open[k]
@@ -203,12 +203,12 @@ func (t *transit) share(ap *redis.AutoPipeliner, ops []*transitPop) {
 		delete(t.open, k)
 	}
 	t.gmu.Unlock()
-	g.build(ap)
-	_ = ap.Process(g.ctx, g.cmd)
+	g.build(m)
+	m.RunBatch(g.ctx, []redis.Cmder{g.cmd})
 	close(g.sent)
 }
 
-// wait waits for the group's reply (the deferred face of the auto-pipeliner).
+// wait waits for the group's reply.
 func (g *popGroup) wait() {
 	<-g.sent
 	_ = g.cmd.Err()

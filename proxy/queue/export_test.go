@@ -1,0 +1,8 @@
+package queue
+
+// Queued returns the batches waiting for a leader (tests).
+func (m *Mux) Queued() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.queue)
+}
