@@ -50,6 +50,10 @@ const (
 	// pendingTouchesMax bounds the touches waiting for the touch loop (more are dropped: the recheck
 	// still finds their queues).
 	pendingTouchesMax = 1 << 16
+	// touchCoalesce is how long the touch loop gathers touches none of which is due within the
+	// reaper's interval before it writes them: one sched_touch per shard for every lease pop of that
+	// time, not one per pop.
+	touchCoalesce = 20 * time.Millisecond
 )
 
 // registerQueue notes queue in its schedule shard (due now) before its first pop from this process,
@@ -105,6 +109,16 @@ func (e *Engine) touchLoop(stop <-chan struct{}, done chan<- struct{}) {
 			_ = e.flushTouches(e.ctx)
 			return
 		}
+		if !e.touchesSoon() {
+			t := time.NewTimer(touchCoalesce)
+			select {
+			case <-t.C:
+			case <-stop:
+				t.Stop()
+				_ = e.flushTouches(e.ctx)
+				return
+			}
+		}
 		for e.flushTouches(e.ctx) != nil {
 			if !b.wait(stop) {
 				return
@@ -112,6 +126,19 @@ func (e *Engine) touchLoop(stop <-chan struct{}, done chan<- struct{}) {
 		}
 		b.reset()
 	}
+}
+
+// touchesSoon reports whether a pending touch is due within the reaper's interval (written at once).
+func (e *Engine) touchesSoon() bool {
+	horizon := time.Now().Add(e.reaperInterval()).UnixMilli()
+	e.touchMu.Lock()
+	defer e.touchMu.Unlock()
+	for _, ms := range e.touches {
+		if ms <= horizon {
+			return true
+		}
+	}
+	return false
 }
 
 // flushTouches writes the pending touches, rdb.Chunk queues per sched_touch call; failed ones stay
