@@ -166,8 +166,10 @@ func (e *Engine) blockLeasePop(c *Consumer, keys []string, left bool, count stri
 		if err != nil {
 			return nil, err
 		}
+		// Through the pipelined path, as non-blocking pops: many clients' first tries at once would
+		// otherwise each hold a pooled connection, and the pool keeps only a few idle ones.
 		k, args := leasePopArgs(c.LeaseOwner, key, left, count, pol, acks)
-		res, err := rdb.LeasePop.Run(e.ctx, e.direct(), k, args...).Slice()
+		res, err := rdb.LeasePop.Run(e.ctx, e.cmds(), k, args...).Slice()
 		if err == nil && len(res) != 2 {
 			err = errUnexpectedReply
 		}
