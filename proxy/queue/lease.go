@@ -330,12 +330,16 @@ func parseLeasePop(key string, left bool, res []interface{}) *Pop {
 // maxTakeBatch bounds the waiters one take leases for (lease_pop_each pairs; at most rdb.Chunk).
 const maxTakeBatch = 64
 
+// maxTakeSizes bounds the keys whose batch size leaseWaits remembers (then it starts afresh).
+const maxTakeSizes = 4096
+
 // leaseWaits are the engine's blocked lease pops of one item on one key, in the order they waited,
 // so that one waiter's take leases for the waiters behind it in the same script call (proxy/DESIGN.md
 // "How the engine uses the Hub", batched takes).
 type leaseWaits struct {
 	mu   sync.Mutex
 	keys map[string][]*leaseWait
+	size map[string]int // key → how many waiters its next take leases for (leaseTake; at most maxTakeSizes keys)
 }
 
 // leaseWait is one blocked lease pop. Its fields other than owner, key and left are guarded by
@@ -404,6 +408,11 @@ func (l *leaseWaits) stranded(key string) (owners []string, pops []*Pop) {
 // script call, not N in a row. A take that finds key empty gives back what was leased for waiters it
 // did not reach (the Hub serves in its own FIFO order and stops at an empty take), so that a lease
 // never waits for a take that may not come. nil: key had nothing.
+//
+// A batch costs a receipt prefix and two arguments per waiter, used or not, so its size adapts to
+// the list: maxTakeBatch for a key's first take, twice as many after a take that leased for all of
+// its waiters (the list may hold more), one more than it leased after one that ran short (an empty
+// take changes nothing).
 func (e *Engine) leaseTake(w *leaseWait, key string, left bool, count string) (*Pop, error) {
 	l := &e.leaseWaits
 	l.mu.Lock()
@@ -414,8 +423,12 @@ func (e *Engine) leaseTake(w *leaseWait, key string, left bool, count string) (*
 	}
 	var batch []*leaseWait
 	if count == "" {
+		size, ok := l.size[key]
+		if !ok {
+			size = maxTakeBatch
+		}
 		for _, o := range l.keys[key] {
-			if len(batch) == maxTakeBatch-1 {
+			if len(batch) == size-1 {
 				break
 			}
 			if o != w && !o.done && !o.inFlight && o.got == nil && o.left == left {
@@ -440,6 +453,16 @@ func (e *Engine) leaseTake(w *leaseWait, key string, left bool, count string) (*
 		var backOwners []string
 		var back []*Pop
 		l.mu.Lock()
+		if len(pops) > 0 && len(l.keys[key]) > 0 {
+			if l.size == nil || len(l.size) >= maxTakeSizes {
+				l.size = map[string]int{}
+			}
+			if len(pops) == len(owners) {
+				l.size[key] = min(2*len(owners), maxTakeBatch)
+			} else {
+				l.size[key] = max(len(pops)+1, 2)
+			}
+		}
 		for i, o := range batch {
 			o.inFlight = false
 			switch {
