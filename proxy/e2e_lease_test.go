@@ -989,3 +989,67 @@ func TestLease_NextPopAckWhileOthersWait(t *testing.T) {
 	}
 	e2eNothing(t, "A's reply", a)
 }
+
+// evalshaCalls returns how many EVALSHA calls the backend ran so far.
+func evalshaCalls(t *testing.T, e *e2eEnv, ctx context.Context) int64 {
+	t.Helper()
+	info := e.Direct.Info(ctx, "commandstats").Val()
+	_, rest, ok := strings.Cut(info, "cmdstat_evalsha:calls=")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	return n
+}
+
+// N clients blocked on one at-least-once queue and N items pushed at once: one take leases for the
+// waiters behind it (lease_pop_each), each client gets one item leased to its own connection (its
+// next pop acks it: owner-checked), and far fewer scripts run than one per waiter.
+func TestLease_BlockingBatchedTake(t *testing.T) {
+	e := leaseEnv(t, func(r *policy.Rule) { r.Ack = "next-pop" })
+	ctx := e2eCtx(t)
+	const n = 20
+	clients := make([]*redis.Client, n)
+	results := make([]<-chan e2eBlpopResult, n)
+	for i := range clients {
+		clients[i] = e.Client(t, 3, func(o *redis.Options) { o.PoolSize = 1 })
+		results[i] = e2eBlpop(ctx, clients[i], i, true, 0, "jobs")
+	}
+	e2eEventually(t, "clients blocked", func() bool { return e.Qgate.Server.Stats().BlockedClients == n })
+	before := evalshaCalls(t, e, ctx)
+	items := make([]any, n)
+	for i := range items {
+		items[i] = strconv.Itoa(i)
+	}
+	if err := e.Direct.RPush(ctx, "jobs", items...).Err(); err != nil { // straight into Redis
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, ch := range results {
+		r := <-ch
+		if r.err != nil || len(r.val) != 2 || r.val[0] != "jobs" {
+			t.Fatalf("client %d: BLPOP = %q, %v", i, r.val, r.err)
+		}
+		if seen[r.val[1]] {
+			t.Fatalf("%s delivered twice", r.val[1])
+		}
+		seen[r.val[1]] = true
+	}
+	if got, limit := evalshaCalls(t, e, ctx)-before, int64(n/2); got >= limit {
+		t.Fatalf("%d scripts ran for %d waiters, want fewer than %d (batched takes)", got, n, limit)
+	}
+	if r, in, l, _, _ := leaseCounts(t, e, ctx, "jobs"); r != 0 || in != n || l != n {
+		t.Fatalf("ready %d inflight %d leases %d, want 0 %d %d", r, in, l, n, n)
+	}
+	for i, c := range clients {
+		if err := c.LPop(ctx, "jobs").Err(); err != redis.Nil { // acks its own lease
+			t.Fatalf("client %d: LPOP = %v, want nil", i, err)
+		}
+	}
+	if r, in, l, d, dd := leaseCounts(t, e, ctx, "jobs"); r+in+l+d+dd != 0 {
+		t.Fatalf("left over: ready %d inflight %d leases %d delayed %d dead %d", r, in, l, d, dd)
+	}
+}

@@ -192,8 +192,10 @@ func (e *Engine) blockLeasePop(c *Consumer, keys []string, left bool, count stri
 		if err != nil {
 			return nil, err
 		}
+		// Through the pipelined path, as non-blocking pops: many clients' first tries at once would
+		// otherwise each hold a pooled connection, and the pool keeps only a few idle ones.
 		k, args := leasePopArgs(c.LeaseOwner, key, left, count, pol, acks)
-		res, err := rdb.LeasePop.Run(e.ctx, e.direct(), k, args...).Slice()
+		res, err := rdb.LeasePop.Run(e.ctx, e.cmds(), k, args...).Slice()
 		if err == nil && len(res) != 2 {
 			err = errUnexpectedReply
 		}
@@ -210,17 +212,27 @@ func (e *Engine) blockLeasePop(c *Consumer, keys []string, left bool, count stri
 	// Every key's previous pop is acked now (by lease_pop or ackPrevious above), so the takes ack
 	// nothing. They run on a Hub goroutine while this one is parked, and may still run after it
 	// returned (client gone): they must not touch c, only the owner captured here.
+	// A single-key wait for one item is registered in e.leaseWaits, so other waiters' takes may lease
+	// for it too (leaseTake); what they leased and its take did not collect goes back when it ends.
 	owner := c.LeaseOwner
+	lw := &leaseWait{owner: owner, left: left}
+	if len(keys) == 1 && count == "" {
+		lw.key = keys[0]
+	}
+	e.leaseWaits.add(lw)
 	req := wait.Request{
 		Keys: keys,
 		Take: func(_ context.Context, key string) (any, bool, error) {
-			got, err := e.leaseN(owner, key, left, count)
+			got, err := e.leaseTake(lw, key, left, count)
 			return got, got != nil, err
 		},
 		GiveBack: func(_ string, res any) { e.returnLeases(owner, res.(*Pop)) },
 		Notify:   p.Wake,
 	}
 	res, err := e.park(req, deadline, p)
+	if stray := e.leaseWaits.remove(lw); stray != nil {
+		e.returnLeases(owner, stray)
+	}
 	if err != nil || res == nil {
 		return nil, err
 	}
@@ -254,6 +266,7 @@ func (e *Engine) leaseN(owner, key string, left bool, count string) (*Pop, error
 	if got == nil || len(got.Items) == 0 {
 		return nil, nil
 	}
+	e.schedule(key, time.Now().Add(pol.VisibilityTimeout)) // the reaper looks when the lease ends
 	e.leases.Leased.Add(int64(len(got.Receipts)))
 	e.countPopped(key, len(got.Receipts))
 	return got, nil

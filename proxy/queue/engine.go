@@ -69,6 +69,7 @@ type Engine struct {
 	leasedTTL    time.Duration                 // leasedQueueTTL; shorter in tests
 	walks        atomic.Int64                  // finished dead-instance walks (reaper.go)
 	leases       LeaseCounters
+	leaseWaits   leaseWaits   // blocked lease pops, for batched takes (lease.go)
 	reaped       atomic.Int64 // items the reaper moved
 	reaperStop   chan struct{}
 	reaperDone   chan struct{}

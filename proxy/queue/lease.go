@@ -3,10 +3,12 @@ package queue
 import (
 	"cmp"
 	crand "crypto/rand"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -323,6 +325,207 @@ func parseLeasePop(key string, left bool, res []interface{}) *Pop {
 		out.Receipts, out.Items = append(out.Receipts, r), append(out.Items, item)
 	}
 	return out
+}
+
+// maxTakeBatch bounds the waiters one take leases for (lease_pop_each pairs; at most rdb.Chunk).
+const maxTakeBatch = 64
+
+// maxTakeSizes bounds the keys whose batch size leaseWaits remembers (then it starts afresh).
+const maxTakeSizes = 4096
+
+// leaseWaits are the engine's blocked lease pops of one item on one key, in the order they waited,
+// so that one waiter's take leases for the waiters behind it in the same script call (proxy/DESIGN.md
+// "How the engine uses the Hub", batched takes).
+type leaseWaits struct {
+	mu   sync.Mutex
+	keys map[string][]*leaseWait
+	size map[string]int // key → how many waiters its next take leases for (leaseTake; at most maxTakeSizes keys)
+}
+
+// leaseWait is one blocked lease pop. Its fields other than owner, key and left are guarded by
+// leaseWaits.mu.
+type leaseWait struct {
+	owner    string
+	key      string // its only key; "" when it waits on several or for COUNT items: no take leases for it but its own
+	left     bool
+	done     bool // its wait ended: a lease made for it now goes back
+	inFlight bool // another waiter's take is leasing for it
+	got      *Pop // leased for it by another waiter's take, for its own take to return
+}
+
+// add registers w, when other waiters' takes may lease for it (w.key set).
+func (l *leaseWaits) add(w *leaseWait) {
+	if w.key == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.keys == nil {
+		l.keys = map[string][]*leaseWait{}
+	}
+	l.keys[w.key] = append(l.keys[w.key], w)
+}
+
+// remove ends w's wait and returns what another take leased for it that it did not collect (nil:
+// nothing), for the caller to give back. A take in flight that leases for w afterwards gives it back.
+func (l *leaseWaits) remove(w *leaseWait) *Pop {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w.done = true
+	got := w.got
+	w.got = nil
+	if w.key == "" {
+		return got
+	}
+	ws := l.keys[w.key]
+	if i := slices.Index(ws, w); i >= 0 {
+		ws = slices.Delete(ws, i, i+1)
+	}
+	if len(ws) == 0 {
+		delete(l.keys, w.key)
+	} else {
+		l.keys[w.key] = ws
+	}
+	return got
+}
+
+// stranded takes back every lease made for a waiter of key that its own take did not collect yet.
+func (l *leaseWaits) stranded(key string) (owners []string, pops []*Pop) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, o := range l.keys[key] {
+		if o.got != nil {
+			owners, pops = append(owners, o.owner), append(pops, o.got)
+			o.got = nil
+		}
+	}
+	return owners, pops
+}
+
+// leaseTake is a blocked lease pop's take on key: what another waiter's take leased for w, else a
+// lease for w, which for one item (count "") also leases one item for each waiter registered behind
+// it on key (lease_pop_each) as far as the list has items: N waiters woken by N pushes cost one
+// script call, not N in a row. A take that finds key empty gives back what was leased for waiters it
+// did not reach (the Hub serves in its own FIFO order and stops at an empty take), so that a lease
+// never waits for a take that may not come. nil: key had nothing.
+//
+// A batch costs a receipt prefix and two arguments per waiter, used or not, so its size adapts to
+// the list: maxTakeBatch for a key's first take, twice as many after a take that leased for all of
+// its waiters (the list may hold more), one more than it leased after one that ran short (an empty
+// take changes nothing).
+func (e *Engine) leaseTake(w *leaseWait, key string, left bool, count string) (*Pop, error) {
+	l := &e.leaseWaits
+	l.mu.Lock()
+	if got := w.got; got != nil {
+		w.got = nil
+		l.mu.Unlock()
+		return got, nil
+	}
+	var batch []*leaseWait
+	if count == "" {
+		size, ok := l.size[key]
+		if !ok {
+			size = maxTakeBatch
+		}
+		for _, o := range l.keys[key] {
+			if len(batch) == size-1 {
+				break
+			}
+			if o != w && !o.done && !o.inFlight && o.got == nil && o.left == left {
+				o.inFlight = true
+				batch = append(batch, o)
+			}
+		}
+	}
+	l.mu.Unlock()
+	var got *Pop
+	var err error
+	if len(batch) == 0 {
+		got, err = e.leaseN(w.owner, key, left, count)
+	} else {
+		owners := make([]string, 1, 1+len(batch))
+		owners[0] = w.owner
+		for _, o := range batch {
+			owners = append(owners, o.owner)
+		}
+		var pops []*Pop
+		pops, err = e.leaseEach(key, left, owners)
+		var backOwners []string
+		var back []*Pop
+		l.mu.Lock()
+		if len(pops) > 0 && len(l.keys[key]) > 0 {
+			if l.size == nil || len(l.size) >= maxTakeSizes {
+				l.size = map[string]int{}
+			}
+			if len(pops) == len(owners) {
+				l.size[key] = min(2*len(owners), maxTakeBatch)
+			} else {
+				l.size[key] = max(len(pops)+1, 2)
+			}
+		}
+		for i, o := range batch {
+			o.inFlight = false
+			switch {
+			case i+1 >= len(pops):
+			case o.done:
+				backOwners, back = append(backOwners, o.owner), append(back, pops[i+1])
+			default:
+				o.got = pops[i+1]
+			}
+		}
+		l.mu.Unlock()
+		for i, p := range back {
+			e.returnLeases(backOwners[i], p)
+		}
+		if len(pops) > 0 {
+			got = pops[0]
+		}
+	}
+	if err == nil && got == nil {
+		owners, pops := l.stranded(key)
+		for i, p := range pops {
+			e.returnLeases(owners[i], p)
+		}
+	}
+	return got, err
+}
+
+// leaseEach leases one item of key for each owner, in order, in one lease_pop_each call: one Pop per
+// item leased (fewer than owners when the list ran short, none when it was empty). Counted as leased
+// here; each waiter's connection records its own lease.
+func (e *Engine) leaseEach(key string, left bool, owners []string) ([]*Pop, error) {
+	if err := e.registerQueue(e.ctx, key); err != nil {
+		return nil, err
+	}
+	pol := e.Policy(key)
+	name := "rpop"
+	if left {
+		name = "lpop"
+	}
+	args := make([]interface{}, 0, 2+2*len(owners))
+	args = append(args, name, pol.VisibilityTimeout.Milliseconds())
+	for _, o := range owners {
+		args = append(args, o, newReceiptPrefix())
+	}
+	res, err := rdb.LeasePopEach.Run(e.ctx, e.direct(), rdb.LeasePopKeys(key), args...).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	pops := make([]*Pop, 0, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		r, _ := res[i].(string)
+		item, _ := res[i+1].(string)
+		pops = append(pops, &Pop{Key: key, Left: left, leased: true, Receipts: []string{r}, Items: []string{item}})
+	}
+	if len(pops) > 0 {
+		e.schedule(key, time.Now().Add(pol.VisibilityTimeout)) // the reaper looks when the leases end
+		e.leases.Leased.Add(int64(len(pops)))
+		e.countPopped(key, len(pops))
+	}
+	return pops, nil
 }
 
 // ackPrevious acks c's previous pop from key when the rule acks on the next pop, for a pop that does

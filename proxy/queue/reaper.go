@@ -51,6 +51,10 @@ const (
 	// pendingTouchesMax bounds the touches waiting for the lanes, a 16th of it per shard (more are
 	// dropped: the recheck still finds their queues).
 	pendingTouchesMax = 1 << 16
+	// touchCoalesce is how long the touch loop gathers touches none of which is due within the
+	// reaper's interval before it writes them: one sched_touch per shard for every lease pop of that
+	// time, not one per pop.
+	touchCoalesce = 20 * time.Millisecond
 )
 
 // registerQueue notes queue in its schedule shard (due now) before its first pop from this process,
@@ -120,6 +124,19 @@ func kick(c chan struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
+}
+
+// soon reports whether a pending touch of l is due within the reaper's interval (written at once).
+func (e *Engine) soon(l *lane) bool {
+	horizon := time.Now().Add(e.reaperInterval()).UnixMilli()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ms := range l.touches {
+		if ms <= horizon {
+			return true
+		}
+	}
+	return false
 }
 
 // flushTouches writes l's pending touches, rdb.Chunk queues per sched_touch call. It reports whether
@@ -228,6 +245,18 @@ func (e *Engine) laneLoop(l *lane, stop <-chan struct{}) {
 		case <-l.reap:
 			pass = true
 		case <-l.touch:
+			if !e.soon(l) {
+				// Gather the touches of the next touchCoalesce: one sched_touch per shard for the
+				// lease pops of that time, not one per pop.
+				c := time.NewTimer(touchCoalesce)
+				select {
+				case <-c.C:
+				case <-stop:
+					c.Stop()
+					_, _ = e.flushTouches(e.ctx, l)
+					return
+				}
+			}
 		}
 		soon, err := e.flushTouches(e.ctx, l)
 		if err != nil {

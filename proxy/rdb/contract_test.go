@@ -85,6 +85,7 @@ var contracts = map[string]string{
 	"handoff_back.lua":     "TestContract_HandoffBack",
 	"heartbeat.lua":        "TestContract_Heartbeat",
 	"lease_pop.lua":        "TestContract_LeasePop",
+	"lease_pop_each.lua":   "TestContract_LeasePopEach",
 	"lease_return.lua":     "TestContract_LeaseReturn",
 	"nack.lua":             "TestContract_Nack",
 	"promote_delayed.lua":  "TestContract_PromoteDelayed",
@@ -780,6 +781,65 @@ func TestContract_DedupPush(t *testing.T) {
 	})
 }
 
+func TestContract_LeasePopEach(t *testing.T) {
+	keys := rdb.LeasePopKeys(q)
+	inflight, leases, handoff, paused := rdb.InflightKey(q), rdb.LeasesKey(q), rdb.HandoffKey(q), rdb.PausedKey(q)
+	runContract(t, rdb.LeasePopEach, []contractCase{
+		{
+			name: "empty list: nil, nothing written",
+			keys: keys, args: []any{"LPOP", 30000, "o1", "P", "o2", "Q"},
+			wantErr: "redis: nil", after: map[string]any{},
+		},
+		{
+			name:  "one item per owner, in order, receipt prefix.1, lease owner\\nitem, deadline now+visibility",
+			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a", "b", "c") },
+			keys:  keys, args: []any{"LPOP", 30000, "o1", "P", "o2", "Q"},
+			want: arr("P.1", "a", "Q.1", "b"),
+			after: map[string]any{
+				q: list("c"), leases: map[string]string{"P.1": "o1\na", "Q.1": "o2\nb"}, inflight: list("P.1", "Q.1"),
+			},
+			check: func(t *testing.T, c *redis.Client, _ any) {
+				now := redisNow(t, c)
+				within(t, "deadline", score(t, c, inflight, "Q.1"), now+30000-5000, now+30000)
+			},
+		},
+		{
+			name:  "fewer items than owners: the first owners get them",
+			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a") },
+			keys:  keys, args: []any{"RPOP", 30000, "o1", "P", "o2", "Q", "o3", "R"},
+			want:  arr("P.1", "a"),
+			after: map[string]any{leases: map[string]string{"P.1": "o1\na"}, inflight: list("P.1")},
+		},
+		{
+			name:  "from the right",
+			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a", "b", "c") },
+			keys:  keys, args: []any{"RPOP", 30000, "o1", "P", "o2", "Q"},
+			want: arr("P.1", "c", "Q.1", "b"),
+		},
+		{
+			name:  "the handoff list first, from its head, then the ready list",
+			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, handoff, "h1"); rpush(t, c, q, "a", "b") },
+			keys:  keys, args: []any{"RPOP", 30000, "o1", "P", "o2", "Q"},
+			want: arr("P.1", "h1", "Q.1", "b"),
+			after: map[string]any{
+				q: list("a"), leases: map[string]string{"P.1": "o1\nh1", "Q.1": "o2\nb"}, inflight: list("P.1", "Q.1"),
+			},
+		},
+		{
+			name:  "paused: nil, nothing leased",
+			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a"); do(t, c, "SET", paused, "1") },
+			keys:  keys, args: []any{"LPOP", 30000, "o1", "P"},
+			wantErr: "redis: nil", after: map[string]any{q: list("a"), paused: "1"},
+		},
+		{
+			name:  "a list of another type: WRONGTYPE",
+			setup: func(t *testing.T, c *redis.Client) { do(t, c, "SET", q, "x") },
+			keys:  keys, args: []any{"LPOP", 30000, "o1", "P"},
+			wantErr: "WRONGTYPE",
+		},
+	})
+}
+
 func TestContract_LeaseReturn(t *testing.T) {
 	keys := rdb.LeaseReturnKeys(q)
 	inflight, leases := keys[1], keys[2]
@@ -1076,6 +1136,7 @@ func TestContract_FalseReplies(t *testing.T) {
 		{"transit_pop count", rdb.TransitPop, rdb.TransitKeys(q, "i1"), []any{"LPOP", "2", "L1.", "i1"}, nil},
 		{"transit_pop_each", rdb.TransitPopEach, rdb.TransitKeys(q, "i1"), []any{"LPOP", "i1", 1, "L1."}, arr(nil, 0)},
 		{"lease_pop", rdb.LeasePop, rdb.LeasePopKeys(q), []any{"LPOP", "", 1000, "o1", "P"}, arr(0, nil)},
+		{"lease_pop_each", rdb.LeasePopEach, rdb.LeasePopKeys(q), []any{"LPOP", 1000, "o1", "P"}, nil},
 	} {
 		for _, proto := range []int{2, 3} {
 			c := fresh(t, proto)

@@ -6,7 +6,7 @@ import _ "embed"
 // max_length and overflow, delayed pushes, pause and resume.
 
 // PausedKey is the STRING whose existence pauses a queue: the pop scripts (transit_pop,
-// transit_pop_each, lease_pop) find a paused queue empty. Shared by every qgate instance.
+// transit_pop_each, lease_pop, lease_pop_each) find a paused queue empty. Shared by every qgate instance.
 func PausedKey(queue string) string { return QueueKey(queue, "paused") }
 
 // DelayedRawPrefix starts the delayed-ZSET member of a raw (non-envelope) value pushed with a delay:

@@ -99,7 +99,8 @@ func DeadKey(queue string) string { return QueueKey(queue, "dead") }
 // proxy/queue/reaper.go); a reaper drops a queue that has been idle since long before that (ForgetQueue).
 const LeasedQueuesKey = "qgate:leased-queues"
 
-// LeasePopKeys returns KEYS[1..5] of lease_pop.lua (KEYS[5] is PausedKey, controls.go).
+// LeasePopKeys returns KEYS[1..5] of lease_pop.lua and lease_pop_each.lua (KEYS[5] is PausedKey,
+// controls.go).
 func LeasePopKeys(queue string) []string {
 	return []string{queue, InflightKey(queue), LeasesKey(queue), HandoffKey(queue), PausedKey(queue)}
 }
@@ -261,12 +262,15 @@ var (
 	handoffBackSrc string
 	//go:embed scripts/lease_return.lua
 	leaseReturnSrc string
+	//go:embed scripts/lease_pop_each.lua
+	leasePopEachSrc string
 )
 
 // The lease scripts. Nack and RequeueExpired are retry.lua followed by their own file (retry.lua
 // carries the flags line, which must be the first line).
 var (
 	LeasePop       = newScript(leasePopSrc)
+	LeasePopEach   = newScript(leasePopEachSrc)
 	Ack            = newScript(ackSrc)
 	Extend         = newScript(extendSrc)
 	Nack           = newScript(retrySrc + "\n" + nackSrc)
