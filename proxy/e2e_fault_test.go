@@ -454,8 +454,6 @@ func TestShutdown_FrozenBackendIsBounded(t *testing.T) {
 	proxytest.StartQgate(t, cfg) // another instance, to recover what the stopped one left
 	l := newFaultLedger()
 	faultAccountN(t, direct, "work", items, l, n-received)
-	// The stuck pops ran once Redis resumed; their items came back from the stopped instance's own late
-	// give-back (its abandoned connections got their replies) or from q2's recovery.
 	// The stuck pops did run once Redis resumed (Redis counts the LPOPs its scripts ran), and yet
 	// every item is back: from the stopped instance's own late give-back (its abandoned connections got
 	// their replies) or from q2's recovery.
@@ -469,8 +467,10 @@ func TestShutdown_FrozenBackendIsBounded(t *testing.T) {
 			calls, _ = strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
 		}
 	}
-	if calls < 21 {
-		t.Fatalf("Redis ran %d LPOPs, want at least 21 (one before the freeze, 20 stuck in it)", calls)
+	// Pops grouped in one script call are one LPOP … COUNT k in Redis (proxy/DESIGN.md "The transit
+	// record"), so the stuck pops show as at least one call after the one before the freeze.
+	if calls < 2 {
+		t.Fatalf("Redis ran %d LPOP calls, want at least 2 (one before the freeze, the stuck pops after it)", calls)
 	}
 }
 
