@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,12 +18,9 @@ import (
 func TestClusterFailover_PromotedReplicaServesWithinSeconds(t *testing.T) {
 	const bound = 5 * time.Second
 	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
-	addrs := make([]string, len(nodes))
-	for i, n := range nodes {
-		addrs[i] = n.Addr
-	}
+	addrs := proxytest.Addrs(nodes)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	cfg.ClusterRefreshInterval = 10 * time.Minute
 	q := proxytest.StartQgate(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -51,12 +50,9 @@ func TestReaper_ClusterMasterFrozenOthersReaped(t *testing.T) {
 	)
 	// A node timeout far beyond the freeze: the Cluster stays up (no CLUSTERDOWN on the others).
 	nodes := proxytest.StartClusterReplicas(t, 3, 0, time.Minute)
-	addrs := make([]string, len(nodes))
-	for i, n := range nodes {
-		addrs[i] = n.Addr
-	}
+	addrs := proxytest.Addrs(nodes)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	cfg.Queues = []policy.Rule{{Match: "fz*", Delivery: "at-least-once", VisibilityTimeout: visibility,
 		Backoff: policy.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Jitter: ptr(0.0)}}}
 	q := proxytest.StartQgate(t, cfg)
@@ -181,12 +177,9 @@ func TestReaper_ClusterMasterKillLeasesWithinBound(t *testing.T) {
 		afterPromo = 3 * time.Second            // the slot map reload, a reaper interval and the pass
 	)
 	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
-	addrs := make([]string, len(nodes))
-	for i, n := range nodes {
-		addrs[i] = n.Addr
-	}
+	addrs := proxytest.Addrs(nodes)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	cfg.ClusterRefreshInterval = 10 * time.Minute // only the reload on errors follows the failover
 	cfg.Queues = []policy.Rule{{Match: "kq*", Delivery: "at-least-once", VisibilityTimeout: visibility,
 		Backoff: policy.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Jitter: ptr(0.0)}}}

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -28,12 +27,9 @@ func TestReplicas_ClusterPushesWaitOnTheirNodes(t *testing.T) {
 	}
 	const timeout = 2 * time.Second // generous: a loaded CI machine may take a few hundred ms for GETACK
 	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Minute)
-	addrs := make([]string, len(nodes))
-	for i, n := range nodes {
-		addrs[i] = n.Addr
-	}
+	addrs := proxytest.Addrs(nodes)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	plain := false
 	cfg.Queues = []policy.Rule{{Match: "rq*", Replicas: 1, ReplicasTimeout: timeout, Envelope: &plain}}
 	q := proxytest.StartQgate(t, cfg)

@@ -457,7 +457,7 @@ func TestPurge_AtLeastOnceQueue(t *testing.T) {
 func TestKey_ClusterMultiSlot(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	q := proxytest.StartQgate(t, cfg)
 	ctx := e2eCtx(t)
 	c := q.Client(t)

@@ -485,7 +485,7 @@ func TestBLMove_ManyBlockedClientsFewBackendConns(t *testing.T) {
 func TestMove_ClusterCrossSlot(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	cfg.Queues = moveRawRules
 	q := proxytest.StartQgate(t, cfg)
 	ctx := e2eCtx(t)

@@ -93,12 +93,9 @@ func e2eWaitFor(bound time.Duration, cond func() bool) bool {
 func TestPubSubFailover_ClusterMasterKillResubscribesAtOnce(t *testing.T) {
 	const bound = 5 * time.Second // after the promotion, as the issue asks; the hub does not wait for it
 	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
-	addrs := make([]string, len(nodes))
-	for i, n := range nodes {
-		addrs[i] = n.Addr
-	}
+	addrs := proxytest.Addrs(nodes)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	httpOn(&cfg)
 	q := proxytest.StartQgate(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -407,12 +404,9 @@ func TestPubSubFailover_SentinelMasterKillResubscribes(t *testing.T) {
 func TestPubSubFailover_ClusterFrozenNodeResubscribes(t *testing.T) {
 	const bound = 8 * time.Second // health PING after 1 s idle + 3 s without its answer, plus slack
 	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
-	addrs := make([]string, len(nodes))
-	for i, n := range nodes {
-		addrs[i] = n.Addr
-	}
+	addrs := proxytest.Addrs(nodes)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	q := proxytest.StartQgate(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -320,7 +320,7 @@ func TestShardPubSub_Rights(t *testing.T) {
 func TestShardPubSub_Cluster(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	q := proxytest.StartQgate(t, cfg)
 	ctx := e2eCtx(t)
 	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
@@ -413,7 +413,7 @@ func TestShardPubSub_Cluster(t *testing.T) {
 func TestShardPubSub_ClusterSlotMove(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
 	cfg := proxy.DefaultConfig()
-	cfg.Backend = "redis+cluster://" + strings.Join(addrs, ",")
+	cfg.Backend = proxytest.ClusterURL(addrs)
 	q := proxytest.StartQgate(t, cfg)
 	ctx := e2eCtx(t)
 	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})

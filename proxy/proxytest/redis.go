@@ -421,6 +421,18 @@ func StartClusterReplicas(tb testing.TB, masters, replicas int, nodeTimeout time
 	return nodes
 }
 
+// Addrs returns the nodes' addresses, in order.
+func Addrs(nodes []*Redis) []string {
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr
+	}
+	return addrs
+}
+
+// ClusterURL is the redis+cluster:// backend URL of a Cluster's nodes.
+func ClusterURL(addrs []string) string { return "redis+cluster://" + strings.Join(addrs, ",") }
+
 // LaunchClusterReplicas is StartClusterReplicas without a testing.TB; the caller must Close every node.
 func LaunchClusterReplicas(dir string, masters, replicas int, nodeTimeout time.Duration) (nodes []*Redis, err error) {
 	if masters < 3 {
