@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -16,6 +17,22 @@ import (
 
 // Failover proofs of the reaper on Redis Cluster (proxy/DESIGN.md "The reaper's schedule", README
 // "What survives which failure").
+
+// queuePerShardAndOwner returns one queue named prefix<n> for every pair of schedule shard and master
+// owning the queue's slot (owners: slot → master address).
+func queuePerShardAndOwner(prefix string, owners []string) []string {
+	var queues []string
+	seen := map[string]bool{}
+	for i := 0; i < 20000; i++ {
+		name := prefix + strconv.Itoa(i)
+		pair := fmt.Sprint(rdb.ScheduleShard(name), owners[rdb.Slot(name)])
+		if !seen[pair] {
+			seen[pair] = true
+			queues = append(queues, name)
+		}
+	}
+	return queues
+}
 
 // slotOwners maps every slot to the address of the master serving it (CLUSTER SLOTS of node).
 func slotOwners(t *testing.T, ctx context.Context, node string) []string {
@@ -63,16 +80,7 @@ func TestReaper_ClusterMasterFrozenOthersReaped(t *testing.T) {
 	// A queue in every schedule shard on every master that serves part of the shard's slot range: all
 	// masters, and both sides of the shards whose range two masters share.
 	owners := slotOwners(t, ctx, addrs[0])
-	var queues []string
-	seen := map[string]bool{}
-	for i := 0; i < 20000; i++ {
-		name := fmt.Sprintf("fz-%d", i)
-		pair := fmt.Sprint(rdb.ScheduleShard(name), owners[rdb.Slot(name)])
-		if !seen[pair] {
-			seen[pair] = true
-			queues = append(queues, name)
-		}
-	}
+	queues := queuePerShardAndOwner("fz-", owners)
 	// Freeze the master holding a straddling shard's keys, if one does: its exception is then seen.
 	frozen, most := nodes[0], -1
 	for _, n := range nodes {
@@ -189,16 +197,7 @@ func TestReaper_ClusterMasterKillLeasesWithinBound(t *testing.T) {
 	c := q.Client(t, func(o *redis.Options) { o.MaxRetries = -1 })
 
 	owners := slotOwners(t, ctx, addrs[0])
-	var queues []string
-	seen := map[string]bool{}
-	for i := 0; i < 20000; i++ {
-		name := fmt.Sprintf("kq-%d", i)
-		pair := fmt.Sprint(rdb.ScheduleShard(name), owners[rdb.Slot(name)])
-		if !seen[pair] {
-			seen[pair] = true
-			queues = append(queues, name)
-		}
-	}
+	queues := queuePerShardAndOwner("kq-", owners)
 	master, replica := failoverPair(t, ctx, nodes, queues[0])
 	live := map[string]bool{} // queues whose items and shard are on a master that stays up
 	for _, name := range queues {
