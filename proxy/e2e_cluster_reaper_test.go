@@ -220,6 +220,22 @@ func TestReaper_ClusterMasterKillLeasesWithinBound(t *testing.T) {
 		}
 	}
 	deadline := leased.Add(visibility)
+	// What is measured is the reaper, not Redis's asynchronous replication: the leases' touches are in
+	// their schedule shards and the replica has everything before the kill (a push, lease or touch the
+	// replica never got is lost with the master, README "What survives which failure").
+	e2eEventually(t, "every lease touched in its schedule shard", func() bool {
+		for _, name := range queues {
+			k := rdb.ScheduleDueKey(rdb.ScheduleShard(name))
+			due, err := direct[owners[rdb.Slot(k)]].ZScore(ctx, k, name).Result()
+			if err != nil || due > float64(deadline.Add(time.Second).UnixMilli()) {
+				return false
+			}
+		}
+		return true
+	})
+	if n, err := direct[master.Addr].Do(ctx, "wait", 1, 5000).Int(); err != nil || n < 1 {
+		t.Fatalf("WAIT 1 on the master = %d, %v; want the replica in sync before the kill", n, err)
+	}
 	master.Kill()
 
 	var promoted time.Time
