@@ -247,6 +247,13 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// The last deletes of delivered pops' records at a shutdown that timed out wait for their replies
+// at most lastDeletesWait, and get lastDeletesFloor even past shutdown_timeout (to be written).
+const (
+	lastDeletesWait  = 250 * time.Millisecond
+	lastDeletesFloor = 50 * time.Millisecond
+)
+
 // Shutdown drains the server (proxy/DESIGN.md "Shutdown", README "Running several instances"): it
 // stops accepting and fails /readyz at once; every command already read is answered; each connection
 // is closed at a clean point (nothing half read, no lease it could still ack; a pop that arrives now
@@ -315,6 +322,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-drained:
 		case <-time.After(time.Until(deadline)):
 		}
+		// The last deletes of delivered pops' records are written even at the deadline: an item
+		// delivered to its client must not be given back (and delivered again) when Redis resumes.
+		wait := max(min(time.Until(deadline), lastDeletesWait), lastDeletesFloor)
+		fctx, fcancel := context.WithTimeout(context.Background(), wait)
+		s.engine.Forget(fctx)
+		fcancel()
 	}
 	s.bgcancel()
 	// Closing go-redis clients waits for replies still due; never past the deadline.

@@ -111,12 +111,12 @@ func New(o Options) (*Engine, error) {
 		e.log.Warn("scripts not loaded up front; the first pipelined call of each falls back to EVAL", "err", err)
 	}
 	if err := e.transit.beat(ctx); err != nil {
-		e.transit.close()
+		e.transit.close(ctx)
 		return nil, fmt.Errorf("register instance: %w", err)
 	}
 	waits, err := wait.New(ctx, waitConfig(o))
 	if err != nil {
-		e.transit.close()
+		e.transit.close(ctx)
 		return nil, fmt.Errorf("start blocked-pop waits: %w", err)
 	}
 	e.waits = waits
@@ -157,17 +157,24 @@ func (e *Engine) SetLeasedQueueTTL(d time.Duration) { e.leasedTTL = d }
 func (e *Engine) Stop(ctx context.Context, hard time.Time) {
 	e.stopWaits(hard)
 	e.stopReaper()
-	e.transit.close()
+	e.transit.close(ctx)
 	if err := e.transit.sweep(ctx, true); err == nil {
 		_ = e.transit.unregister(ctx)
 	}
 }
 
 // Abandon ends the engine's background work when the backend did not answer in time at shutdown:
-// the records stay in Redis, for another instance or the next start.
+// the records stay in Redis, for another instance or the next start. Forget follows once the
+// connections are gone.
 func (e *Engine) Abandon() {
 	go func() { _ = e.waits.Close() }()
-	go e.transit.close()
+}
+
+// Forget ends an abandoned engine: the last deletes of delivered pops' records are sent (those carried
+// by pops that never got their reply included), waiting for their replies within ctx. A frozen
+// backend that resumes later still runs them, so another instance does not give those items back.
+func (e *Engine) Forget(ctx context.Context) {
+	e.transit.close(ctx)
 }
 
 // Stats are the engine's counters (INFO).

@@ -57,10 +57,12 @@ type transit struct {
 	dmu      sync.Mutex
 	idle     time.Duration         // deleteIdle (tests set it before the first pop)
 	pending  map[string]*delivered // delivered pops whose fields are not deleted yet, per queue
+	carrying map[*popGroup]struct{} // groups carrying delivered pops' deletes, not answered yet
 	armed    bool                  // the delete loop is awake or has its timer set for pending
 	kick     chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
+	lastCtx  context.Context // the delete loop's last flush (set by close, before stop is closed)
 	stopped  chan struct{}
 
 	// Counters (INFO; items given back count in Engine.returned): items recovered from dead
@@ -89,7 +91,7 @@ type bkey struct {
 
 func newTransit(e *Engine) *transit {
 	t := &transit{e: e, instance: e.instance, live: map[uint64]struct{}{}, dirty: map[string]*dirtyInfo{}, open: map[bkey]*popGroup{},
-		idle: deleteIdle, pending: map[string]*delivered{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+		idle: deleteIdle, pending: map[string]*delivered{}, carrying: map[*popGroup]struct{}{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	t.touched, _ = lru.New[string, []string](touchedQueues)
 	go t.deleteLoop()
 	return t
@@ -147,7 +149,7 @@ func (g *popGroup) pops() int { return len(g.args) - 3 }
 func (g *popGroup) build(c redis.UniversalClient) {
 	g.n = g.pops()
 	g.args[2] = g.n
-	g.carry, g.carryN = g.t.takeDelivered(g.key)
+	g.t.takeDelivered(g)
 	for _, p := range g.carry {
 		g.args = p.appendFields(g.args)
 	}
@@ -233,7 +235,7 @@ func (g *popGroup) result(i int) (interface{}, error) {
 			}
 		}
 		if len(g.carry) > 0 {
-			g.t.carried(g.key, g.carry, g.carryN, deleted, g.err)
+			g.t.carried(g, deleted, g.err)
 		}
 	})
 	if g.err != nil {
@@ -407,42 +409,48 @@ func (t *transit) wake() {
 	}
 }
 
-// takeDelivered takes the queue's delivered pops for a transit_pop_each call to delete their fields
-// (at most transitChunk fields; the rest wait): the pops and their number of fields.
-func (t *transit) takeDelivered(key string) ([]*transitPop, int) {
+// takeDelivered gives g's transit_pop_each call the queue's delivered pops to delete their fields (at
+// most transitChunk fields; the rest wait): g.carry and their number of fields, g.carryN. g carries
+// them until carried: the last flush deletes them too, as g may never reach Redis.
+func (t *transit) takeDelivered(g *popGroup) {
 	t.dmu.Lock()
 	defer t.dmu.Unlock()
-	d := t.pending[key]
+	d := t.pending[g.key]
 	if d == nil {
-		return nil, 0
+		return
 	}
 	if d.fields <= transitChunk {
-		delete(t.pending, key)
-		return d.pops, d.fields
+		delete(t.pending, g.key)
+		g.carry, g.carryN = d.pops, d.fields
+		t.carrying[g] = struct{}{}
+		return
 	}
 	n, i := 0, 0
 	for ; i < len(d.pops) && n+len(d.pops[i].items) <= transitChunk; i++ {
 		n += len(d.pops[i].items)
 	}
 	if i == 0 { // one pop larger than a chunk: the delete loop's HDEL takes it
-		return nil, 0
-	}
-	pops := d.pops[:i:i]
-	d.pops = d.pops[i:]
-	d.fields -= n
-	return pops, n
-}
-
-// carried settles the delivered pops whose fields a transit_pop_each call was to delete: deleted
-// of their n fields were, unless err. On a transport error they wait again (HDEL is idempotent);
-// after a Redis error (nothing deleted) the delete loop deletes them at once.
-func (t *transit) carried(key string, pops []*transitPop, n int, deleted int64, err error) {
-	if err != nil {
-		t.requeue(key, pops, isRedisError(err))
 		return
 	}
-	t.deletedFields(key, n, deleted)
-	for _, p := range pops {
+	g.carry, g.carryN = d.pops[:i:i], n
+	d.pops = d.pops[i:]
+	d.fields -= n
+	t.carrying[g] = struct{}{}
+}
+
+// carried settles the delivered pops whose fields g's transit_pop_each call was to delete: deleted
+// of their fields were, unless err. On a transport error they wait again (HDEL is idempotent);
+// after a Redis error (nothing deleted) the delete loop deletes them at once.
+func (t *transit) carried(g *popGroup, deleted int64, err error) {
+	t.dmu.Lock()
+	delete(t.carrying, g)
+	t.dmu.Unlock()
+	if err != nil {
+		t.requeue(g.key, g.carry, isRedisError(err))
+		return
+	}
+	t.deletedFields(g.key, g.carryN, deleted)
+	for _, p := range g.carry {
 		t.settle(p, false)
 	}
 }
@@ -481,7 +489,7 @@ func (t *transit) requeue(key string, pops []*transitPop, now bool) {
 }
 
 // deleteLoop deletes the fields of delivered pops that no transit_pop_each carried within
-// deleteIdle, retrying until it succeeds or the backend closes.
+// deleteIdle, retrying until it succeeds or close asks for the last try.
 func (t *transit) deleteLoop() {
 	defer close(t.stopped)
 	var b backoff
@@ -492,11 +500,11 @@ func (t *transit) deleteLoop() {
 		case <-t.kick:
 		case <-timer.C:
 		case <-t.stop:
-			t.flushDone(true) // one last try
+			t.flushDone(t.lastCtx, true)
 			return
 		}
 		for {
-			ok, next := t.flushDone(false)
+			ok, next := t.flushDone(t.e.ctx, false)
 			if ok {
 				b.reset()
 				if next > 0 {
@@ -505,16 +513,20 @@ func (t *transit) deleteLoop() {
 				break
 			}
 			if !b.wait(t.stop) {
+				t.flushDone(t.lastCtx, true)
 				return
 			}
 		}
 	}
 }
 
-// flushDone deletes the fields of the delivered pops that waited deleteIdle (all of them when all is
-// set); false if some failed on a transport error (they wait again). next is when the oldest of the
-// rest is due (0: none is left, and the loop sleeps until done wakes it).
-func (t *transit) flushDone(all bool) (ok bool, next time.Duration) {
+// flushDone deletes the fields of the delivered pops that waited deleteIdle; false if some failed on
+// a transport error (they wait again). next is when the oldest of the rest is due (0: none is left,
+// and the loop sleeps until done wakes it). The last flush (all) deletes every delivered pop's fields,
+// those carried by transit_pop_each calls not answered yet included: such a call may be stuck behind
+// a frozen backend, or never sent; HDEL after it is harmless. Sent commands run in Redis even when
+// their reply never comes (a frozen backend that resumes after this instance stopped).
+func (t *transit) flushDone(ctx context.Context, all bool) (ok bool, next time.Duration) {
 	now := time.Now()
 	batch := map[string]*delivered{}
 	t.dmu.Lock()
@@ -526,12 +538,27 @@ func (t *transit) flushDone(all bool) (ok bool, next time.Duration) {
 			next = wait
 		}
 	}
+	var inFlight map[string]bool // queues whose batch holds carried pops: HDEL may find fewer fields
+	if all {
+		for g := range t.carrying {
+			d := batch[g.key]
+			if d == nil {
+				d = &delivered{}
+				batch[g.key] = d
+			}
+			d.pops = append(d.pops, g.carry...)
+			if inFlight == nil {
+				inFlight = map[string]bool{}
+			}
+			inFlight[g.key] = true
+		}
+		clear(t.carrying)
+	}
 	t.armed = next > 0
 	t.dmu.Unlock()
 	if len(batch) == 0 {
 		return true, next
 	}
-	ctx := t.e.ctx
 	type sent struct {
 		key  string
 		pops []*transitPop
@@ -565,7 +592,7 @@ func (t *transit) flushDone(all bool) (ok bool, next time.Duration) {
 		}
 		if err != nil {
 			t.e.log.Error("forget delivered items' transit record", "queue", s.key, "err", err)
-		} else {
+		} else if !inFlight[s.key] {
 			t.deletedFields(s.key, s.n, n)
 		}
 		for _, p := range s.pops {
@@ -841,10 +868,19 @@ func (t *transit) unregister(ctx context.Context) error {
 	return t.e.client.ZRem(ctx, rdb.InstancesKey, t.instance).Err()
 }
 
-// close stops the heartbeat and, after its last try, the delete loop.
-func (t *transit) close() {
-	t.stopOnce.Do(func() { close(t.stop) })
-	<-t.stopped
+// close stops the heartbeat and the delete loop, and sends the last deletes of delivered pops' fields
+// (flushDone with all), waiting for their replies within ctx. It returns when the loop stopped or ctx
+// is done: the loop may be stuck on a backend that does not answer, with a flush it already sent.
+func (t *transit) close(ctx context.Context) {
+	t.stopOnce.Do(func() {
+		t.lastCtx = ctx
+		close(t.stop)
+	})
+	t.flushDone(ctx, true)
+	select {
+	case <-t.stopped:
+	case <-ctx.Done():
+	}
 }
 
 // backoff is a capped exponential wait between retries of a backend step.

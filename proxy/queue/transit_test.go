@@ -42,6 +42,7 @@ func newEngineOn(t *testing.T, mr *miniredis.Miniredis, instance string, ttl tim
 			e.Stop(sctx, time.Now().Add(time.Second))
 		} else {
 			e.Abandon()
+			e.Forget(ctx)
 		}
 		cancel()
 		_ = client.Close()
@@ -116,6 +117,31 @@ func TestTransit_CarryingPopFailsDeletesAtOnce(t *testing.T) {
 	waitFor(t, "the delivered field to be deleted", func() bool { return e.transitFields("q") == 0 })
 	if got := e.transit.raced.Load(); got != 0 {
 		t.Fatalf("redelivery risk %d, want 0", got)
+	}
+}
+
+// TestTransit_LastFlushDeletesWhatUnansweredPopsCarry: a pop carrying a delivered pop's delete never
+// gets its reply (stuck behind a frozen backend, or never sent) when the engine is abandoned; the
+// last flush deletes that field itself, so no other instance gives the delivered item back.
+func TestTransit_LastFlushDeletesWhatUnansweredPopsCarry(t *testing.T) {
+	e := newEngineOn(t, miniredis.RunT(t), "a", 10*time.Second, false)
+	e.push(t, "q", "1", "2")
+	p1 := e.pop1(t, "q")
+	e.Settle([]*Pop{p1}, true)
+	g := &popGroup{t: e.transit, key: "q"}
+	e.transit.takeDelivered(g)
+	if got, want := len(g.carry), 1; got != want {
+		t.Fatalf("the next pop carries %d delivered pops, want %d", got, want)
+	}
+	e.Abandon()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.Forget(ctx)
+	if got := e.fields(t, "q"); len(got) != 0 {
+		t.Fatalf("record after the last flush = %v, want empty (item 1 was delivered)", got)
+	}
+	if got := e.transit.raced.Load(); got != 0 {
+		t.Fatalf("redelivery risk %d, want 0 (the carrying pop's own delete is not a race)", got)
 	}
 }
 
