@@ -55,10 +55,10 @@ type transit struct {
 	lastWalk time.Time
 
 	dmu      sync.Mutex
-	idle     time.Duration         // deleteIdle (tests set it before the first pop)
-	pending  map[string]*delivered // delivered pops whose fields are not deleted yet, per queue
+	idle     time.Duration          // deleteIdle (tests set it before the first pop)
+	pending  map[string]*delivered  // delivered pops whose fields are not deleted yet, per queue
 	carrying map[*popGroup]struct{} // groups carrying delivered pops' deletes, not answered yet
-	armed    bool                  // the delete loop is awake or has its timer set for pending
+	armed    bool                   // the delete loop is awake or has its timer set for pending
 	kick     chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
