@@ -90,12 +90,40 @@ type lane struct {
 	reap    chan struct{} // run a pass now
 	mu      sync.Mutex
 	touches map[string]int64 // queue → earliest time to make it due (ms)
+	stuck   map[string]bool  // masters with a queue step still running after reapStepWait (lane only)
+}
+
+// reapStepWait is how long a lane waits for one queue's reaper step before it goes on without it: a
+// step stuck on a frozen master must not hold up the shard's queues on other masters (a schedule
+// shard's slot range can straddle two masters). The step runs on; the lane skips that master's
+// queues until it returns, so one step per lane and master is stuck at most.
+const reapStepWait = 500 * time.Millisecond
+
+// stepStuck reports whether a step of the lane on master node has not returned yet.
+func (l *lane) stepStuck(node string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stuck[node]
+}
+
+// waitStuck marks node stuck until done is closed.
+func (l *lane) waitStuck(node string, done <-chan struct{}) {
+	l.mu.Lock()
+	l.stuck[node] = true
+	l.mu.Unlock()
+	go func() {
+		<-done
+		l.mu.Lock()
+		delete(l.stuck, node)
+		l.mu.Unlock()
+	}()
 }
 
 // initLanes creates the engine's lanes (before anything can schedule a queue).
 func (e *Engine) initLanes() {
 	for k := range e.lanes {
-		e.lanes[k] = &lane{k: k, touch: make(chan struct{}, 1), reap: make(chan struct{}, 1), touches: map[string]int64{}}
+		e.lanes[k] = &lane{k: k, touch: make(chan struct{}, 1), reap: make(chan struct{}, 1), touches: map[string]int64{},
+			stuck: map[string]bool{}}
 	}
 }
 
@@ -270,7 +298,7 @@ func (e *Engine) laneLoop(l *lane, stop <-chan struct{}) {
 		if !pass && !soon {
 			continue // the timer runs on
 		}
-		next, err := e.reapShard(e.ctx, l.k, false)
+		next, err := e.reapShard(e.ctx, l.k, l)
 		if err != nil {
 			// One warning per outage of the shard's master, then one a minute.
 			if failures++; failures == 1 || failures%60 == 0 {
@@ -341,17 +369,19 @@ func (e *Engine) reapDue(ctx context.Context) error {
 	}
 	var firstErr error
 	for k := 0; k < rdb.ScheduleShards; k++ {
-		if _, err := e.reapShard(ctx, k, true); err != nil && firstErr == nil {
+		if _, err := e.reapShard(ctx, k, nil); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
 	return firstErr
 }
 
-// reapShard handles the queues of shard k whose schedule entry is due (one ZRANGE; with all, page on
-// until none is left due). It returns how long until the earliest entry it saw that is due within
-// the reaper interval (a large value when none).
-func (e *Engine) reapShard(ctx context.Context, k int, all bool) (time.Duration, error) {
+// reapShard handles the queues of shard k whose schedule entry is due: in lane l, one ZRANGE, each
+// queue's step waited for at most reapStepWait (reapStep); without a lane (Reap), every step waited
+// for, paging on until none is left due. It returns how long until the earliest entry it saw that is
+// due within the reaper interval (a large value when none).
+func (e *Engine) reapShard(ctx context.Context, k int, l *lane) (time.Duration, error) {
+	all := l == nil
 	horizon := time.Now().Add(e.reaperInterval()).UnixMilli()
 	next := time.Hour
 	var firstErr error
@@ -366,7 +396,7 @@ func (e *Engine) reapShard(ctx context.Context, k int, all bool) (time.Duration,
 				next = min(next, at.Sub(now))
 				continue
 			}
-			due, herr := e.reapScheduled(ctx, k, q, now)
+			due, herr := e.reapStep(ctx, l, k, q, now)
 			next = min(next, due)
 			if herr != nil && firstErr == nil {
 				firstErr = herr
@@ -383,6 +413,47 @@ func (e *Engine) reapShard(ctx context.Context, k int, all bool) (time.Duration,
 		firstErr = err
 	}
 	return next, firstErr
+}
+
+// reapStep runs reapScheduled; in lane l, it waits at most reapStepWait and skips queues on a master
+// whose earlier step has not returned (they are looked at again within the reaper interval).
+func (e *Engine) reapStep(ctx context.Context, l *lane, k int, q string, now time.Time) (time.Duration, error) {
+	if l == nil {
+		return e.reapScheduled(ctx, k, q, now)
+	}
+	node := e.masterOf(ctx, q)
+	if l.stepStuck(node) {
+		return e.reaperInterval(), nil
+	}
+	var due time.Duration
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		due, err = e.reapScheduled(ctx, k, q, now)
+	}()
+	t := time.NewTimer(reapStepWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return due, err
+	case <-t.C:
+		l.waitStuck(node, done)
+		return e.reaperInterval(), fmt.Errorf("reap queue: no reply within %s from its master %s", reapStepWait, node)
+	}
+}
+
+// masterOf names the Cluster master of q's slot ("" on other backends, or when unknown).
+func (e *Engine) masterOf(ctx context.Context, q string) string {
+	cc, ok := e.client.(*redis.ClusterClient)
+	if !ok {
+		return ""
+	}
+	c, err := cc.MasterForKey(ctx, q)
+	if err != nil {
+		return ""
+	}
+	return c.Options().Addr
 }
 
 // reapScheduled claims a due queue of shard k (another reaper may have it), handles it and sets when
