@@ -143,6 +143,10 @@ type Session struct {
 	// REPLY SKIP, which sets ReplySkipNext). CLIENT REPLY ON clears all three.
 	ReplyOff, ReplySkip, ReplySkipNext bool
 
+	// timeoutArg and timeout: the last fractional blocking timeout and its value (blockTimeout).
+	timeoutArg []byte
+	timeout    time.Duration
+
 	// Multi is the transaction being queued (nil: none); InExec is set while EXEC runs its commands.
 	Multi  *Multi
 	InExec bool

@@ -158,7 +158,7 @@ func ParseLong(b []byte) (int64, bool) {
 }
 
 func blockPop(c Conn, left bool, args [][]byte) {
-	timeout, errText := ParseTimeout(args[len(args)-1])
+	timeout, errText := c.Session().blockTimeout(args[len(args)-1])
 	if errText != "" {
 		c.Reply().Error(errText)
 		return

@@ -117,7 +117,7 @@ func blmove(c Conn, args [][]byte) {
 // blockMove is BLMOVE and BRPOPLPUSH: the client waits in the engine's wait hub
 // (queue.Engine.BlockMove); on timeout the reply is a nil array, as Redis 7.0 replies (*-1 in RESP2).
 func blockMove(c Conn, srcArg, dstArg []byte, from, to bool, timeoutArg []byte) {
-	timeout, errText := ParseTimeout(timeoutArg)
+	timeout, errText := c.Session().blockTimeout(timeoutArg)
 	if errText != "" {
 		c.Reply().Error(errText)
 		return
@@ -268,7 +268,7 @@ func blmpop(c Conn, args [][]byte) {
 	m, errText := parseMPop(args, 2)
 	if errText == "" {
 		var timeout time.Duration
-		if timeout, errText = ParseTimeout(args[1]); errText == "" {
+		if timeout, errText = c.Session().blockTimeout(args[1]); errText == "" {
 			blockMPop(c, m, timeout)
 			return
 		}

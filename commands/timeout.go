@@ -31,6 +31,25 @@ func ParseTimeout(arg []byte) (time.Duration, string) {
 	return time.Duration(ms) * time.Millisecond, ""
 }
 
+// blockTimeout is ParseTimeout with the session's last fractional timeout remembered: a worker sends
+// the same "BLPOP q 0.1" in a loop, and an exact long double parse costs a few µs (whole seconds are
+// cheap and not remembered).
+func (s *Session) blockTimeout(arg []byte) (time.Duration, string) {
+	if s.timeoutArg != nil && string(arg) == string(s.timeoutArg) {
+		return s.timeout, ""
+	}
+	d, errText := ParseTimeout(arg)
+	if errText == "" && len(arg) <= maxRememberedTimeout {
+		if _, whole := smallUint(arg); !whole {
+			s.timeoutArg, s.timeout = append(s.timeoutArg[:0], arg...), d
+		}
+	}
+	return d, errText
+}
+
+// maxRememberedTimeout bounds the timeout argument a session remembers (its memory per connection).
+const maxRememberedTimeout = 32
+
 // maxLongDoubleChars is Redis's MAX_LONG_DOUBLE_CHARS: longer arguments are not parsed.
 const maxLongDoubleChars = 5 * 1024
 

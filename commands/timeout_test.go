@@ -73,3 +73,23 @@ func TestParseTimeout_Redis70(t *testing.T) {
 		}
 	}
 }
+
+// TestSession_BlockTimeoutRemembersTheLastFraction: a session's repeated fractional timeout gives what
+// ParseTimeout gives, a new one replaces it, and errors are never remembered.
+func TestSession_BlockTimeoutRemembersTheLastFraction(t *testing.T) {
+	var s Session
+	for _, arg := range []string{"0.1", "0.1", "0.25", "0.1", "x", "0.1", "1", "0.1", "0.1x", "1e-400", "1e-400"} {
+		want, wantErr := ParseTimeout([]byte(arg))
+		got, gotErr := s.blockTimeout([]byte(arg))
+		if got != want || gotErr != wantErr {
+			t.Fatalf("blockTimeout(%q) = %v, %q; want %v, %q", arg, got, gotErr, want, wantErr)
+		}
+	}
+	if got, want := string(s.timeoutArg), "1e-400"; got != want {
+		t.Fatalf("remembered %q, want %q (the last fractional timeout)", got, want)
+	}
+	s.blockTimeout([]byte("0.5"))
+	if got, _ := s.blockTimeout([]byte("0.1")); got != 100*time.Millisecond {
+		t.Fatalf("after another fraction, 0.1 = %v, want 100ms", got)
+	}
+}
