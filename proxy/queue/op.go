@@ -48,15 +48,25 @@ func (o *Op) Sync() bool { return o.sync }
 type Result[T any] struct {
 	Op
 	read func() (T, error)
+	src  resultSource[T] // read without a closure: an operation that holds its result's state (popOp)
 	once sync.Once
 	val  T
 	err  error
 }
 
+// resultSource reads an operation's result, as Result.read does.
+type resultSource[T any] interface{ value() (T, error) }
+
 // Result returns the operation's result; call it once the batch ran (Engine.Run), or at once for a
 // Sync operation.
 func (r *Result[T]) Result() (T, error) {
-	r.once.Do(func() { r.val, r.err = r.read() })
+	r.once.Do(func() {
+		if r.src != nil {
+			r.val, r.err = r.src.value()
+		} else {
+			r.val, r.err = r.read()
+		}
+	})
 	return r.val, r.err
 }
 

@@ -29,36 +29,53 @@ func (e *Engine) Pop(key string, left bool, count int64) *Result[*Pop] {
 	if count >= 0 {
 		countArg = strconv.FormatInt(min(count, MaxPopChunk), 10)
 	}
-	first, err := e.transit.preparePop(e.ctx, key, left, countArg)
-	if err != nil {
+	o := &popOp{e: e, count: count}
+	if err := e.transit.initPop(&o.first, e.ctx, key, left, countArg); err != nil {
 		return failed[*Pop](err)
 	}
-	r := newResult(nil, func() (*Pop, error) {
-		items, err := first.result()
-		if err != nil || items == nil {
-			return nil, err
+	o.src = o
+	o.Result.pop = &o.first
+	return &o.Result
+}
+
+// popOp is a Pop operation with all it needs in one allocation: its result, its first transit pop and
+// the Pop it returns (a worker's LPOP is the hot path: proxy/DESIGN.md "Backend multiplexer").
+type popOp struct {
+	Result[*Pop]
+	e     *Engine
+	count int64 // as Pop's count
+	first transitPop
+	out   Pop
+	part  [1]*transitPop
+}
+
+// value reads the first pop's items and, for a COUNT above MaxPopChunk, pops the rest in steps.
+func (o *popOp) value() (*Pop, error) {
+	first := &o.first
+	items, err := first.result()
+	if err != nil || items == nil {
+		return nil, err
+	}
+	o.part[0] = first
+	p := &o.out
+	*p = Pop{Key: first.key, Left: first.left, Items: items, parts: o.part[:]}
+	last := first
+	for got := int64(len(items)); o.count >= 0 && got < o.count && len(last.items) == MaxPopChunk; {
+		next, err := o.e.transit.newPop(o.e.ctx, first.key, first.left, strconv.FormatInt(min(o.count-got, MaxPopChunk), 10))
+		if err != nil {
+			break
 		}
-		p := &Pop{Key: key, Left: left, Items: items, parts: []*transitPop{first}}
-		last := first
-		for got := int64(len(items)); count >= 0 && got < count && len(last.items) == MaxPopChunk; {
-			next, err := e.transit.newPop(e.ctx, key, left, strconv.FormatInt(min(count-got, MaxPopChunk), 10))
-			if err != nil {
-				break
-			}
-			_ = e.cmds().Process(e.ctx, next.cmd)
-			more, err := next.result()
-			if err != nil || len(more) == 0 {
-				break // what was popped so far is the reply; the rest stays in the list
-			}
-			p.Items = append(p.Items, more...)
-			p.parts = append(p.parts, next)
-			last = next
-			got += int64(len(more))
+		_ = o.e.cmds().Process(o.e.ctx, next.cmd)
+		more, err := next.result()
+		if err != nil || len(more) == 0 {
+			break // what was popped so far is the reply; the rest stays in the list
 		}
-		return p, nil
-	})
-	r.pop = first
-	return r
+		p.Items = append(p.Items, more...)
+		p.parts = append(p.parts, next)
+		last = next
+		got += int64(len(more))
+	}
+	return p, nil
 }
 
 // Settle ends the pops of a reply: delivered (the reply was written) or not. Items of transit pops

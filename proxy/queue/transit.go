@@ -106,6 +106,8 @@ type transitPop struct {
 	seq   uint64
 	count string
 	field string     // the first item's field ("L12.1"); the prefix is all of it but the last byte
+	arg   interface{} // field as a script argument, boxed once (a grouped pop's and its delete's)
+	one   [1]string   // items of a single pop (no allocation of its own)
 	keys  []string   // KEYS of transit_pop (shared by the queue's pops: read only)
 	cmd   *redis.Cmd // built on first use (command): a grouped pop never needs its own
 	args  []interface{}
@@ -163,7 +165,7 @@ func (t *transit) mergePops(ops []*transitPop) redis.Cmder {
 	g := &popGroup{t: t, ctx: first.ctx, key: first.key, keys: first.keys}
 	g.args = t.groupArgs(first.name(), len(ops))
 	for i, op := range ops {
-		g.args = append(g.args, op.prefix())
+		g.args = append(g.args, op.arg)
 		op.group, op.idx = g, i
 	}
 	g.build(t.e.cmds())
@@ -190,7 +192,7 @@ func (t *transit) share(m *Mux, ops []*transitPop) {
 	}
 	for _, op := range ops {
 		op.group, op.idx = g, g.pops()
-		g.args = append(g.args, op.prefix())
+		g.args = append(g.args, op.arg)
 	}
 	if g.pops() >= transitChunk && t.open[k] == g {
 		delete(t.open, k) // full: the next pops open a new group
@@ -282,7 +284,7 @@ func (p *transitPop) fields() []string {
 // appendFields appends the record's fields of the pop to args, in pop order.
 func (p *transitPop) appendFields(args []interface{}) []interface{} {
 	if len(p.items) == 1 {
-		return append(args, p.field)
+		return append(args, p.arg)
 	}
 	pre := p.prefix()
 	for i := range p.items {
@@ -302,12 +304,19 @@ func (t *transit) newPop(ctx context.Context, key string, left bool, count strin
 }
 
 // preparePop is newPop without the command, which a pop grouped with others (Engine.Run) never
-// needs. The queue is registered first, so every reaper finds its records.
+// needs.
 func (t *transit) preparePop(ctx context.Context, key string, left bool, count string) (*transitPop, error) {
+	p := new(transitPop)
+	return p, t.initPop(p, ctx, key, left, count)
+}
+
+// initPop prepares p (zero) as preparePop does. The queue is registered first, so every reaper finds
+// its records.
+func (t *transit) initPop(p *transitPop, ctx context.Context, key string, left bool, count string) error {
 	if err := t.e.registerQueue(ctx, key); err != nil {
-		return nil, err
+		return err
 	}
-	p := &transitPop{t: t, ctx: ctx, key: key, left: left, count: count, seq: t.seq.Add(1)}
+	*p = transitPop{t: t, ctx: ctx, key: key, left: left, count: count, seq: t.seq.Add(1)}
 	var b [24]byte
 	f := append(b[:0], 'R')
 	if left {
@@ -315,6 +324,7 @@ func (t *transit) preparePop(ctx context.Context, key string, left bool, count s
 	}
 	f = strconv.AppendUint(f, p.seq, 10)
 	p.field = string(append(f, '.', '1'))
+	p.arg = p.field
 	keys, ok := t.touched.Get(key)
 	if !ok {
 		keys = rdb.TransitPopKeys(key, t.instance)
@@ -324,7 +334,7 @@ func (t *transit) preparePop(ctx context.Context, key string, left bool, count s
 	t.mu.Lock()
 	t.live[p.seq] = struct{}{}
 	t.mu.Unlock()
-	return p, nil
+	return nil
 }
 
 // result reads the pop's reply once its command ran: the items, or none (nil) when the list was
@@ -351,7 +361,8 @@ func (p *transitPop) result() ([]string, error) {
 	}
 	switch v := res.(type) {
 	case string:
-		p.items = []string{v}
+		p.one[0] = v
+		p.items = p.one[:]
 	case []interface{}:
 		p.items = make([]string, len(v))
 		for i, x := range v {

@@ -938,20 +938,20 @@ func TestContract_TransitPopEach(t *testing.T) {
 	runContract(t, rdb.TransitPopEach, []contractCase{
 		{
 			name: "an empty list: false for each pop, no owner; 0 deleted",
-			keys: keys, args: []any{"LPOP", "i1", 2, "L1.", "L2."},
+			keys: keys, args: []any{"LPOP", "i1", 2, "L1.1", "L2.1"},
 			want: arr(nil, nil, 0), after: map[string]any{},
 		},
 		{
-			name:  "one item per pop under its own prefix..1; false once the list is empty",
+			name:  "one item per pop under its own field; false once the list is empty",
 			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a", "b") },
-			keys:  keys, args: []any{"LPOP", "i1", 3, "L1.", "L2.", "L3."},
+			keys:  keys, args: []any{"LPOP", "i1", 3, "L1.1", "L2.1", "L3.1"},
 			want:  arr("a", "b", nil, 0),
 			after: map[string]any{rec: map[string]string{"L1.1": "a", "L2.1": "b"}, owners: list("i1")},
 		},
 		{
 			name:  "from the right",
 			setup: func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a", "b", "c") },
-			keys:  keys, args: []any{"RPOP", "i1", 2, "R1.", "R2."},
+			keys:  keys, args: []any{"RPOP", "i1", 2, "R1.1", "R2.1"},
 			want:  arr("c", "b", 0),
 			after: map[string]any{q: list("a"), rec: map[string]string{"R1.1": "c", "R2.1": "b"}, owners: list("i1")},
 		},
@@ -962,7 +962,7 @@ func TestContract_TransitPopEach(t *testing.T) {
 				do(t, c, "HSET", rec, "L1.1", "x", "R2.1", "y", "R2.2", "z", "L3.1", "kept")
 				do(t, c, "SADD", owners, "i1")
 			},
-			keys: keys, args: []any{"LPOP", "i1", 1, "L4.", "L1.1", "R2.1", "R2.2", "L9.1"},
+			keys: keys, args: []any{"LPOP", "i1", 1, "L4.1", "L1.1", "R2.1", "R2.2", "L9.1"},
 			want:  arr("a", 3),
 			after: map[string]any{rec: map[string]string{"L3.1": "kept", "L4.1": "a"}, owners: list("i1")},
 		},
@@ -972,7 +972,7 @@ func TestContract_TransitPopEach(t *testing.T) {
 				do(t, c, "HSET", rec, "L1.1", "x")
 				do(t, c, "SADD", owners, "i1")
 			},
-			keys: keys, args: []any{"LPOP", "i1", 1, "L2.", "L1.1"},
+			keys: keys, args: []any{"LPOP", "i1", 1, "L2.1", "L1.1"},
 			want: arr(nil, 1), after: map[string]any{owners: list("i1")},
 		},
 		{
@@ -1009,7 +1009,7 @@ func TestContract_TransitPopEach(t *testing.T) {
 				do(t, c, "SET", q, "s")
 				do(t, c, "HSET", rec, "L1.1", "x")
 			},
-			keys: keys, args: []any{"LPOP", "i1", 1, "L2.", "L1.1"},
+			keys: keys, args: []any{"LPOP", "i1", 1, "L2.1", "L1.1"},
 			wantErr: "WRONGTYPE", after: map[string]any{q: "s", rec: map[string]string{"L1.1": "x"}},
 		},
 	})
@@ -1019,7 +1019,7 @@ func TestContract_TransitPopEach(t *testing.T) {
 func manyPops(n int) []any {
 	args := []any{"LPOP", "i1", n}
 	for i := 1; i <= n; i++ {
-		args = append(args, "L"+strconv.Itoa(i)+".")
+		args = append(args, "L"+strconv.Itoa(i)+".1")
 	}
 	return args
 }
@@ -1134,7 +1134,7 @@ func TestContract_FalseReplies(t *testing.T) {
 	}{
 		{"transit_pop single", rdb.TransitPop, rdb.TransitKeys(q, "i1"), []any{"LPOP", "", "L1.", "i1"}, nil},
 		{"transit_pop count", rdb.TransitPop, rdb.TransitKeys(q, "i1"), []any{"LPOP", "2", "L1.", "i1"}, nil},
-		{"transit_pop_each", rdb.TransitPopEach, rdb.TransitKeys(q, "i1"), []any{"LPOP", "i1", 1, "L1."}, arr(nil, 0)},
+		{"transit_pop_each", rdb.TransitPopEach, rdb.TransitKeys(q, "i1"), []any{"LPOP", "i1", 1, "L1.1"}, arr(nil, 0)},
 		{"lease_pop", rdb.LeasePop, rdb.LeasePopKeys(q), []any{"LPOP", "", 1000, "o1", "P"}, arr(0, nil)},
 		{"lease_pop_each", rdb.LeasePopEach, rdb.LeasePopKeys(q), []any{"LPOP", 1000, "o1", "P"}, nil},
 	} {
@@ -1198,11 +1198,11 @@ func TestContract_AllowOOM(t *testing.T) {
 		{"transit_pop", rdb.TransitPop, func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a") },
 			transit, []any{"LPOP", "", "L1.", "i1"}, "a"},
 		{"transit_pop_each", rdb.TransitPopEach, func(t *testing.T, c *redis.Client) { rpush(t, c, q, "a") },
-			transit, []any{"LPOP", "i1", 1, "L1."}, arr("a", 0)},
+			transit, []any{"LPOP", "i1", 1, "L1.1"}, arr("a", 0)},
 		{"transit_pop_each carrying deletes", rdb.TransitPopEach, func(t *testing.T, c *redis.Client) {
 			rpush(t, c, q, "a")
 			do(t, c, "HSET", transit[1], "L1.1", "x")
-		}, transit, []any{"LPOP", "i1", 1, "L2.", "L1.1"}, arr("a", 1)},
+		}, transit, []any{"LPOP", "i1", 1, "L2.1", "L1.1"}, arr("a", 1)},
 		{"transit_return", rdb.TransitReturn, func(t *testing.T, c *redis.Client) { do(t, c, "HSET", transit[1], "L1.1", "a") },
 			transit, []any{"i1", "L1.1"}, int64(1)},
 		{"transit_recover", rdb.TransitRecover, func(t *testing.T, c *redis.Client) { do(t, c, "HSET", transit[1], "L1.1", "a") },

@@ -192,7 +192,7 @@ func TestContract_PausedPops(t *testing.T) {
 				pause(t, c)
 				do(t, c, "HSET", rdb.TransitKey(q, "i1"), "L0.1", "old")
 			},
-			keys: rdb.TransitPopKeys(q, "i1"), args: []any{"LPOP", "i1", 2, "L1.", "L2.", "L0.1"},
+			keys: rdb.TransitPopKeys(q, "i1"), args: []any{"LPOP", "i1", 2, "L1.1", "L2.1", "L0.1"},
 			want: arr(nil, nil, 1), after: map[string]any{q: list("a", "b"), paused: "1"},
 		}})
 	})

@@ -15,7 +15,8 @@
 -- ARGV[1]  "LPOP" or "RPOP"
 -- ARGV[2]  the instance id
 -- ARGV[3]  k, the number of pops
--- ARGV[4..3+k]  each pop's field prefix ("L12." …); its item's field is the prefix .. "1"
+-- ARGV[4..3+k]  each pop's field ("L12.1" …: its prefix "L12." .. "1", as transit_pop names a
+--          pop's first item)
 -- ARGV[4+k..n]  fields of delivered pops to delete from KEYS[2] (none, or any number)
 --
 -- Returns k entries, one per pop in order: the item, or false once the list is empty; then the
@@ -38,7 +39,7 @@ if n > 0 then
   redis.call('SADD', KEYS[3], ARGV[2])
   local kv = {}
   for i = 1, n do
-    kv[#kv + 1] = ARGV[3 + i] .. '1'
+    kv[#kv + 1] = ARGV[3 + i]
     kv[#kv + 1] = got[i]
     if #kv == 1000 or i == n then
       redis.call('HSET', KEYS[2], unpack(kv))
