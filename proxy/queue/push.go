@@ -59,8 +59,16 @@ func (e *Engine) Push(queue string, left bool, producer string, vals [][]byte) (
 var pushVerbs = [2]interface{}{"rpush", "lpush"}
 
 func (e *Engine) push(p *policy.Policy, queue string, left bool, producer string, vals [][]byte) (*Result[int64], error) {
-	// The plain push's arguments: its name, the queue, then the stored values, in one allocation.
-	args := make([]interface{}, 2, 2+len(vals))
+	// The plain push's arguments: its name, the queue, then the stored values, in one allocation
+	// (with the whole operation for a push of one value).
+	var o *pushOp
+	var args []interface{}
+	if len(vals) == 1 {
+		o = new(pushOp)
+		args = o.args[:2:3]
+	} else {
+		args = make([]interface{}, 2, 2+len(vals))
+	}
 	args[0], args[1] = pushVerbs[0], queue
 	if left {
 		args[0] = pushVerbs[1]
@@ -82,6 +90,12 @@ func (e *Engine) push(p *policy.Policy, queue string, left bool, producer string
 		}), nil
 	}
 	if !p.Dedup() {
+		if o != nil {
+			o.e, o.queue, o.cmd = e, queue, *redis.NewIntCmd(e.ctx, args...)
+			o.cmds[0] = &o.cmd
+			o.Result.cmds, o.src = o.cmds[:], o
+			return &o.Result, nil
+		}
 		cmd := redis.NewIntCmd(e.ctx, args...)
 		return newResult([]redis.Cmder{cmd}, func() (int64, error) {
 			n, err := cmd.Result()
@@ -124,6 +138,27 @@ func (e *Engine) push(p *policy.Policy, queue string, left bool, producer string
 		e.countPushed(queue, len(vals))
 		return res[0], nil
 	}), nil
+}
+
+// pushOp is a plain push of one value with all it needs in one allocation: its result, its command and
+// the command's arguments (a producer's RPUSH is the hot path).
+type pushOp struct {
+	Result[int64]
+	e     *Engine
+	queue string
+	cmd   redis.IntCmd
+	cmds  [1]redis.Cmder
+	args  [3]interface{}
+}
+
+// value is the list's length after the push; waiters on the queue are woken.
+func (o *pushOp) value() (int64, error) {
+	n, err := o.cmd.Result()
+	if err == nil {
+		o.e.wake(o.queue) // waiters here are served at once, whatever the notification mode
+		o.e.countPushed(o.queue, 1)
+	}
+	return n, err
 }
 
 // store checks values against the queue's rule p (all or nothing) and returns what to store: each in
