@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qgate/qgate/proxy/envelope"
 	"github.com/qgate/qgate/proxy/rdb"
 )
 
@@ -310,15 +309,10 @@ func (e *Engine) LocalShardNumSub(channel string) (clients int, subscribed bool)
 // so, and SPUBLISHes it (routed to the channel's slot on a Cluster); the result is the backend's
 // receiver count. A refused message is a *RejectedError.
 func (e *Engine) SPublish(channel, producer string, msg []byte) (*Result[int64], error) {
-	p := e.policies().Channel(channel)
-	if err := p.Check(msg); err != nil {
-		return nil, &RejectedError{Index: 1, Count: 1, Rule: p.Name(), Err: err}
+	cmd, err := e.publishCmd("spublish", channel, producer, msg)
+	if err != nil {
+		return nil, err
 	}
-	var m interface{} = msg
-	if p.Envelope {
-		m = envelope.Append(nil, channel, producer, msg)
-	}
-	cmd := redis.NewIntCmd(e.ctx, "spublish", channel, m)
 	cmd.SetFirstKeyPos(1)
 	return newResult([]redis.Cmder{cmd}, cmd.Result), nil
 }
@@ -326,12 +320,7 @@ func (e *Engine) SPublish(channel, producer string, msg []byte) (*Result[int64],
 // PubSubShardChannels is PUBSUB SHARDCHANNELS [pattern] on the backend (pattern nil: none); on a
 // Cluster, the answer of the node it reaches, as for PUBSUB CHANNELS.
 func (e *Engine) PubSubShardChannels(pattern []byte) *Result[[]string] {
-	args := []interface{}{"pubsub", "shardchannels"}
-	if pattern != nil {
-		args = append(args, pattern)
-	}
-	cmd := redis.NewStringSliceCmd(e.ctx, args...)
-	return newResult([]redis.Cmder{cmd}, cmd.Result)
+	return e.pubsubList("shardchannels", pattern)
 }
 
 // PubSubShardNumSub is PUBSUB SHARDNUMSUB on the backend, one command per channel so that on a
