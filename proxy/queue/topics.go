@@ -14,7 +14,7 @@ import (
 	"github.com/qgate/qgate/proxy/resp"
 )
 
-// The fan-out shared by the pub/sub hubs (proxy/DESIGN.md "Pub/sub fan-out"): a topics map holds the
+// The fan-out shared by the pub/sub hubs (proxy/DESIGN.md "Sharded pub/sub"): a topics map holds the
 // channels (or patterns) of one kind, each with its local subscribers and one backend subscription,
 // and runs a topic's life cycle; the hubs (pubsub.go, shardpubsub.go) supply the backend connections.
 
