@@ -112,13 +112,11 @@ func (ts *topics) unsubscribe(c Subscriber, name string) {
 		ts.mu.Unlock()
 		return
 	}
-	var err error
-	if len(t.subs) > 1 {
-		err = errNoConn
-	} else {
+	err := errNoConn // as good as: others stay subscribed, so no UNSUBSCRIBE
+	if len(t.subs) == 1 {
 		err = ts.stop(name)
 	}
-	if err != nil {
+	if err != nil { // c leaves at once (without a Splice after a failed UNSUBSCRIBE)
 		delete(t.subs, c)
 		if len(t.subs) == 0 {
 			ts.remove(name)
@@ -177,7 +175,7 @@ func (ts *topics) dropAllLeaving(in func(name string) bool) (others []string) {
 	return others
 }
 
-// confirmed marks a topic's backend subscription active, releasing its subscribers.
+// confirm marks a topic's backend subscription active, releasing its subscribers.
 func (ts *topics) confirm(name string) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
