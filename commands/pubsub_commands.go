@@ -36,14 +36,15 @@ func init() {
 		&Spec{Name: "pubsub", Arity: -2, Group: "pubsub", Since: "2.8.0", Summary: "A container for Pub/Sub commands.",
 			Subs: []*Spec{
 				{Name: "pubsub|channels", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "2.8.0",
-					Summary: "Returns the active channels.", Args: []Arg{{Name: "pattern", Type: "pattern", Optional: true}}, Run: pubsubChannels},
+					Summary: "Returns the active channels.", Args: []Arg{{Name: "pattern", Type: "pattern", Optional: true}},
+					Run: func(c Conn, args [][]byte) { pubsubChannels(c, args, false) }},
 				{Name: "pubsub|numsub", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "2.8.0",
 					Summary: "Returns a count of subscribers to channels.", Args: optChans, Run: pubsubNumsub},
 				{Name: "pubsub|numpat", Arity: 2, Flags: PubSub | Loading | Stale | Pipelined, Since: "2.8.0",
 					Summary: "Returns a count of unique pattern subscriptions.", Run: pubsubNumpat},
 				{Name: "pubsub|shardchannels", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "7.0.0",
 					Summary: "Returns the active shard channels.", Args: []Arg{{Name: "pattern", Type: "pattern", Optional: true}},
-					Run: pubsubShardChannels},
+					Run: func(c Conn, args [][]byte) { pubsubChannels(c, args, true) }},
 				{Name: "pubsub|shardnumsub", Arity: -2, Flags: PubSub | Loading | Stale | Pipelined, Since: "7.0.0",
 					Summary: "Returns the count of subscribers of shard channels.",
 					Args:    []Arg{{Name: "shardchannel", Type: "string", Optional: true, Multiple: true}}, Run: pubsubShardNumsub},
@@ -61,11 +62,23 @@ func publish(c Conn, args [][]byte) {
 	if _, ok := channelPolicy(c, channel, false); !ok {
 		return
 	}
-	// A RESP3 client subscribed to the channel gets its own message before the reply, as from Redis,
-	// which delivers it while running PUBLISH. Its PUBLISH runs at once, not at the end of the batch,
-	// so that each message also comes before the replies of the commands after it.
-	own := receives(c.Session(), channel)
-	op, err := c.Server().Queues().Publish(channel, producer(c), args[2])
+	q := c.Server().Queues()
+	publishTo(c, channel, args[2], receives(c.Session(), channel), q.Publish, c.AwaitOwnMessages, func() (int, int) {
+		return q.LocalSubscribers(channel)
+	})
+}
+
+// publishTo is PUBLISH and SPUBLISH once the channel was checked: it publishes msg with pub and
+// replies with the backend's receiver count, qgate's shared subscriptions (local's second result)
+// replaced by its local subscribers (the first).
+//
+// A RESP3 client subscribed to the channel (own) gets its own message before the reply, as from
+// Redis, which delivers it while running PUBLISH: awaitOwn waits for it. Its PUBLISH runs at once,
+// not at the end of the batch, so that each message also comes before the replies of the commands
+// after it.
+func publishTo(c Conn, channel string, msg []byte, own bool, pub func(channel, producer string, msg []byte) (*queue.Result[int64], error),
+	awaitOwn func(), local func() (clients, backendSubs int)) {
+	op, err := pub(channel, producer(c), msg)
 	if err != nil {
 		var rej *queue.RejectedError
 		if errors.As(err, &rej) {
@@ -82,10 +95,10 @@ func publish(c Conn, args [][]byte) {
 			return
 		}
 		if own {
-			c.AwaitOwnMessages()
+			awaitOwn()
 		}
-		local, subs := c.Server().Queues().LocalSubscribers(channel)
-		n = n - int64(subs) + int64(local)
+		clients, subs := local()
+		n = n - int64(subs) + int64(clients)
 		if n < 0 {
 			n = 0
 		}
@@ -111,12 +124,25 @@ func receives(s *Session, channel string) bool {
 
 func subscribe(c Conn, pattern bool, names [][]byte) {
 	s := c.Session()
-	kind := "subscribe"
-	set := &s.Channels
+	kind, set := "subscribe", &s.Channels
 	if pattern {
-		kind = "psubscribe"
-		set = &s.Patterns
+		kind, set = "psubscribe", &s.Patterns
 	}
+	subscribeNames(c, kind, pattern, names, set, func(name string) error { return c.Subscribe(pattern, name) }, s.Subscriptions)
+}
+
+func unsubscribe(c Conn, pattern bool, names [][]byte) {
+	s := c.Session()
+	kind, set := "unsubscribe", s.Channels
+	if pattern {
+		kind, set = "punsubscribe", s.Patterns
+	}
+	unsubscribeNames(c, kind, names, set, func(name string) { c.Unsubscribe(pattern, name) }, s.Subscriptions)
+}
+
+// subscribeNames is SUBSCRIBE, PSUBSCRIBE and SSUBSCRIBE: it adds names to the session's set of the
+// kind, subscribing with sub, and confirms each with the session's count of the kind's subscriptions.
+func subscribeNames(c Conn, kind string, pattern bool, names [][]byte, set *map[string]struct{}, sub func(string) error, count func() int) {
 	for _, nb := range names { // a bad name refuses the whole command
 		if _, ok := channelPolicy(c, string(nb), pattern); !ok {
 			return
@@ -125,7 +151,7 @@ func subscribe(c Conn, pattern bool, names [][]byte) {
 	for _, nb := range names {
 		name := string(nb)
 		if _, ok := (*set)[name]; !ok {
-			if err := c.Subscribe(pattern, name); err != nil {
+			if err := sub(name); err != nil {
 				c.Reply().Error(backendError(err))
 				continue
 			}
@@ -134,22 +160,13 @@ func subscribe(c Conn, pattern bool, names [][]byte) {
 			}
 			(*set)[name] = struct{}{}
 		}
-		w := c.Reply()
-		w.Push(3)
-		w.BulkString(kind)
-		w.BulkString(name)
-		w.Int(int64(s.Subscriptions()))
+		subscription(c.Reply(), kind, &name, count())
 	}
 }
 
-func unsubscribe(c Conn, pattern bool, names [][]byte) {
-	s := c.Session()
-	kind := "unsubscribe"
-	set := s.Channels
-	if pattern {
-		kind = "punsubscribe"
-		set = s.Patterns
-	}
+// unsubscribeNames is UNSUBSCRIBE, PUNSUBSCRIBE and SUNSUBSCRIBE: it removes names (none: every name
+// of set, in order) from the session's set of the kind, unsubscribing with unsub, and confirms each.
+func unsubscribeNames(c Conn, kind string, names [][]byte, set map[string]struct{}, unsub func(string), count func() int) {
 	var list []string
 	if len(names) == 0 {
 		for name := range set {
@@ -157,11 +174,7 @@ func unsubscribe(c Conn, pattern bool, names [][]byte) {
 		}
 		sort.Strings(list)
 		if len(list) == 0 {
-			w := c.Reply()
-			w.Push(3)
-			w.BulkString(kind)
-			w.Null()
-			w.Int(int64(s.Subscriptions()))
+			subscription(c.Reply(), kind, nil, count())
 			return
 		}
 	} else {
@@ -173,14 +186,23 @@ func unsubscribe(c Conn, pattern bool, names [][]byte) {
 	for _, name := range list {
 		if _, ok := set[name]; ok {
 			delete(set, name)
-			c.Unsubscribe(pattern, name)
+			unsub(name)
 		}
-		w := c.Reply()
-		w.Push(3)
-		w.BulkString(kind)
-		w.BulkString(name)
-		w.Int(int64(s.Subscriptions()))
+		subscription(c.Reply(), kind, &name, count())
 	}
+}
+
+// subscription writes a subscribe or unsubscribe confirmation of any kind (name nil: the null
+// channel) with the session's count of subscriptions.
+func subscription(w *resp.Writer, kind string, name *string, count int) {
+	w.Push(3)
+	w.BulkString(kind)
+	if name == nil {
+		w.Null()
+	} else {
+		w.BulkString(*name)
+	}
+	w.Int(int64(count))
 }
 
 // UnsubscribeAll drops every subscription of c without replying (RESET, disconnect).
@@ -196,7 +218,8 @@ func UnsubscribeAll(c Conn) {
 	unsubscribeAllShard(c)
 }
 
-func pubsubChannels(c Conn, args [][]byte) {
+// pubsubChannels is PUBSUB CHANNELS and SHARDCHANNELS: the backend's answer.
+func pubsubChannels(c Conn, args [][]byte, shard bool) {
 	if len(args) > 3 {
 		c.Reply().Error(subcommandSyntaxError(args))
 		return
@@ -205,7 +228,11 @@ func pubsubChannels(c Conn, args [][]byte) {
 	if len(args) == 3 {
 		pattern = args[2]
 	}
-	op := c.Server().Queues().PubSubChannels(pattern)
+	list := c.Server().Queues().PubSubChannels
+	if shard {
+		list = c.Server().Queues().PubSubShardChannels
+	}
+	op := list(pattern)
 	c.Queue(op, func(w *resp.Writer) {
 		vals, err := op.Result()
 		if err != nil {
@@ -222,7 +249,16 @@ func pubsubChannels(c Conn, args [][]byte) {
 // pubsubNumsub corrects the backend's counts, which see each of qgate's shared subscriptions as one
 // subscriber, with qgate's local subscriber counts.
 func pubsubNumsub(c Conn, args [][]byte) {
-	op := c.Server().Queues().PubSubNumSub(args[2:])
+	q := c.Server().Queues()
+	numsub(c, args, q.PubSubNumSub(args[2:]), func(counts map[string]int64, _ int, name string) int64 { return counts[name] },
+		q.LocalNumSub)
+}
+
+// numsub writes PUBSUB NUMSUB's or SHARDNUMSUB's reply: for each channel of args, the backend's count
+// (backend, from op's result) with qgate's shared subscription replaced by its local subscribers
+// (localNumSub).
+func numsub[T any](c Conn, args [][]byte, op *queue.Result[T], backend func(counts T, i int, name string) int64,
+	localNumSub func(channel string) (int, bool)) {
 	names := make([]string, len(args)-2)
 	for i, a := range args[2:] {
 		names[i] = string(a)
@@ -234,9 +270,9 @@ func pubsubNumsub(c Conn, args [][]byte) {
 			return
 		}
 		w.Array(2 * len(names)) // a flat array in RESP3 too, as Redis 7.0 replies (not a map)
-		for _, name := range names {
-			n := counts[name]
-			local, subscribed := c.Server().Queues().LocalNumSub(name)
+		for i, name := range names {
+			n := backend(counts, i, name)
+			local, subscribed := localNumSub(name)
 			if subscribed && n > 0 {
 				n--
 			}

@@ -5,23 +5,21 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qgate/qgate/proxy/envelope"
 	"github.com/qgate/qgate/proxy/glob"
 	"github.com/qgate/qgate/proxy/policy"
-	"github.com/qgate/qgate/proxy/resp"
 )
 
 // Pub/sub (README "How it works"): the hub fans messages out to local subscribers, with one backend
 // subscription per channel or pattern shared by every client subscribed to it, on one backend
-// connection. Publishing is in push.go. A lost backend connection is replaced at once and the time
-// without a subscription counted (proxy/DESIGN.md "Pub/sub across a lost connection").
+// connection; the fan-out itself, shared with the sharded hub, is in topics.go. Publishing is in
+// push.go. A lost backend connection is replaced at once and the time without a subscription counted
+// (proxy/DESIGN.md "Pub/sub across a lost connection").
 
 // Subscriber is a client subscribed to channels or patterns (a connection).
 type Subscriber interface {
@@ -39,15 +37,14 @@ type Subscriber interface {
 	Splice()
 }
 
-// hub is the engine's pub/sub fan-out.
+// hub is the engine's pub/sub fan-out over one backend connection.
 type hub struct {
 	e        *Engine
 	mu       sync.RWMutex
 	ps       *redis.PubSub
-	channels map[string]*topic
-	patterns map[string]*topic
-	pings    map[string]chan struct{} // AwaitOwnMessages: PING payload → closed when its reply came
-	pingSeq  uint64
+	channels *topics
+	patterns *topics
+	pings    *syncPings // AwaitOwnMessages's, and the sequence of resubscription PINGs
 
 	down      atomic.Int64 // UnixNano when the backend subscription was lost; 0 while it is up (set under mu)
 	resub     string       // payload of the PING whose reply ends the current gap
@@ -62,157 +59,53 @@ type gapCounters struct {
 	missed       atomic.Int64
 }
 
-// topic is one channel or pattern and its local subscribers.
-//
-// When its last subscriber leaves, the topic stays in the map, leaving, until the backend confirms the
-// UNSUBSCRIBE. Messages the backend published before that still reach the subscriber, which waits for
-// the confirmation before its reply (so nothing comes after it), and PUBLISH keeps counting it, as the
-// backend's count still includes qgate's subscription: for it, a count and the deliveries agree.
-// Whoever subscribes meanwhile waits until the topic is gone and starts a new one.
-type topic struct {
-	subs      map[Subscriber]struct{}
-	confirmed chan struct{} // closed when the backend confirmed the subscription
-	ok        bool
-	err       error         // set before confirmed is closed when the backend refused the subscription
-	leaving   bool          // the backend UNSUBSCRIBE was sent
-	gone      chan struct{} // closed when a leaving topic was removed
-}
-
-const subscribeTimeout = 5 * time.Second
-
-var errSubscribeTimeout = errors.New("backend did not confirm the subscription in time")
-
 func newHub(e *Engine) *hub {
-	return &hub{e: e, channels: map[string]*topic{}, patterns: map[string]*topic{}, pings: map[string]chan struct{}{}}
+	h := &hub{e: e, pings: newSyncPings("qgate-sync-")}
+	h.channels = newTopics(&h.mu, h.start(false), h.stop(false), nil)
+	h.patterns = newTopics(&h.mu, h.start(true), h.stop(true), nil)
+	return h
 }
 
-// topics returns the channel or the pattern map; the caller holds mu.
-func (h *hub) topics(pattern bool) map[string]*topic {
+// kind returns the channels or the patterns.
+func (h *hub) kind(pattern bool) *topics {
 	if pattern {
 		return h.patterns
 	}
 	return h.channels
 }
 
-// Subscribe adds c to a channel or pattern and returns once the backend subscription is active.
-func (h *hub) subscribe(c Subscriber, pattern bool, name string) error {
-	h.mu.Lock()
-	m := h.topics(pattern)
-	t := m[name]
-	for t != nil && t.leaving {
-		h.mu.Unlock()
-		h.awaitGone(pattern, name, t)
-		h.mu.Lock()
-		t = m[name]
-	}
-	if t == nil {
-		t = &topic{subs: map[Subscriber]struct{}{}, confirmed: make(chan struct{})}
-		m[name] = t
+// start returns the backend SUBSCRIBE or PSUBSCRIBE of a new topic, which opens the connection if
+// need be; it runs with mu held.
+func (h *hub) start(pattern bool) func(name string) error {
+	return func(name string) error {
 		if h.ps == nil {
 			h.ps = h.e.client.Subscribe(h.e.ctx)
 			go h.receive(h.ps)
 		}
+		if pattern {
+			return h.ps.PSubscribe(h.e.ctx, name)
+		}
+		return h.ps.Subscribe(h.e.ctx, name)
+	}
+}
+
+// stop returns the backend UNSUBSCRIBE or PUNSUBSCRIBE of a topic's last subscriber; it runs with mu
+// held.
+func (h *hub) stop(pattern bool) func(name string) error {
+	return func(name string) error {
+		if h.ps == nil {
+			return errNoConn
+		}
 		var err error
 		if pattern {
-			err = h.ps.PSubscribe(h.e.ctx, name)
+			err = h.ps.PUnsubscribe(h.e.ctx, name)
 		} else {
-			err = h.ps.Subscribe(h.e.ctx, name)
+			err = h.ps.Unsubscribe(h.e.ctx, name)
 		}
 		if err != nil {
-			delete(m, name)
-			h.mu.Unlock()
-			return err
+			h.e.log.Warn("backend unsubscribe", "err", err)
 		}
-	}
-	t.subs[c] = struct{}{}
-	h.mu.Unlock()
-	select {
-	case <-t.confirmed:
-		return nil
-	case <-time.After(subscribeTimeout):
-		h.unsubscribe(c, pattern, name)
-		return errSubscribeTimeout
-	}
-}
-
-// Unsubscribe removes c; the backend subscription ends with its last local subscriber. A live client
-// (UNSUBSCRIBE, RESET) returns once no message can reach it any more, with the messages that did moved
-// into its reply stream, so they come before its reply.
-func (h *hub) unsubscribe(c Subscriber, pattern bool, name string) {
-	live := c.Live()
-	h.mu.Lock()
-	m := h.topics(pattern)
-	t := m[name]
-	if t == nil {
-		h.mu.Unlock()
-		return
-	}
-	if _, ok := t.subs[c]; !ok || t.leaving {
-		h.mu.Unlock()
-		return
-	}
-	if len(t.subs) > 1 || h.ps == nil {
-		delete(t.subs, c)
-		if len(t.subs) == 0 {
-			delete(m, name)
-		}
-		h.mu.Unlock()
-		if live {
-			c.Splice()
-		}
-		return
-	}
-	var err error
-	if pattern {
-		err = h.ps.PUnsubscribe(h.e.ctx, name)
-	} else {
-		err = h.ps.Unsubscribe(h.e.ctx, name)
-	}
-	if err != nil {
-		h.e.log.Warn("backend unsubscribe", "err", err)
-		delete(t.subs, c)
-		delete(m, name)
-		h.mu.Unlock()
-		return
-	}
-	t.leaving, t.gone = true, make(chan struct{})
-	if !live {
-		delete(t.subs, c) // a closed client gets nothing more; the topic still waits for the backend
-	}
-	h.mu.Unlock()
-	if live {
-		h.awaitGone(pattern, name, t)
-		c.Splice()
-	}
-}
-
-// awaitGone waits until the leaving topic t is removed: the backend confirmed its UNSUBSCRIBE, or the
-// pub/sub connection broke (which ended the subscription too). After subscribeTimeout t is dropped.
-func (h *hub) awaitGone(pattern bool, name string, t *topic) {
-	select {
-	case <-t.gone:
-	case <-time.After(subscribeTimeout):
-		h.mu.Lock()
-		h.dropLeaving(pattern, name, t)
-		h.mu.Unlock()
-	}
-}
-
-// dropLeaving removes the leaving topic t if it is still there; the caller holds mu.
-func (h *hub) dropLeaving(pattern bool, name string, t *topic) {
-	m := h.topics(pattern)
-	if m[name] == t && t.leaving {
-		delete(m, name)
-		close(t.gone)
-	}
-}
-
-// unsubscribed removes a leaving topic once the backend confirmed its UNSUBSCRIBE.
-func (h *hub) unsubscribed(pattern bool, name string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if t := h.topics(pattern)[name]; t != nil {
-		h.dropLeaving(pattern, name, t)
+		return err
 	}
 }
 
@@ -221,15 +114,9 @@ func (h *hub) unsubscribed(pattern bool, name string) {
 func (h *hub) connLost() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, pattern := range []bool{false, true} {
-		for name, t := range h.topics(pattern) {
-			h.dropLeaving(pattern, name, t)
-		}
-	}
-	for token, ch := range h.pings {
-		close(ch)
-		delete(h.pings, token)
-	}
+	h.channels.dropAllLeaving(nil)
+	h.patterns.dropAllLeaving(nil)
+	h.pings.releaseAll()
 }
 
 // sync returns once every message the backend sent on the pub/sub connection before now was delivered
@@ -242,23 +129,7 @@ func (h *hub) sync() {
 		h.mu.Unlock()
 		return
 	}
-	h.pingSeq++
-	token := "qgate-sync-" + strconv.FormatUint(h.pingSeq, 10)
-	done := make(chan struct{})
-	h.pings[token] = done
-	if err := h.ps.Ping(h.e.ctx, token); err != nil {
-		delete(h.pings, token)
-		h.mu.Unlock()
-		return
-	}
-	h.mu.Unlock()
-	select {
-	case <-done:
-	case <-time.After(subscribeTimeout):
-		h.mu.Lock()
-		delete(h.pings, token)
-		h.mu.Unlock()
-	}
+	h.pings.await(&h.mu, h.e.ctx, h.ps)
 }
 
 // pong releases the waiter of a sync PING, or ends a gap.
@@ -268,10 +139,7 @@ func (h *hub) pong(payload string) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if ch := h.pings[payload]; ch != nil {
-		close(ch)
-		delete(h.pings, payload)
-	}
+	h.pings.reply(payload)
 }
 
 // Health of the backend subscription: a node that stops answering without closing the connection (a
@@ -343,9 +211,9 @@ func (h *hub) receive(ps *redis.PubSub) {
 		case *redis.Subscription:
 			switch m.Kind {
 			case "subscribe", "psubscribe":
-				h.confirm(m.Kind == "psubscribe", m.Channel)
+				h.kind(m.Kind == "psubscribe").confirm(m.Channel)
 			case "unsubscribe", "punsubscribe":
-				h.unsubscribed(m.Kind == "punsubscribe", m.Channel)
+				h.kind(m.Kind == "punsubscribe").unsubscribed(m.Channel)
 			}
 		case *redis.Message:
 			h.deliver(m)
@@ -399,18 +267,8 @@ func (h *hub) restore(ps *redis.PubSub, stalled bool) (replaced, pinged bool) {
 		return h.ps != ps, false
 	}
 	nps := client.Subscribe(h.e.ctx)
-	channels, patterns := make([]string, 0, len(h.channels)), make([]string, 0, len(h.patterns))
-	for _, pattern := range []bool{false, true} {
-		for name, t := range h.topics(pattern) {
-			if t.leaving { // its subscription ended with the old connection
-				h.dropLeaving(pattern, name, t)
-			} else if pattern {
-				patterns = append(patterns, name)
-			} else {
-				channels = append(channels, name)
-			}
-		}
-	}
+	// The leaving topics' subscriptions ended with the old connection.
+	channels, patterns := h.channels.dropAllLeaving(nil), h.patterns.dropAllLeaving(nil)
 	var err error
 	if len(channels) > 0 {
 		err = nps.Subscribe(h.e.ctx, channels...)
@@ -448,8 +306,7 @@ func (h *hub) pingResub(ps *redis.PubSub) bool {
 
 // resubToken returns a new payload for the PING that ends the current gap; the caller holds mu.
 func (h *hub) resubToken() string {
-	h.pingSeq++
-	h.resub = "qgate-resub-" + strconv.FormatUint(h.pingSeq, 10)
+	h.resub = h.pings.next("qgate-resub-")
 	return h.resub
 }
 
@@ -504,68 +361,22 @@ func (h *hub) restored(payload string) bool {
 	h.gaps.resubscribes.Add(1)
 	h.down.Store(0)
 	missed := h.missedNow.Swap(0)
-	channels, patterns := len(h.channels), len(h.patterns)
+	channels, patterns := len(h.channels.m), len(h.patterns.m)
 	h.mu.Unlock()
 	h.e.events.Log(slog.LevelWarn, "pub/sub backend subscription restored", "gap", gap.Round(time.Millisecond).String(),
 		"channels", channels, "patterns", patterns, "missed_publishes", missed)
 	return true
 }
 
-func (h *hub) confirm(pattern bool, name string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if t := h.topics(pattern)[name]; t != nil && !t.ok {
-		t.ok = true
-		close(t.confirmed)
-	}
-}
-
-// deliver encodes a message once per protocol version and form (payload or envelope) and queues it
-// on every subscriber. Messages that are not envelopes (published straight into Redis) go out as they are.
+// deliver queues a backend message on every subscriber of its channel or pattern.
 func (h *hub) deliver(m *redis.Message) {
-	isEnv := envelope.Is([]byte(m.Payload))
-	var rule *policy.Policy
-	if isEnv {
-		rule = h.e.policies().Channel(m.Channel)
-	}
-	var frames [4][2][]byte
-	frame := func(proto int, wantEnv bool) []byte {
-		form := 0
-		if wantEnv {
-			form = 1
-		}
-		if frames[proto][form] == nil {
-			body := m.Payload
-			if !wantEnv {
-				body = envelope.Payload(m.Payload)
-			}
-			w := resp.Writer{Proto: proto}
-			if m.Pattern != "" {
-				w.Push(4)
-				w.BulkString("pmessage")
-				w.BulkString(m.Pattern)
-			} else {
-				w.Push(3)
-				w.BulkString("message")
-			}
-			w.BulkString(m.Channel)
-			w.BulkString(body)
-			frames[proto][form] = w.B
-		}
-		return frames[proto][form]
-	}
+	msg := h.e.newMessage("message", m)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	t := h.channels[m.Channel]
 	if m.Pattern != "" {
-		t = h.patterns[m.Pattern]
-	}
-	if t == nil {
-		return
-	}
-	for c := range t.subs {
-		wantEnv := !isEnv || WantsEnvelope(c.DeliverMode(), rule)
-		c.Push(frame(c.Proto(), wantEnv))
+		h.patterns.deliver(m.Pattern, msg)
+	} else {
+		h.channels.deliver(m.Channel, msg)
 	}
 }
 
@@ -584,11 +395,11 @@ func (h *hub) localSubscribers(channel string) (clients, backendSubs int) {
 			clients, backendSubs = 0, 0
 		}
 	}()
-	if t := h.channels[channel]; t != nil {
+	if t := h.channels.m[channel]; t != nil {
 		clients += len(t.subs)
 		backendSubs++
 	}
-	for p, t := range h.patterns {
+	for p, t := range h.patterns.m {
 		if glob.Match(p, channel) {
 			clients += len(t.subs)
 			backendSubs++
@@ -597,38 +408,19 @@ func (h *hub) localSubscribers(channel string) (clients, backendSubs int) {
 	return clients, backendSubs
 }
 
-// numSub returns the local subscriber count of channel and whether qgate subscribes to it.
-func (h *hub) numSub(channel string) (int, bool) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if t := h.channels[channel]; t != nil {
-		return len(t.subs), true
-	}
-	return 0, false
-}
-
 // counts returns the number of channels and patterns qgate subscribes to on the backend, and the
 // number of distinct local clients subscribed to any of them or to a shard channel (INFO
 // pubsub_clients counts every client in pub/sub state, as Redis 7.2's does).
 func (h *hub) counts() (channels, patterns, clients int) {
 	seen := map[Subscriber]struct{}{}
 	h.mu.RLock()
-	for _, m := range []map[string]*topic{h.channels, h.patterns} {
-		for _, t := range m {
-			for c := range t.subs {
-				seen[c] = struct{}{}
-			}
-		}
-	}
-	channels, patterns = len(h.channels), len(h.patterns)
+	h.channels.addSubscribers(seen)
+	h.patterns.addSubscribers(seen)
+	channels, patterns = len(h.channels.m), len(h.patterns.m)
 	h.mu.RUnlock()
 	if sh := h.e.shub; sh != nil {
 		sh.mu.Lock()
-		for _, t := range sh.channels {
-			for c := range t.subs {
-				seen[c] = struct{}{}
-			}
-		}
+		sh.channels.addSubscribers(seen)
 		sh.mu.Unlock()
 	}
 	return channels, patterns, len(seen)
@@ -657,14 +449,14 @@ func WantsEnvelope(mode string, p *policy.Policy) bool {
 // Subscribe adds s to a channel or pattern and returns once the backend subscription is active, so a
 // message published after it is delivered.
 func (e *Engine) Subscribe(s Subscriber, pattern bool, name string) error {
-	return e.hub.subscribe(s, pattern, name)
+	return e.hub.kind(pattern).subscribe(s, name)
 }
 
 // Unsubscribe removes s from a channel or pattern; the backend subscription ends with its last local
 // subscriber. A live client returns once no message can reach it any more, with the messages that
 // did spliced into its replies (Subscriber.Splice), so they come before its reply.
 func (e *Engine) Unsubscribe(s Subscriber, pattern bool, name string) {
-	e.hub.unsubscribe(s, pattern, name)
+	e.hub.kind(pattern).unsubscribe(s, name)
 }
 
 // SyncMessages waits until every message the backend published before the call has reached the
@@ -683,7 +475,7 @@ func (e *Engine) LocalSubscribers(channel string) (clients, backendSubs int) {
 
 // LocalNumSub returns the local subscriber count of a channel and whether qgate subscribes to it.
 func (e *Engine) LocalNumSub(channel string) (clients int, subscribed bool) {
-	return e.hub.numSub(channel)
+	return e.hub.channels.numSub(channel)
 }
 
 // PubSubGaps is this instance's record of the pub/sub hub's lost backend subscriptions (README

@@ -207,6 +207,16 @@ func (e *Engine) Range(queue string, start, stop []byte) *Result[[]string] {
 // the rule says so, and publishes it; the result is the backend's receiver count. A refused message is
 // a *RejectedError.
 func (e *Engine) Publish(channel, producer string, msg []byte) (*Result[int64], error) {
+	cmd, err := e.publishCmd("publish", channel, producer, msg)
+	if err != nil {
+		return nil, err
+	}
+	return newResult([]redis.Cmder{cmd}, cmd.Result), nil
+}
+
+// publishCmd checks msg against its channel's rule and returns the verb (PUBLISH, SPUBLISH) of it,
+// wrapped in an envelope naming producer when the rule says so. A refused message is a *RejectedError.
+func (e *Engine) publishCmd(verb, channel, producer string, msg []byte) (*redis.IntCmd, error) {
 	p := e.policies().Channel(channel)
 	if err := p.Check(msg); err != nil {
 		return nil, &RejectedError{Index: 1, Count: 1, Rule: p.Name(), Err: err}
@@ -215,13 +225,17 @@ func (e *Engine) Publish(channel, producer string, msg []byte) (*Result[int64], 
 	if p.Envelope {
 		m = envelope.Append(nil, channel, producer, msg)
 	}
-	cmd := redis.NewIntCmd(e.ctx, "publish", channel, m)
-	return newResult([]redis.Cmder{cmd}, cmd.Result), nil
+	return redis.NewIntCmd(e.ctx, verb, channel, m), nil
 }
 
 // PubSubChannels is PUBSUB CHANNELS [pattern] on the backend (pattern nil: none).
 func (e *Engine) PubSubChannels(pattern []byte) *Result[[]string] {
-	args := []interface{}{"pubsub", "channels"}
+	return e.pubsubList("channels", pattern)
+}
+
+// pubsubList is PUBSUB sub [pattern] on the backend (pattern nil: none), sub CHANNELS or SHARDCHANNELS.
+func (e *Engine) pubsubList(sub string, pattern []byte) *Result[[]string] {
+	args := []interface{}{"pubsub", sub}
 	if pattern != nil {
 		args = append(args, pattern)
 	}

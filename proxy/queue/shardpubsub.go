@@ -3,45 +3,63 @@ package queue
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qgate/qgate/proxy/envelope"
-	"github.com/qgate/qgate/proxy/policy"
 	"github.com/qgate/qgate/proxy/rdb"
-	"github.com/qgate/qgate/proxy/resp"
 )
 
 // Sharded pub/sub (proxy/DESIGN.md "Sharded pub/sub"): one backend SSUBSCRIBE per shard channel, shared
-// by every local subscriber, as the hub of pubsub.go does for channels. On a Cluster a shard channel
-// lives in its slot's node, so there is one backend pub/sub connection per slot in use (go-redis routes
-// it, and its reconnects, to the slot's owner); on a standalone backend one connection holds them all.
+// by every local subscriber, as the hub of pubsub.go does for channels, with the same fan-out
+// (topics.go). On a Cluster a shard channel lives in its slot's node, so there is one backend pub/sub
+// connection per slot in use (go-redis routes it, and its reconnects, to the slot's owner); on a
+// standalone backend one connection holds them all.
 
 // shardHub is the engine's sharded pub/sub fan-out.
 type shardHub struct {
 	e        *Engine
 	cluster  bool
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	conns    map[uint16]*shardConn // by slot (always 0 on a standalone backend)
-	channels map[string]*topic
+	channels *topics
 }
 
 // shardConn is one backend pub/sub connection and the shard channels on it.
 type shardConn struct {
-	slot    uint16
-	ps      *redis.PubSub
-	n       int                      // topics on it, leaving ones included
-	pings   map[string]chan struct{} // sync PING payload → closed when its reply came
-	pingSeq uint64
+	slot  uint16
+	ps    *redis.PubSub
+	n     int        // topics on it, leaving ones included
+	pings *syncPings // SyncShardMessages's
 }
 
 func newShardHub(e *Engine) *shardHub {
 	_, cluster := e.client.(*redis.ClusterClient)
-	return &shardHub{e: e, cluster: cluster, conns: map[uint16]*shardConn{}, channels: map[string]*topic{}}
+	h := &shardHub{e: e, cluster: cluster, conns: map[uint16]*shardConn{}}
+	h.channels = newTopics(&h.mu, h.start, h.stop, h.release)
+	return h
+}
+
+// start sends the backend SSUBSCRIBE of a new topic on its slot's connection; the caller holds mu.
+func (h *shardHub) start(name string) error {
+	sc := h.conn(name)
+	sc.n++
+	return sc.ps.SSubscribe(h.e.ctx, name)
+}
+
+// stop sends the backend SUNSUBSCRIBE of a topic's last subscriber; the caller holds mu.
+func (h *shardHub) stop(name string) error {
+	sc := h.conns[h.slot(name)]
+	if sc == nil {
+		return errNoConn
+	}
+	err := sc.ps.SUnsubscribe(h.e.ctx, name)
+	if err != nil {
+		h.e.log.Warn("backend sunsubscribe", "err", err)
+	}
+	return err
 }
 
 func (h *shardHub) slot(channel string) uint16 {
@@ -51,12 +69,17 @@ func (h *shardHub) slot(channel string) uint16 {
 	return rdb.Slot(channel)
 }
 
+// inSlot returns whether a channel is in slot.
+func (h *shardHub) inSlot(slot uint16) func(channel string) bool {
+	return func(channel string) bool { return h.slot(channel) == slot }
+}
+
 // conn returns the backend connection of channel's slot, opening it; the caller holds mu.
 func (h *shardHub) conn(channel string) *shardConn {
 	slot := h.slot(channel)
 	sc := h.conns[slot]
 	if sc == nil {
-		sc = &shardConn{slot: slot, ps: h.e.client.SSubscribe(h.e.ctx), pings: map[string]chan struct{}{}}
+		sc = &shardConn{slot: slot, ps: h.e.client.SSubscribe(h.e.ctx), pings: newSyncPings("qgate-ssync-")}
 		h.conns[slot] = sc
 		go h.receive(sc, sc.ps)
 	}
@@ -73,108 +96,8 @@ func (h *shardHub) release(channel string) {
 	}
 	if sc.n--; sc.n <= 0 {
 		delete(h.conns, slot)
-		for token, ch := range sc.pings {
-			close(ch)
-			delete(sc.pings, token)
-		}
+		sc.pings.releaseAll()
 		go func(ps *redis.PubSub) { _ = ps.Close() }(sc.ps)
-	}
-}
-
-// subscribe adds c to a shard channel and returns once the backend subscription is active.
-func (h *shardHub) subscribe(c Subscriber, name string) error {
-	h.mu.Lock()
-	t := h.channels[name]
-	for t != nil && t.leaving {
-		h.mu.Unlock()
-		h.awaitGone(name, t)
-		h.mu.Lock()
-		t = h.channels[name]
-	}
-	if t == nil {
-		t = &topic{subs: map[Subscriber]struct{}{}, confirmed: make(chan struct{})}
-		sc := h.conn(name)
-		h.channels[name] = t
-		sc.n++
-		if err := sc.ps.SSubscribe(h.e.ctx, name); err != nil {
-			delete(h.channels, name)
-			h.release(name)
-			h.mu.Unlock()
-			return err
-		}
-	}
-	t.subs[c] = struct{}{}
-	h.mu.Unlock()
-	select {
-	case <-t.confirmed:
-		return t.err
-	case <-time.After(subscribeTimeout):
-		h.unsubscribe(c, name)
-		return errSubscribeTimeout
-	}
-}
-
-// unsubscribe removes c from a shard channel, as hub.unsubscribe does for a channel.
-func (h *shardHub) unsubscribe(c Subscriber, name string) {
-	live := c.Live()
-	h.mu.Lock()
-	t := h.channels[name]
-	if t == nil {
-		h.mu.Unlock()
-		return
-	}
-	if _, ok := t.subs[c]; !ok || t.leaving {
-		h.mu.Unlock()
-		return
-	}
-	sc := h.conns[h.slot(name)]
-	if len(t.subs) > 1 || sc == nil {
-		delete(t.subs, c)
-		if len(t.subs) == 0 {
-			delete(h.channels, name)
-			h.release(name)
-		}
-		h.mu.Unlock()
-		if live {
-			c.Splice()
-		}
-		return
-	}
-	if err := sc.ps.SUnsubscribe(h.e.ctx, name); err != nil {
-		h.e.log.Warn("backend sunsubscribe", "err", err)
-		delete(t.subs, c)
-		delete(h.channels, name)
-		h.release(name)
-		h.mu.Unlock()
-		return
-	}
-	t.leaving, t.gone = true, make(chan struct{})
-	if !live {
-		delete(t.subs, c)
-	}
-	h.mu.Unlock()
-	if live {
-		h.awaitGone(name, t)
-		c.Splice()
-	}
-}
-
-func (h *shardHub) awaitGone(name string, t *topic) {
-	select {
-	case <-t.gone:
-	case <-time.After(subscribeTimeout):
-		h.mu.Lock()
-		h.dropLeaving(name, t)
-		h.mu.Unlock()
-	}
-}
-
-// dropLeaving removes the leaving topic t if it is still there; the caller holds mu.
-func (h *shardHub) dropLeaving(name string, t *topic) {
-	if h.channels[name] == t && t.leaving {
-		delete(h.channels, name)
-		close(t.gone)
-		h.release(name)
 	}
 }
 
@@ -183,10 +106,10 @@ func (h *shardHub) dropLeaving(name string, t *topic) {
 // which the slot's connection is opened again on the slot's new owner.
 func (h *shardHub) unsubscribed(sc *shardConn, ps *redis.PubSub, name string) {
 	h.mu.Lock()
-	t := h.channels[name]
+	t := h.channels.m[name]
 	if t == nil || t.leaving {
 		if t != nil {
-			h.dropLeaving(name, t)
+			h.channels.dropLeaving(name, t)
 		}
 		h.mu.Unlock()
 		return
@@ -212,17 +135,8 @@ func (h *shardHub) reopen(sc *shardConn, ps *redis.PubSub) {
 	if h.conns[sc.slot] != sc || sc.ps != ps || h.e.ctx.Err() != nil {
 		return
 	}
-	var names []string
-	for name, t := range h.channels {
-		if h.slot(name) != sc.slot {
-			continue
-		}
-		if t.leaving {
-			h.dropLeaving(name, t) // its subscription ended with the old connection
-			continue
-		}
-		names = append(names, name)
-	}
+	// The leaving topics' subscriptions ended with the old connection.
+	names := h.channels.dropAllLeaving(h.inSlot(sc.slot))
 	if h.conns[sc.slot] != sc { // dropLeaving released the last topic
 		return
 	}
@@ -274,7 +188,7 @@ func (h *shardHub) receive(sc *shardConn, ps *redis.PubSub) {
 		case *redis.Subscription:
 			switch m.Kind {
 			case "ssubscribe":
-				h.confirm(m.Channel)
+				h.channels.confirm(m.Channel)
 			case "sunsubscribe":
 				h.unsubscribed(sc, ps, m.Channel)
 			}
@@ -294,12 +208,11 @@ func (h *shardHub) refused(sc *shardConn, ps *redis.PubSub, err error) {
 	if sc.ps != ps {
 		return
 	}
-	for name, t := range h.channels {
+	for name, t := range h.channels.m {
 		if h.slot(name) == sc.slot && !t.ok && !t.leaving {
 			t.err = fmt.Errorf("backend ssubscribe: %w", err)
-			delete(h.channels, name)
+			h.channels.remove(name)
 			close(t.confirmed)
-			h.release(name)
 		}
 	}
 }
@@ -326,33 +239,14 @@ func (h *shardHub) connLost(sc *shardConn, ps *redis.PubSub) {
 	if sc.ps != ps {
 		return
 	}
-	for token, ch := range sc.pings {
-		close(ch)
-		delete(sc.pings, token)
-	}
-	for name, t := range h.channels {
-		if h.slot(name) == sc.slot && t.leaving {
-			h.dropLeaving(name, t)
-		}
-	}
-}
-
-func (h *shardHub) confirm(name string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if t := h.channels[name]; t != nil && !t.ok {
-		t.ok = true
-		close(t.confirmed)
-	}
+	sc.pings.releaseAll()
+	h.channels.dropAllLeaving(h.inSlot(sc.slot))
 }
 
 func (h *shardHub) pong(sc *shardConn, payload string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if ch := sc.pings[payload]; ch != nil {
-		close(ch)
-		delete(sc.pings, payload)
-	}
+	sc.pings.reply(payload)
 }
 
 // sync returns once every message the backend sent on channel's connection before now was delivered,
@@ -364,90 +258,24 @@ func (h *shardHub) sync(channel string) {
 		h.mu.Unlock()
 		return
 	}
-	sc.pingSeq++
-	token := "qgate-ssync-" + strconv.FormatUint(sc.pingSeq, 10)
-	done := make(chan struct{})
-	sc.pings[token] = done
-	if err := sc.ps.Ping(h.e.ctx, token); err != nil {
-		delete(sc.pings, token)
-		h.mu.Unlock()
-		return
-	}
-	h.mu.Unlock()
-	select {
-	case <-done:
-	case <-time.After(subscribeTimeout):
-		h.mu.Lock()
-		delete(sc.pings, token)
-		h.mu.Unlock()
-	}
+	sc.pings.await(&h.mu, h.e.ctx, sc.ps)
 }
 
-// deliver encodes an smessage once per protocol version and form (payload or envelope) and queues it
-// on every subscriber of its channel.
+// deliver queues an smessage on every subscriber of its channel.
 func (h *shardHub) deliver(m *redis.Message) {
-	isEnv := envelope.Is([]byte(m.Payload))
-	var rule *policy.Policy
-	if isEnv {
-		rule = h.e.policies().Channel(m.Channel)
-	}
-	var frames [4][2][]byte
-	frame := func(proto int, wantEnv bool) []byte {
-		form := 0
-		if wantEnv {
-			form = 1
-		}
-		if frames[proto][form] == nil {
-			body := m.Payload
-			if !wantEnv {
-				body = envelope.Payload(m.Payload)
-			}
-			w := resp.Writer{Proto: proto}
-			w.Push(3)
-			w.BulkString("smessage")
-			w.BulkString(m.Channel)
-			w.BulkString(body)
-			frames[proto][form] = w.B
-		}
-		return frames[proto][form]
-	}
-	h.mu.Lock()
+	msg := h.e.newMessage("smessage", m)
+	h.mu.Lock() // not RLock: the slots' receive goroutines deliver one at a time
 	defer h.mu.Unlock()
-	t := h.channels[m.Channel]
-	if t == nil {
-		return
-	}
-	for c := range t.subs {
-		wantEnv := !isEnv || WantsEnvelope(c.DeliverMode(), rule)
-		c.Push(frame(c.Proto(), wantEnv))
-	}
-}
-
-// numSub returns the local subscriber count of a shard channel and whether qgate subscribes to it.
-func (h *shardHub) numSub(channel string) (int, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if t := h.channels[channel]; t != nil {
-		return len(t.subs), true
-	}
-	return 0, false
+	h.channels.deliver(m.Channel, msg)
 }
 
 func (h *shardHub) close() {
 	h.mu.Lock()
 	conns := h.conns
 	h.conns = map[uint16]*shardConn{}
-	for name, t := range h.channels {
-		if t.leaving {
-			delete(h.channels, name)
-			close(t.gone)
-		}
-	}
+	h.channels.dropAllLeaving(nil) // release finds no connection now
 	for _, sc := range conns {
-		for token, ch := range sc.pings {
-			close(ch)
-			delete(sc.pings, token)
-		}
+		sc.pings.releaseAll()
 	}
 	h.mu.Unlock()
 	for _, sc := range conns {
@@ -458,11 +286,11 @@ func (h *shardHub) close() {
 // SSubscribe adds s to a shard channel and returns once the backend subscription is active, so a
 // message published after it is delivered.
 func (e *Engine) SSubscribe(s Subscriber, channel string) error {
-	return e.shub.subscribe(s, channel)
+	return e.shub.channels.subscribe(s, channel)
 }
 
 // SUnsubscribe removes s from a shard channel, as Unsubscribe does from a channel.
-func (e *Engine) SUnsubscribe(s Subscriber, channel string) { e.shub.unsubscribe(s, channel) }
+func (e *Engine) SUnsubscribe(s Subscriber, channel string) { e.shub.channels.unsubscribe(s, channel) }
 
 // SyncShardMessages waits until every message the backend published on channel's shard before the
 // call has reached the local subscribers, then splices s's into its replies (as SyncMessages).
@@ -474,22 +302,17 @@ func (e *Engine) SyncShardMessages(s Subscriber, channel string) {
 // LocalShardNumSub returns the local subscriber count of a shard channel and whether qgate subscribes
 // to it on the backend.
 func (e *Engine) LocalShardNumSub(channel string) (clients int, subscribed bool) {
-	return e.shub.numSub(channel)
+	return e.shub.channels.numSub(channel)
 }
 
 // SPublish checks a message against its channel's rule, wraps it in an envelope when the rule says
 // so, and SPUBLISHes it (routed to the channel's slot on a Cluster); the result is the backend's
 // receiver count. A refused message is a *RejectedError.
 func (e *Engine) SPublish(channel, producer string, msg []byte) (*Result[int64], error) {
-	p := e.policies().Channel(channel)
-	if err := p.Check(msg); err != nil {
-		return nil, &RejectedError{Index: 1, Count: 1, Rule: p.Name(), Err: err}
+	cmd, err := e.publishCmd("spublish", channel, producer, msg)
+	if err != nil {
+		return nil, err
 	}
-	var m interface{} = msg
-	if p.Envelope {
-		m = envelope.Append(nil, channel, producer, msg)
-	}
-	cmd := redis.NewIntCmd(e.ctx, "spublish", channel, m)
 	cmd.SetFirstKeyPos(1)
 	return newResult([]redis.Cmder{cmd}, cmd.Result), nil
 }
@@ -497,12 +320,7 @@ func (e *Engine) SPublish(channel, producer string, msg []byte) (*Result[int64],
 // PubSubShardChannels is PUBSUB SHARDCHANNELS [pattern] on the backend (pattern nil: none); on a
 // Cluster, the answer of the node it reaches, as for PUBSUB CHANNELS.
 func (e *Engine) PubSubShardChannels(pattern []byte) *Result[[]string] {
-	args := []interface{}{"pubsub", "shardchannels"}
-	if pattern != nil {
-		args = append(args, pattern)
-	}
-	cmd := redis.NewStringSliceCmd(e.ctx, args...)
-	return newResult([]redis.Cmder{cmd}, cmd.Result)
+	return e.pubsubList("shardchannels", pattern)
 }
 
 // PubSubShardNumSub is PUBSUB SHARDNUMSUB on the backend, one command per channel so that on a
