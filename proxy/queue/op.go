@@ -54,6 +54,14 @@ type Result[T any] struct {
 	err  error
 }
 
+// reader returns how r reads its result, for a wrapper of it (withReplicas).
+func (r *Result[T]) reader() func() (T, error) {
+	if r.src != nil {
+		return r.src.value
+	}
+	return r.read
+}
+
 // resultSource reads an operation's result, as Result.read does.
 type resultSource[T any] interface{ value() (T, error) }
 

@@ -56,8 +56,8 @@ func withReplicas[T any](p *policy.Policy, queue string, r *Result[T]) *Result[T
 	}
 	w := &replicaWait{queue: queue, n: p.Replicas, timeout: p.ReplicasTimeout}
 	r.wait = w
-	read := r.read
-	r.read = func() (T, error) {
+	read := r.reader()
+	r.src, r.read = nil, func() (T, error) {
 		v, err := read()
 		if err != nil {
 			return v, err
