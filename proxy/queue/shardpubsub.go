@@ -205,7 +205,7 @@ func (h *shardHub) receive(sc *shardConn, ps *redis.PubSub) {
 func (h *shardHub) refused(sc *shardConn, ps *redis.PubSub, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if sc.ps != ps {
+	if !h.current(sc, ps) {
 		return
 	}
 	for name, t := range h.channels.m {
@@ -232,11 +232,18 @@ func isTopologyError(err error) bool {
 	return false
 }
 
+// current reports whether ps is still the connection of sc's slot: a connection closed with its
+// slot's last topic (release) ends with an error in its receive goroutine, which must not touch the
+// topics of the slot's next connection; the caller holds mu.
+func (h *shardHub) current(sc *shardConn, ps *redis.PubSub) bool {
+	return h.conns[sc.slot] == sc && sc.ps == ps
+}
+
 // connLost drops the leaving topics of sc and releases its sync waiters: the connection broke.
 func (h *shardHub) connLost(sc *shardConn, ps *redis.PubSub) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if sc.ps != ps {
+	if !h.current(sc, ps) {
 		return
 	}
 	sc.pings.releaseAll()
