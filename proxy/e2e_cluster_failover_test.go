@@ -2,6 +2,9 @@ package proxy_test
 
 import (
 	"context"
+	"io"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,4 +117,95 @@ func failoverPair(t *testing.T, ctx context.Context, nodes []*proxytest.Redis, k
 		t.Fatalf("no replica of %s (slot %d)", master.Addr, slot)
 	}
 	return master, replica
+}
+
+// TestClusterFailover_BlockedPopsWokenAfterPromotion: clients blocked in BLPOP on a queue whose
+// Cluster master is killed stay blocked (nothing is popped for them meanwhile) and are served after
+// the replica's promotion, by pushes through qgate (which wake its waiters at once) and by pushes
+// straight into the promoted master (which qgate learns of by its keyspace notifications or its
+// safety poll of waited keys): each client gets exactly one item, and nothing is left behind.
+func TestClusterFailover_BlockedPopsWokenAfterPromotion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a Cluster master and waits for the promotion")
+	}
+	const (
+		queue   = "blocked_q"
+		clients = 6
+		bound   = 10 * time.Second // a push to the reply, the safety poll (5 s) included
+	)
+	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
+	addrs := proxytest.Addrs(nodes)
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = proxytest.ClusterURL(addrs)
+	q := proxytest.StartQgate(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	var readers []*rawReader
+	for i := 0; i < clients; i++ {
+		c, rd := dialRaw(t, q.Addr)
+		send(t, c, "BLPOP "+queue+" 0\r\n")
+		readers = append(readers, rd)
+	}
+	e2eEventually(t, "every client blocked", func() bool { return q.Server.Stats().BlockedClients == clients })
+	master, replica := failoverPair(t, ctx, nodes, queue)
+	master.Kill()
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr, MaxRetries: -1})
+	defer rc.Close()
+	for {
+		if ctx.Err() != nil {
+			t.Fatal("the replica was never promoted")
+		}
+		if role, err := rc.Do(ctx, "role").Slice(); err == nil && len(role) > 0 && role[0] == "master" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := q.Server.Stats().BlockedClients; got != clients {
+		t.Fatalf("%d clients blocked after the promotion, want %d (none served, none dropped)", got, clients)
+	}
+	through := q.Client(t, func(o *redis.Options) { o.MaxRetries = -1 })
+	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{replica.Addr}})
+	defer direct.Close()
+	items := map[string]bool{}
+	var pushed time.Time
+	for i := 0; i < clients; i++ {
+		item := "item-" + strconv.Itoa(i)
+		c := redis.Cmdable(through)
+		if i >= clients/2 {
+			c = direct // a producer that pushes into Redis itself
+		}
+		for {
+			err := c.RPush(ctx, queue, item).Err()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("RPUSH %s after the promotion: %v", item, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		items[item] = true
+		pushed = time.Now()
+	}
+	prefix := "*2\r\n" + bulk(queue) + "$6\r\n"
+	var slowest time.Duration
+	for i, rd := range readers {
+		_ = rd.c.SetReadDeadline(pushed.Add(bound))
+		got := make([]byte, len(prefix)+8)
+		if _, err := io.ReadFull(rd.br, got); err != nil {
+			t.Fatalf("client %d: %v after %s (got %q)", i, err, time.Since(pushed).Round(time.Millisecond), got)
+		}
+		slowest = max(slowest, time.Since(pushed))
+		item := strings.TrimSuffix(string(got[len(prefix):]), "\r\n")
+		if !strings.HasPrefix(string(got), prefix) || !items[item] {
+			t.Fatalf("client %d got %q, want one of the pushed items", i, got)
+		}
+		delete(items, item) // each item once
+	}
+	t.Logf("FIGURE cluster_master_kill_blocked_served_after_last_push=%s (%d clients, half the items pushed straight into Redis)",
+		slowest.Round(time.Millisecond), clients)
+	if n, err := direct.LLen(ctx, queue).Result(); err != nil || n != 0 {
+		t.Fatalf("LLEN after serving every client = %d, %v; want 0", n, err)
+	}
 }
