@@ -38,20 +38,7 @@ func TestClusterFailover_PromotedReplicaServesWithinSeconds(t *testing.T) {
 	master, replica := failoverPair(t, ctx, nodes, queue)
 	master.Kill()
 	killed := time.Now()
-
-	rc := redis.NewClient(&redis.Options{Addr: replica.Addr, MaxRetries: -1})
-	defer rc.Close()
-	var promoted time.Time
-	for promoted.IsZero() {
-		if ctx.Err() != nil {
-			t.Fatal("the replica was never promoted")
-		}
-		if role, err := rc.Do(ctx, "role").Slice(); err == nil && len(role) > 0 && role[0] == "master" {
-			promoted = time.Now()
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	promoted := awaitPromotion(t, ctx, replica)
 	// Commands on the queue, as a client would send them, until one succeeds.
 	var lastErr error
 	failed := 0
@@ -76,6 +63,22 @@ func TestClusterFailover_PromotedReplicaServesWithinSeconds(t *testing.T) {
 	}
 	if got, err := c.LPop(ctx, queue).Result(); err != nil || got != "before" {
 		t.Errorf("LPOP after the failover = %q, %v; want the item pushed before it", got, err)
+	}
+}
+
+// awaitPromotion waits until replica's ROLE is master (within ctx) and returns when it saw it.
+func awaitPromotion(t *testing.T, ctx context.Context, replica *proxytest.Redis) time.Time {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr, MaxRetries: -1})
+	defer rc.Close()
+	for {
+		if ctx.Err() != nil {
+			t.Fatal("the replica was never promoted")
+		}
+		if role, err := rc.Do(ctx, "role").Slice(); err == nil && len(role) > 0 && role[0] == "master" {
+			return time.Now()
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -150,17 +153,7 @@ func TestClusterFailover_BlockedPopsWokenAfterPromotion(t *testing.T) {
 	e2eEventually(t, "every client blocked", func() bool { return q.Server.Stats().BlockedClients == clients })
 	master, replica := failoverPair(t, ctx, nodes, queue)
 	master.Kill()
-	rc := redis.NewClient(&redis.Options{Addr: replica.Addr, MaxRetries: -1})
-	defer rc.Close()
-	for {
-		if ctx.Err() != nil {
-			t.Fatal("the replica was never promoted")
-		}
-		if role, err := rc.Do(ctx, "role").Slice(); err == nil && len(role) > 0 && role[0] == "master" {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitPromotion(t, ctx, replica)
 	if got := q.Server.Stats().BlockedClients; got != clients {
 		t.Fatalf("%d clients blocked after the promotion, want %d (none served, none dropped)", got, clients)
 	}

@@ -105,11 +105,11 @@ type transitPop struct {
 	left  bool
 	seq   uint64
 	count string
-	field string     // the first item's field ("L12.1"); the prefix is all of it but the last byte
+	field string      // the first item's field ("L12.1"); the prefix is all of it but the last byte
 	arg   interface{} // field as a script argument, boxed once (a grouped pop's and its delete's)
 	one   [1]string   // items of a single pop (no allocation of its own)
-	keys  []string   // KEYS of transit_pop (shared by the queue's pops: read only)
-	cmd   *redis.Cmd // built on first use (command): a grouped pop never needs its own
+	keys  []string    // KEYS of transit_pop (shared by the queue's pops: read only)
+	cmd   *redis.Cmd  // built on first use (command): a grouped pop never needs its own
 	args  []interface{}
 	items []string
 	group *popGroup // set when the batch merged this pop with its neighbours (Engine.Run)
