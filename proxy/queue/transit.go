@@ -307,7 +307,10 @@ func (t *transit) newPop(ctx context.Context, key string, left bool, count strin
 // needs.
 func (t *transit) preparePop(ctx context.Context, key string, left bool, count string) (*transitPop, error) {
 	p := new(transitPop)
-	return p, t.initPop(p, ctx, key, left, count)
+	if err := t.initPop(p, ctx, key, left, count); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // initPop prepares p (zero) as preparePop does. The queue is registered first, so every reaper finds
