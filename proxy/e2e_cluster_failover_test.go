@@ -10,7 +10,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qgate/qgate/proxy"
 	"github.com/qgate/qgate/proxy/proxytest"
 )
 
@@ -22,8 +21,7 @@ func TestClusterFailover_PromotedReplicaServesWithinSeconds(t *testing.T) {
 	const bound = 5 * time.Second
 	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
 	addrs := proxytest.Addrs(nodes)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	cfg.ClusterRefreshInterval = 10 * time.Minute
 	q := proxytest.StartQgate(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -138,8 +136,7 @@ func TestClusterFailover_BlockedPopsWokenAfterPromotion(t *testing.T) {
 	)
 	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
 	addrs := proxytest.Addrs(nodes)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	q := proxytest.StartQgate(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

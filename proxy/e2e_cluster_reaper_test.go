@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qgate/qgate/proxy"
 	"github.com/qgate/qgate/proxy/policy"
 	"github.com/qgate/qgate/proxy/proxytest"
 	"github.com/qgate/qgate/proxy/rdb"
@@ -68,8 +67,7 @@ func TestReaper_ClusterMasterFrozenOthersReaped(t *testing.T) {
 	// A node timeout far beyond the freeze: the Cluster stays up (no CLUSTERDOWN on the others).
 	nodes := proxytest.StartClusterReplicas(t, 3, 0, time.Minute)
 	addrs := proxytest.Addrs(nodes)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	cfg.Queues = []policy.Rule{{Match: "fz*", Delivery: "at-least-once", VisibilityTimeout: visibility,
 		Backoff: policy.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Jitter: ptr(0.0)}}}
 	q := proxytest.StartQgate(t, cfg)
@@ -186,8 +184,7 @@ func TestReaper_ClusterMasterKillLeasesWithinBound(t *testing.T) {
 	)
 	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
 	addrs := proxytest.Addrs(nodes)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	cfg.ClusterRefreshInterval = 10 * time.Minute // only the reload on errors follows the failover
 	cfg.Queues = []policy.Rule{{Match: "kq*", Delivery: "at-least-once", VisibilityTimeout: visibility,
 		Backoff: policy.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Jitter: ptr(0.0)}}}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qgate/qgate/proxy"
 	"github.com/qgate/qgate/proxy/policy"
 	"github.com/qgate/qgate/proxy/proxytest"
 	"github.com/qgate/qgate/proxy/rdb"
@@ -28,8 +27,7 @@ func TestReplicas_ClusterPushesWaitOnTheirNodes(t *testing.T) {
 	const timeout = 2 * time.Second // generous: a loaded CI machine may take a few hundred ms for GETACK
 	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Minute)
 	addrs := proxytest.Addrs(nodes)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	plain := false
 	cfg.Queues = []policy.Rule{{Match: "rq*", Replicas: 1, ReplicasTimeout: timeout, Envelope: &plain}}
 	q := proxytest.StartQgate(t, cfg)

@@ -770,8 +770,7 @@ func TestLease_CopiedEnvelope(t *testing.T) {
 // different masters, blocking pops included.
 func TestLease_Cluster(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	cfg.Queues = []policy.Rule{{Match: "jobs*", Delivery: "at-least-once", MaxAttempts: ptr(2),
 		Backoff: policy.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Jitter: ptr(0.0)}}}
 	q := proxytest.StartQgate(t, cfg)

@@ -456,8 +456,7 @@ func TestPurge_AtLeastOnceQueue(t *testing.T) {
 // builds from the owners set, in the queue's slot).
 func TestKey_ClusterMultiSlot(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	q := proxytest.StartQgate(t, cfg)
 	ctx := e2eCtx(t)
 	c := q.Client(t)

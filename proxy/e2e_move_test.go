@@ -484,8 +484,7 @@ func TestBLMove_ManyBlockedClientsFewBackendConns(t *testing.T) {
 // with Redis's own CROSSSLOT error; queues in one slot move; multi-pops span slots.
 func TestMove_ClusterCrossSlot(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	cfg.Queues = moveRawRules
 	q := proxytest.StartQgate(t, cfg)
 	ctx := e2eCtx(t)

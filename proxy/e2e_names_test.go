@@ -132,8 +132,7 @@ func TestNames_TaggedChannels(t *testing.T) {
 // names by glob.
 func TestNames_ClusterKeysInNameSlot(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	lease := func(match string) policy.Rule {
 		return policy.Rule{Match: match, Delivery: "at-least-once", MaxAttempts: ptr(2),
 			Backoff: policy.Backoff{Initial: time.Hour, Max: time.Hour, Jitter: ptr(0.0)}}

@@ -319,8 +319,7 @@ func TestShardPubSub_Rights(t *testing.T) {
 // counts and SHARDNUMSUB come from each channel's node.
 func TestShardPubSub_Cluster(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	q := proxytest.StartQgate(t, cfg)
 	ctx := e2eCtx(t)
 	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
@@ -412,8 +411,7 @@ func TestShardPubSub_Cluster(t *testing.T) {
 // owner, and its client, which never saw the move, goes on getting the channel's messages.
 func TestShardPubSub_ClusterSlotMove(t *testing.T) {
 	addrs := proxytest.StartCluster(t, 3)
-	cfg := proxy.DefaultConfig()
-	cfg.Backend = proxytest.ClusterURL(addrs)
+	cfg := proxytest.ClusterConfig(addrs)
 	q := proxytest.StartQgate(t, cfg)
 	ctx := e2eCtx(t)
 	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})

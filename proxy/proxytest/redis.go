@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/qgate/qgate/proxy"
 )
 
 const (
@@ -432,6 +434,13 @@ func Addrs(nodes []*Redis) []string {
 
 // ClusterURL is the redis+cluster:// backend URL of a Cluster's nodes.
 func ClusterURL(addrs []string) string { return "redis+cluster://" + strings.Join(addrs, ",") }
+
+// ClusterConfig is qgate's default configuration with the Cluster of addrs as its backend.
+func ClusterConfig(addrs []string) proxy.Config {
+	cfg := proxy.DefaultConfig()
+	cfg.Backend = ClusterURL(addrs)
+	return cfg
+}
 
 // LaunchClusterReplicas is StartClusterReplicas without a testing.TB; the caller must Close every node.
 func LaunchClusterReplicas(dir string, masters, replicas int, nodeTimeout time.Duration) (nodes []*Redis, err error) {
