@@ -279,6 +279,7 @@ type Stats struct {
 	BcryptChecks                           int64           // bcrypt comparisons run (the rest were answered by the cache)
 	Leased, Acked, Retried, Dead, Redriven int64           // LeaseCounters
 	Wait                                   queue.WaitStats // the blocked pops' wait hub
+	FIFODropped, FIFOUnremoved             int64           // global_fifo places dropped by a stall; not removed
 	KnownQueues                            int64           // queues in the shared registry (qgate:queues) at its last write or trim
 }
 

@@ -436,6 +436,8 @@ func (s *Server) Stats() commands.Stats {
 		BackendConns:       int(s.backend.Client.PoolStats().TotalConns),
 		BackendWaitConns:   int(es.Wait.PubSubConns),
 		Wait:               es.Wait,
+		FIFODropped:        es.FIFODropped,
+		FIFOUnremoved:      es.FIFOUnremoved,
 		BackendPubSubConns: pubsub,
 		PubSubClients:      subscribers,
 		MaxClients:         s.cfg.MaxClients,

@@ -53,6 +53,9 @@ type Rule struct {
 	MaxAttempts       *int          `yaml:"max_attempts"`       // deliveries before dead-lettering (default 5)
 	Backoff           Backoff       `yaml:"backoff"`
 	DeadLetter        *bool         `yaml:"dead_letter"` // keep items past max_attempts in the dead list (default true); false drops them
+	// GlobalFIFO serves the queue's blocked pops in the order they started to wait across every qgate
+	// instance, not per instance (README "Delivery rules", "Blocked pops across instances").
+	GlobalFIFO bool `yaml:"global_fifo"`
 
 	// Queue controls (README "Queue controls"; queues only).
 	MaxLength int64         `yaml:"max_length"` // most items waiting (ready + delayed); 0 = unbounded
@@ -125,6 +128,7 @@ type Policy struct {
 	BackoffMultiplier float64
 	BackoffJitter     float64
 	DeadLetter        bool
+	GlobalFIFO        bool // blocked pops ordered across instances (rdb.FIFOTurn)
 
 	MaxLength  int64         // 0: unbounded
 	DropOldest bool          // overflow: drop-oldest (else reject)
@@ -258,6 +262,10 @@ func compile(kind string, i int, r Rule, baseDir string) (*Policy, error) {
 	compileDelivery(p, r, bad)
 	compileControls(p, r, bad)
 	compileReplicas(p, kind, r, bad)
+	if r.GlobalFIFO && kind != "queues" {
+		bad("global_fifo", "applies to queues only")
+	}
+	p.GlobalFIFO = r.GlobalFIFO
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -125,6 +125,7 @@ func (e *Engine) blockPop(keys []string, left bool, count string, timeout time.D
 		GiveBack: func(_ string, res any) { e.Settle([]*Pop{res.(*Pop)}, false) },
 		Notify:   p.Wake,
 	}
+	defer e.fifoWait(&req)()
 	res, err := e.park(req, deadline, p)
 	if err != nil || res == nil {
 		return nil, err
@@ -216,7 +217,7 @@ func (e *Engine) blockLeasePop(c *Consumer, keys []string, left bool, count stri
 	// for it too (leaseTake); what they leased and its take did not collect goes back when it ends.
 	owner := c.LeaseOwner
 	lw := &leaseWait{owner: owner, left: left}
-	if len(keys) == 1 && count == "" {
+	if len(keys) == 1 && count == "" && !e.Policy(keys[0]).GlobalFIFO { // each global_fifo waiter takes its turn
 		lw.key = keys[0]
 	}
 	e.leaseWaits.add(lw)
@@ -229,7 +230,9 @@ func (e *Engine) blockLeasePop(c *Consumer, keys []string, left bool, count stri
 		GiveBack: func(_ string, res any) { e.returnLeases(owner, res.(*Pop)) },
 		Notify:   p.Wake,
 	}
+	leave := e.fifoWait(&req)
 	res, err := e.park(req, deadline, p)
+	leave()
 	if stray := e.leaseWaits.remove(lw); stray != nil {
 		e.returnLeases(owner, stray)
 	}

@@ -70,6 +70,7 @@ type Engine struct {
 	walks        atomic.Int64                  // finished dead-instance walks (reaper.go)
 	leases       LeaseCounters
 	leaseWaits   leaseWaits   // blocked lease pops, for batched takes (lease.go)
+	fifo         fifo         // global_fifo queues' places (fifo.go)
 	reaped       atomic.Int64 // items the reaper moved
 	reaperStop   chan struct{}
 	reaperDone   chan struct{}
@@ -185,6 +186,8 @@ type Stats struct {
 	RedeliveryRisk int64     // delivered items another instance gave back meanwhile
 	Blocked        int       // clients waiting in a blocked pop
 	Wait           WaitStats // the blocked pops' wait.Hub
+	FIFODropped    int64     // global_fifo places dropped after holding items back past the grace
+	FIFOUnremoved  int64     // global_fifo places of ended waits not removed (removal queue full)
 	Leases         LeaseSnapshot
 }
 
@@ -209,6 +212,8 @@ func (e *Engine) Stats() Stats {
 		RedeliveryRisk: e.transit.raced.Load(),
 		Blocked:        int(e.blocked.Load()),
 		Wait:           e.waits.Stats(),
+		FIFODropped:    e.fifo.dropped.Load(),
+		FIFOUnremoved:  e.fifo.skipped.Load(),
 		Leases: LeaseSnapshot{Leased: e.leases.Leased.Load(), Acked: e.leases.Acked.Load(), Retried: e.leases.Retried.Load(),
 			Dead: e.leases.Dead.Load(), Redriven: e.leases.Redriven.Load()},
 	}

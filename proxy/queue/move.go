@@ -84,6 +84,7 @@ func (e *Engine) BlockMove(src, dst string, fromLeft, toLeft bool, timeout time.
 		GiveBack: func(string, any) {}, // the item is in dst: the hand-off itself
 		Notify:   p.Wake,
 	}
+	defer e.fifoWait(&req)()
 	res, err := e.park(req, deadline, p)
 	if err != nil || res == nil {
 		return nil, err

@@ -31,6 +31,8 @@ func derivedKeys(queue string) map[string]string {
 		"transit-owners": rdb.TransitOwnersKey(queue),
 		"dedup":          rdb.DedupKey(queue, testHash),
 		"paused":         rdb.PausedKey(queue),
+		"waiters":        rdb.WaitersKey(queue),
+		"turn":           rdb.TurnKey(queue),
 	}
 }
 
@@ -48,6 +50,8 @@ func TestKey_UntaggedNamesUnchanged(t *testing.T) {
 			"transit-owners": "{" + q + "}:qgate:transit-owners",
 			"dedup":          "{" + q + "}:qgate:dedup:" + testHash,
 			"paused":         "{" + q + "}:qgate:paused",
+			"waiters":        "{" + q + "}:qgate:waiters",
+			"turn":           "{" + q + "}:qgate:turn",
 		}
 		for kind, got := range derivedKeys(q) {
 			if got != want[kind] {

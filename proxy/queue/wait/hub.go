@@ -47,6 +47,11 @@ type TakeFunc func(ctx context.Context, key string) (result any, ok bool, err er
 // the next waiter that would find nothing. A push after that take wakes the key again, as any push does.
 type Last struct{ Value any }
 
+// Later is a take's result, returned with ok false, when key has items that are not the waiter's yet
+// (a global FIFO across instances: waiters of other instances are ahead of it). The Hub ends the key's
+// pass and serves it again after After, or at its next wake if that comes first.
+type Later struct{ After time.Duration }
+
 // GiveBackFunc returns a result that was taken for a waiter whose client left while the take was in
 // flight (or before it collected the result). It runs on a dispatcher goroutine or in Abandon.
 type GiveBackFunc func(key string, result any)
@@ -154,6 +159,7 @@ type keyState struct {
 	queued   bool // in runq
 	again    bool // woken while running: run another pass
 	retry    *time.Timer
+	later    *time.Timer // a take's Later: the key is served again when it fires
 	failures int
 }
 
@@ -441,6 +447,10 @@ func (h *Hub) maybeDropLocked(ks *keyState) {
 		ks.retry.Stop()
 		ks.retry = nil
 	}
+	if ks.later != nil {
+		ks.later.Stop()
+		ks.later = nil
+	}
 	delete(h.keys, ks.key)
 	h.stats.keys.Store(int64(len(h.keys)))
 	ks.node.unwatchLocked(ks.key)
@@ -505,11 +515,17 @@ func (h *Hub) serveLocked(ks *keyState) {
 		if l, isLast := v.(Last); isLast {
 			v, last = l.Value, ok
 		}
+		var later time.Duration
+		if l, isLater := v.(Later); isLater && !ok {
+			v, later = nil, max(l.After, time.Millisecond)
+		}
 		h.mu.Lock()
 		retry := err != nil && h.cfg.Retryable(err)
 		switch {
 		case err != nil:
 			h.stats.takeErrors.Add(1)
+		case later > 0:
+			h.stats.later.Add(1)
 		case !ok:
 			h.stats.emptyTakes.Add(1)
 		}
@@ -551,6 +567,9 @@ func (h *Hub) serveLocked(ks *keyState) {
 			w.state = queued
 			h.wakeDeferredLocked(w)
 		}
+		if later > 0 && !h.closed {
+			h.laterLocked(ks, later)
+		}
 		if retry && !h.closed {
 			d := min(retryMin<<min(ks.failures-1, 10), retryMax)
 			ks.retry = time.AfterFunc(d, func() {
@@ -564,6 +583,23 @@ func (h *Hub) serveLocked(ks *keyState) {
 		}
 		return
 	}
+}
+
+// laterLocked serves ks again after d (a take's Later), unless a wake does it first; one timer per key.
+func (h *Hub) laterLocked(ks *keyState, d time.Duration) {
+	if ks.later != nil {
+		ks.later.Stop()
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if ks.later == t {
+			ks.later = nil
+			h.wakeLocked(ks)
+		}
+	})
+	ks.later = t
 }
 
 // Close ends every wait (ErrClosed; a take in flight still decides its waiter's outcome), closes the
@@ -580,6 +616,10 @@ func (h *Hub) Close() error {
 		if ks.retry != nil {
 			ks.retry.Stop()
 			ks.retry = nil
+		}
+		if ks.later != nil {
+			ks.later.Stop()
+			ks.later = nil
 		}
 		for e := ks.q.Front(); e != nil; {
 			next := e.Next()
@@ -621,6 +661,7 @@ func isTimeout(err error) bool {
 type counters struct {
 	waiters, keys                        atomic.Int64
 	wakes, takes, emptyTakes, takeErrors atomic.Int64
+	later                                atomic.Int64
 	givenBack, notifications, polled     atomic.Int64
 	reconnects, subscribeConfirms        atomic.Int64
 }
@@ -636,6 +677,7 @@ type Stats struct {
 	Wakes             int64 // wake signals (notifications, confirmations, polls, Wake, new waiters)
 	Takes             int64 // take calls
 	EmptyTakes        int64 // takes that found nothing
+	LaterTakes        int64 // takes that found items other instances' waiters are entitled to (Later)
 	TakeErrors        int64
 	GivenBack         int64 // results passed to GiveBack
 	Notifications     int64 // keyspace events received that wake (pushes)
@@ -649,6 +691,7 @@ func (h *Hub) Stats() Stats {
 	s := Stats{
 		Waiters: h.stats.waiters.Load(), WatchedKeys: h.stats.keys.Load(),
 		Wakes: h.stats.wakes.Load(), Takes: h.stats.takes.Load(), EmptyTakes: h.stats.emptyTakes.Load(),
+		LaterTakes: h.stats.later.Load(),
 		TakeErrors: h.stats.takeErrors.Load(), GivenBack: h.stats.givenBack.Load(),
 		Notifications: h.stats.notifications.Load(), SubscribeConfirms: h.stats.subscribeConfirms.Load(),
 		Polled: h.stats.polled.Load(), Reconnects: h.stats.reconnects.Load(),

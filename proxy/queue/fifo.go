@@ -1,0 +1,153 @@
+package queue
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/qgate/qgate/proxy/queue/wait"
+	"github.com/qgate/qgate/proxy/rdb"
+)
+
+// Global FIFO (README "Blocked pops across instances", proxy/DESIGN.md "Global FIFO"): on a queue whose
+// rule sets global_fifo, every blocked pop has a place in one Redis sorted set of the queue, taken when
+// it starts to wait, and its takes first ask fifo_turn whether fewer waiters are ahead than the list
+// has items. Without it each instance serves its own waiters in order and the instances race.
+
+const (
+	// fifoGrace is how long the waiters entitled to items may hold them back from the waiters behind
+	// them (their instance takes, or they lose their places).
+	fifoGrace = 250 * time.Millisecond
+	// fifoRecheck bounds how long a waiter told to wait its turn waits before asking again (the
+	// waiters ahead usually take within a round trip; the queue's next push also wakes it).
+	fifoRecheck = 20 * time.Millisecond
+	// fifoTTL is the waiters set's expiry, renewed by every turn: a queue nobody waits on any more
+	// loses the places of dead instances' clients.
+	fifoTTL = 24 * time.Hour
+	// fifoLeaveQueue bounds the places waiting to be removed; past it a place stays until fifo_turn
+	// drops it (one grace of delay for the waiters behind it, nothing lost).
+	fifoLeaveQueue = 4096
+	fifoLeaveBatch = 128
+)
+
+// fifo is the engine's global-FIFO state: the waiters' sequence and the background removal of places.
+type fifo struct {
+	seq     atomic.Uint64
+	once    sync.Once
+	leave   chan fifoPlace
+	dropped atomic.Int64 // places fifo_turn removed after a stall
+	skipped atomic.Int64 // places not removed (the leave queue was full)
+}
+
+// fifoPlace is one waiter's place in a queue's waiters set.
+type fifoPlace struct{ key, member string }
+
+// fifoWait gives req's waiter a place on each of its global_fifo keys and makes its takes there wait
+// their turn. It returns the function that removes the places; call it once the wait ended. Without a
+// global_fifo key it changes nothing.
+func (e *Engine) fifoWait(req *wait.Request) (leave func()) {
+	var keys []string
+	for _, k := range req.Keys {
+		if e.Policy(k).GlobalFIFO && !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return func() {}
+	}
+	member := e.instance + ":" + strconv.FormatUint(e.fifo.seq.Add(1), 10)
+	for _, k := range keys {
+		// The place is taken now, before the wait is registered: the order is when clients started to
+		// wait. On an error the first take's turn adds it.
+		_, _ = e.fifoTurn(k, member)
+	}
+	take := req.Take
+	req.Take = func(ctx context.Context, key string) (any, bool, error) {
+		if slices.Contains(keys, key) {
+			later, err := e.fifoTurn(key, member)
+			switch {
+			case err != nil:
+				return nil, false, err
+			case later < 0:
+				return nil, false, nil
+			case later > 0:
+				return wait.Later{After: min(later, fifoRecheck)}, false, nil
+			}
+		}
+		return take(ctx, key)
+	}
+	return func() {
+		for _, k := range keys {
+			e.fifoLeave(fifoPlace{k, member})
+		}
+	}
+}
+
+// fifoTurn runs fifo_turn for member on key: 0 = take now, > 0 = wait that long for the waiters ahead,
+// < 0 = nothing to take.
+func (e *Engine) fifoTurn(key, member string) (time.Duration, error) {
+	res, err := rdb.FIFOTurn.Run(e.ctx, e.direct(), rdb.FIFOTurnKeys(key), member,
+		fifoGrace.Milliseconds(), fifoTTL.Milliseconds()).Int64Slice()
+	if err == nil && len(res) != 3 {
+		err = errUnexpectedReply
+	}
+	if err != nil {
+		return 0, err
+	}
+	if res[2] > 0 {
+		e.fifo.dropped.Add(res[2])
+		e.log.Info("global_fifo: waiters that held items back past the grace lost their places",
+			"queue", key, "places", res[2])
+	}
+	switch res[0] {
+	case 1:
+		return 0, nil
+	case 2:
+		return max(time.Duration(res[1])*time.Millisecond, time.Millisecond), nil
+	}
+	return -1, nil
+}
+
+// fifoLeave queues the removal of a place (the wait ended); one goroutine removes them in batches.
+func (e *Engine) fifoLeave(p fifoPlace) {
+	e.fifo.once.Do(func() {
+		e.fifo.leave = make(chan fifoPlace, fifoLeaveQueue)
+		go e.fifoLeaveLoop()
+	})
+	select {
+	case e.fifo.leave <- p:
+	default:
+		e.fifo.skipped.Add(1)
+	}
+}
+
+// fifoLeaveLoop removes the places of ended waits, up to fifoLeaveBatch in one pipeline, until the
+// engine stops. A failed removal leaves a stale place: fifo_turn drops it after one grace.
+func (e *Engine) fifoLeaveLoop() {
+	batch := make([]fifoPlace, 0, fifoLeaveBatch)
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case p := <-e.fifo.leave:
+			batch = append(batch[:0], p)
+		}
+	more:
+		for len(batch) < fifoLeaveBatch {
+			select {
+			case p := <-e.fifo.leave:
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		pipe := e.direct().Pipeline()
+		for _, p := range batch {
+			pipe.ZRem(e.ctx, rdb.WaitersKey(p.key), p.member)
+		}
+		_, _ = pipe.Exec(e.ctx)
+	}
+}
