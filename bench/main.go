@@ -368,6 +368,9 @@ const qgateConfig = `queues:
   - match: "bench:als:nextpop:*"
     delivery: at-least-once
     ack: next-pop
+  - match: "bench:fifo:*"
+    envelope: false
+    global_fifo: true
   - match: "*"
     envelope: false
 channels:

@@ -10,14 +10,18 @@ import (
 	"time"
 )
 
-const tQgatePushDirect = "qgate (push→redis)"
+const (
+	tQgatePushDirect = "qgate (push→redis)"
+	tQgateFIFO       = "qgate (global_fifo)" // a queue whose rule sets global_fifo (bench:fifo:*)
+)
 
-func wakeupRuns(b *bench) int { return b.cfg.Reps * 3 }
+func wakeupRuns(b *bench) int { return b.cfg.Reps * 4 }
 
 // wakeTarget is where the consumers block and where the producer pushes.
 type wakeTarget struct {
 	target
 	prodAddr string
+	kind     string // the key's kind (b.key): "wake", or "fifo:wake" for a global_fifo queue
 }
 
 // runWakeup measures how long a blocked BLPOP takes to return after an RPUSH: K consumers block
@@ -28,10 +32,12 @@ func (b *bench) runWakeup() {
 	variant := fmt.Sprintf("K=%d consumers, 1 key", k)
 	var ts []wakeTarget
 	for _, t := range b.targets(false) {
-		ts = append(ts, wakeTarget{t, t.addr})
+		ts = append(ts, wakeTarget{t, t.addr, "wake"})
 	}
 	// A legacy producer writing straight into Redis must wake qgate's waiters just as fast.
-	ts = append(ts, wakeTarget{target{tQgatePushDirect, b.qgate.Addr, b.qgate}, b.redis.Addr})
+	ts = append(ts, wakeTarget{target{tQgatePushDirect, b.qgate.Addr, b.qgate}, b.redis.Addr, "wake"},
+		// global_fifo's cost: a turn (one script) before each take.
+		wakeTarget{target{tQgateFIFO, b.qgate.Addr, b.qgate}, b.qgate.Addr, "fifo:wake"})
 	for rep := 0; rep < b.cfg.Reps; rep++ {
 		for i := range ts {
 			t := ts[(i+rep)%len(ts)]
@@ -54,7 +60,7 @@ type delivery struct {
 }
 
 func (b *bench) wakeRun(t wakeTarget, k int) (sample, error) {
-	key := b.key("wake")
+	key := b.key(t.kind)
 	defer b.unlink(key)
 	conns, err := dialN(t.addr, k, 4096)
 	if err != nil {

@@ -45,9 +45,9 @@ type fifo struct {
 // fifoPlace is one waiter's place in a queue's waiters set.
 type fifoPlace struct{ key, member string }
 
-// fifoWait gives req's waiter a place on each of its global_fifo keys and makes its takes there wait
-// their turn. It returns the function that removes the places; call it once the wait ended. Without a
-// global_fifo key it changes nothing.
+// fifoWait gives req's waiter a place on each of its global_fifo keys, orders it among this
+// instance's waiters by the place, and makes its takes there wait their turn. It returns the function
+// that removes the places; call it once the wait ended. Without a global_fifo key it changes nothing.
 func (e *Engine) fifoWait(req *wait.Request) (leave func()) {
 	var keys []string
 	for _, k := range req.Keys {
@@ -59,23 +59,29 @@ func (e *Engine) fifoWait(req *wait.Request) (leave func()) {
 		return func() {}
 	}
 	member := e.instance + ":" + strconv.FormatUint(e.fifo.seq.Add(1), 10)
+	// The place is taken now, before the wait is registered: the order is when clients started to
+	// wait, by Redis's clock; every key gets the first key's score. On an error the first turn adds it.
+	var score int64
 	for _, k := range keys {
-		// The place is taken now, before the wait is registered: the order is when clients started to
-		// wait. On an error the first take's turn adds it.
-		_, _ = e.fifoTurn(k, member)
+		if t, err := e.fifoTurn(k, member, score, true); err == nil && score == 0 {
+			score = t.score
+		}
 	}
+	req.Order = score
 	take := req.Take
 	req.Take = func(ctx context.Context, key string) (any, bool, error) {
 		if slices.Contains(keys, key) {
-			later, err := e.fifoTurn(key, member)
+			t, err := e.fifoTurn(key, member, score, false)
 			switch {
 			case err != nil:
 				return nil, false, err
-			case later < 0:
+			case t.later < 0:
 				return nil, false, nil
-			case later > 0:
-				return wait.Later{After: min(later, fifoRecheck)}, false, nil
+			case t.later > 0:
+				return wait.Later{After: min(t.later, fifoRecheck)}, false, nil
 			}
+			// Told to take: the place is used. A take that finds nothing keeps the wait, and its next
+			// turn puts the place back at its score.
 		}
 		return take(ctx, key)
 	}
@@ -86,29 +92,40 @@ func (e *Engine) fifoWait(req *wait.Request) (leave func()) {
 	}
 }
 
-// fifoTurn runs fifo_turn for member on key: 0 = take now, > 0 = wait that long for the waiters ahead,
-// < 0 = nothing to take.
-func (e *Engine) fifoTurn(key, member string) (time.Duration, error) {
+// turn is fifo_turn's answer: later 0 = take now, > 0 = wait that long for the places ahead, < 0 =
+// nothing to take; score = the waiter's place.
+type turn struct {
+	later time.Duration
+	score int64
+}
+
+// fifoTurn runs fifo_turn for member on key (score 0: its first call; enter: the place only).
+func (e *Engine) fifoTurn(key, member string, score int64, enter bool) (turn, error) {
+	mode := "turn"
+	if enter {
+		mode = "enter"
+	}
 	res, err := rdb.FIFOTurn.Run(e.ctx, e.direct(), rdb.FIFOTurnKeys(key), member,
-		fifoGrace.Milliseconds(), fifoTTL.Milliseconds()).Int64Slice()
-	if err == nil && len(res) != 3 {
+		fifoGrace.Milliseconds(), fifoTTL.Milliseconds(), score, mode).Int64Slice()
+	if err == nil && len(res) != 4 {
 		err = errUnexpectedReply
 	}
 	if err != nil {
-		return 0, err
+		return turn{}, err
 	}
 	if res[2] > 0 {
 		e.fifo.dropped.Add(res[2])
 		e.log.Info("global_fifo: waiters that held items back past the grace lost their places",
 			"queue", key, "places", res[2])
 	}
+	t := turn{later: -1, score: res[3]}
 	switch res[0] {
 	case 1:
-		return 0, nil
+		t.later = 0
 	case 2:
-		return max(time.Duration(res[1])*time.Millisecond, time.Millisecond), nil
+		t.later = max(time.Duration(res[1])*time.Millisecond, time.Millisecond)
 	}
-	return -1, nil
+	return t, nil
 }
 
 // fifoLeave queues the removal of a place (the wait ended); one goroutine removes them in batches.

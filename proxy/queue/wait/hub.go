@@ -65,6 +65,9 @@ type Request struct {
 	// Notify is optional: called once when Done closes, with the Hub's lock held, so it must neither
 	// block nor call the Hub (conn.wake: SetReadDeadline in the past).
 	Notify func()
+	// Order, when not 0, places the wait in each key's FIFO before the waits with a greater Order
+	// (a shared order across instances, such as the engine's global FIFO places); 0 is the back.
+	Order int64
 }
 
 // Result is what a served wait got: the key the take succeeded on and the take's result.
@@ -277,7 +280,7 @@ func (h *Hub) Add(req Request) (*Waiter, error) {
 			continue
 		}
 		w.kss[i] = ks
-		w.elems[i] = ks.q.PushBack(w)
+		w.elems[i] = insertLocked(&ks.q, w)
 		if ks.q.Len() == 1 && ks.node.liveLocked(k) {
 			// Subscribed and confirmed already (or polled): an item may have come between the
 			// caller's try and now, and its notification found nobody waiting.
@@ -285,6 +288,18 @@ func (h *Hub) Add(req Request) (*Waiter, error) {
 		}
 	}
 	return w, nil
+}
+
+// insertLocked adds w to a key's FIFO: at the back, or before the waits of a greater Order.
+func insertLocked(q *list.List, w *Waiter) *list.Element {
+	e := q.Back()
+	for w.req.Order != 0 && e != nil && e.Value.(*Waiter).req.Order > w.req.Order {
+		e = e.Prev()
+	}
+	if e == nil {
+		return q.PushFront(w)
+	}
+	return q.InsertAfter(w, e)
 }
 
 // Wait is Add, then waiting for the result, the timeout (0: none) or ctx (the client left: Abandon).

@@ -838,3 +838,40 @@ func TestHub_LastTakeEndsPass(t *testing.T) {
 		})
 	}
 }
+
+// A take that answers Later is not served and its key is served again after Later's delay, with no
+// push or other wake in between; the later take gets the item.
+func TestHub_LaterTakeServedAgainAfterDelay(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	c := hubClient(t, r.Addr)
+	h := newHub(t, wait.Config{Client: c, SafetyInterval: -1})
+	var calls atomic.Int64
+	var laterAt atomic.Int64
+	take := popTake(c, true)
+	ch := goWait(h, context.Background(), 0, wait.Request{Keys: []string{"q"}, Take: func(ctx context.Context, key string) (any, bool, error) {
+		n, err := c.LLen(ctx, key).Result()
+		if err != nil || n == 0 {
+			return nil, false, err
+		}
+		if calls.Add(1) == 1 {
+			laterAt.Store(time.Now().UnixNano())
+			return wait.Later{After: 50 * time.Millisecond}, false, nil
+		}
+		return take(ctx, key)
+	}})
+	eventually(t, "subscription confirmed", func() bool { return h.Stats().SubscribeConfirms >= 1 })
+	c.RPush(context.Background(), "q", "x")
+	o := recv(t, ch)
+	if !o.ok || o.res.Value != "x" {
+		t.Fatalf("Wait = %+v %v %v", o.res, o.ok, o.err)
+	}
+	if got, want := calls.Load(), int64(2); got != want {
+		t.Fatalf("takes with an item = %d, want %d (one Later, then the take)", got, want)
+	}
+	if d := o.at.Sub(time.Unix(0, laterAt.Load())); d < 50*time.Millisecond {
+		t.Errorf("served %s after the Later, want at least its 50ms", d)
+	}
+	if got := h.Stats().LaterTakes; got != 1 {
+		t.Errorf("LaterTakes = %d, want 1", got)
+	}
+}
