@@ -875,3 +875,26 @@ func TestHub_LaterTakeServedAgainAfterDelay(t *testing.T) {
 		t.Errorf("LaterTakes = %d, want 1", got)
 	}
 }
+
+// Waits with an Order are served in that order, whatever order they were added in.
+func TestHub_OrderedWaitsServedByOrder(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	c := hubClient(t, r.Addr)
+	h := newHub(t, wait.Config{Client: c})
+	var chs []<-chan outcome
+	for _, order := range []int64{30, 10, 20} {
+		w, err := h.Add(wait.Request{Keys: []string{"q"}, Take: popTake(c, true), Order: order})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan outcome, 1)
+		go func() { r, ok, err := w.Result(); ch <- outcome{r, ok, err, time.Now()} }()
+		chs = append(chs, ch)
+	}
+	eventually(t, "subscription confirmed", func() bool { return h.Stats().SubscribeConfirms >= 1 })
+	c.RPush(context.Background(), "q", "a", "b", "c")
+	got := []any{recv(t, chs[0]).res.Value, recv(t, chs[1]).res.Value, recv(t, chs[2]).res.Value}
+	if want := []any{"c", "a", "b"}; !slices.Equal(got, want) {
+		t.Fatalf("waits ordered 30, 10, 20 got %v, want %v", got, want)
+	}
+}
