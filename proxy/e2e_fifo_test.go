@@ -53,6 +53,11 @@ func fifoShares(t *testing.T, rule policy.Rule, items int) (counts []int, order 
 	r := proxytest.StartRedis(t)
 	cfg := proxy.DefaultConfig()
 	cfg.Backend = r.URL()
+	return fifoSharesOn(t, cfg, r.Client(t), rule, items)
+}
+
+// fifoSharesOn is fifoShares on the backend of cfg, which direct reaches.
+func fifoSharesOn(t *testing.T, cfg proxy.Config, direct redis.Cmdable, rule policy.Rule, items int) (counts []int, order []int) {
 	cfg.Queues = []policy.Rule{rule}
 	a, b := proxytest.StartQgate(t, cfg), proxytest.StartQgate(t, cfg)
 	ca, cb := a.Client(t), b.Client(t)
@@ -83,7 +88,7 @@ func fifoShares(t *testing.T, rule policy.Rule, items int) (counts []int, order 
 		counts[g[0]]++
 		order = append(order, g[0])
 	}
-	if n, err := r.Client(t).LLen(ctx, queue).Result(); err != nil || n != 0 {
+	if n, err := direct.LLen(ctx, queue).Result(); err != nil || n != 0 {
 		t.Fatalf("LLEN %s = %d, %v; want 0 (every item delivered once)", queue, n, err)
 	}
 	return counts, order
@@ -134,6 +139,20 @@ func TestGlobalFIFO_IdleConsumersServedInOrderAcrossInstances(t *testing.T) {
 		}
 		t.Logf("FIGURE global_fifo_off lone_consumer_share=%.1f%% fair=%.1f%% in_turn=%d/%d counts=%v", 100*float64(counts[0])/items, 100.0/9, turns, len(order)-9, counts)
 	})
+}
+
+// TestGlobalFIFO_Cluster: the same on a 3-master Cluster (the places live in the queue's slot).
+func TestGlobalFIFO_Cluster(t *testing.T) {
+	addrs := proxytest.StartCluster(t, 3)
+	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { _ = direct.Close() })
+	const items = 90
+	counts, _ := fifoSharesOn(t, proxytest.ClusterConfig(addrs), direct, policy.Rule{Match: "jobs", GlobalFIFO: true}, items)
+	for i, n := range counts {
+		if n < items/9-3 || n > items/9+3 {
+			t.Errorf("consumer %d got %d items, want %d ± 3 (counts %v)", i, n, items/9, counts)
+		}
+	}
 }
 
 // TestGlobalFIFO_DeadInstancePlacesCostOneGrace: places left by clients of an instance that died (no
