@@ -6,3 +6,6 @@ func (m *Mux) Queued() int {
 	defer m.mu.Unlock()
 	return len(m.queue)
 }
+
+// LiveNode is liveNode (tests).
+var LiveNode = liveNode

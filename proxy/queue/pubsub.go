@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -310,38 +312,43 @@ func (h *hub) resubToken() string {
 	return h.resub
 }
 
-// liveNode returns the client of the first Cluster node (master or replica) that answers a PING.
+// liveNode returns the client of the first Cluster master that answers a PING within probeTimeout.
+// It reads the masters from the cached slot map (MasterForKey of keys spread over the slots) and never
+// reloads it: a reload asks one node after another and, with no read timeout configured, would hang on
+// the very node that froze.
 func liveNode(ctx context.Context, cc *redis.ClusterClient) (*redis.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	found := make(chan *redis.Client, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- cc.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
-			if c.Ping(ctx).Err() == nil {
-				select {
-				case found <- c:
-				default:
-				}
+	var masters []*redis.Client
+	for i := range liveNodeProbeKeys {
+		c, err := cc.MasterForKey(ctx, "qgate-probe-"+strconv.Itoa(i))
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(masters, c) {
+			masters = append(masters, c)
+		}
+	}
+	found := make(chan *redis.Client, len(masters))
+	for _, c := range masters {
+		go func() {
+			// The probe's own timeout: the pool's may be none, and a frozen node never answers.
+			if c.WithTimeout(probeTimeout).Ping(ctx).Err() == nil {
+				found <- c
 			}
-			return nil
-		})
-	}()
+		}()
+	}
 	select {
 	case c := <-found:
 		return c, nil
-	case err := <-done:
-		select {
-		case c := <-found:
-			return c, nil
-		default:
-		}
-		if err == nil {
-			err = errors.New("no node answered")
-		}
-		return nil, err
+	case <-ctx.Done():
+		return nil, errors.New("no Cluster master answered a PING within " + probeTimeout.String())
 	}
 }
+
+// liveNodeProbeKeys is how many keys liveNode spreads over the slots to find the masters: enough to
+// hit every master of a Cluster of up to a few dozen with near certainty, and one live one is enough.
+const liveNodeProbeKeys = 256
 
 // restored ends the current gap: the backend answered the PING sent after the resubscription.
 func (h *hub) restored(payload string) bool {
