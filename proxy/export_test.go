@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,3 +47,13 @@ func (g *sentinelGuard) ReadonlyHook() redis.Hook { return readonlyHook{g} }
 
 // ErrFenced is the dial error while fenced.
 var ErrFenced = errFenced
+
+// NewBackendClient is newBackendClient (tests).
+var NewBackendClient = newBackendClient
+
+// ClusterSlotsOf returns the slot-map loader newBackendClient gave a Cluster client built from opts
+// (tests): the same kind of loader, knowing the seeds and the nodes of the returned client.
+func ClusterSlotsOf(opts *redis.UniversalOptions) (func(context.Context) ([]redis.ClusterSlot, error), redis.UniversalClient) {
+	c := newBackendClient(opts, 0)
+	return c.(*redis.ClusterClient).Options().ClusterSlots, c
+}
