@@ -84,28 +84,7 @@ func awaitPromotion(t *testing.T, ctx context.Context, replica *proxytest.Redis)
 // whose ROLE names the master's port).
 func failoverPair(t *testing.T, ctx context.Context, nodes []*proxytest.Redis, key string) (master, replica *proxytest.Redis) {
 	t.Helper()
-	cl := redis.NewClient(&redis.Options{Addr: nodes[0].Addr})
-	defer cl.Close()
-	slot, err := cl.ClusterKeySlot(ctx, key).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	slots, err := cl.ClusterSlots(ctx).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range slots {
-		if int(slot) >= s.Start && int(slot) <= s.End {
-			for _, n := range nodes {
-				if n.Addr == s.Nodes[0].Addr {
-					master = n
-				}
-			}
-		}
-	}
-	if master == nil {
-		t.Fatalf("no node serves slot %d", slot)
-	}
+	master, slot := failoverMaster(t, ctx, nodes, key)
 	for _, n := range nodes {
 		rc := redis.NewClient(&redis.Options{Addr: n.Addr})
 		role, err := rc.Do(ctx, "role").Slice()
@@ -198,4 +177,152 @@ func TestClusterFailover_BlockedPopsWokenAfterPromotion(t *testing.T) {
 	if n, err := direct.LLen(ctx, queue).Result(); err != nil || n != 0 {
 		t.Fatalf("LLEN after serving every client = %d, %v; want 0", n, err)
 	}
+}
+
+// TestClusterFailover_FrozenMasterReplicaServes: a master that freezes (SIGSTOP: its connections stay
+// open, nothing answers) is failed over by the Cluster, and qgate serves its slots from the promoted
+// replica within seconds. The map reloads every second here, so many of them meet the frozen node: a
+// reload that waited for it (go-redis's own loader, no read timeout) would stop every later one, and
+// the promotion would never be learnt (proxy/DESIGN.md "Cluster failover").
+func TestClusterFailover_FrozenMasterReplicaServes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("freezes a Cluster master and waits for the promotion")
+	}
+	const bound = 8 * time.Second // the next reload (1 s) and a client's 1 s attempt, with slack
+	nodes := proxytest.StartClusterReplicas(t, 3, 1, time.Second)
+	addrs := proxytest.Addrs(nodes)
+	cfg := proxytest.ClusterConfig(addrs)
+	cfg.ClusterRefreshInterval = time.Second
+	q := proxytest.StartQgate(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	const queue = "frozen_q"
+	if err := q.Client(t).RPush(ctx, queue, "before").Err(); err != nil {
+		t.Fatal(err)
+	}
+	master, replica := failoverPair(t, ctx, nodes, queue)
+	mc := redis.NewClient(&redis.Options{Addr: master.Addr})
+	if n, err := mc.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 on the master: %d, %v (the replica must hold the item before the freeze)", n, err)
+	}
+	_ = mc.Close()
+	master.Freeze()
+	defer master.Thaw()
+	frozen := time.Now()
+	promoted := awaitPromotion(t, ctx, replica)
+	// Each attempt on a connection of its own, bounded: one sent before qgate's map changed waits for
+	// the frozen node, as a command to a frozen standalone Redis does.
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout, o.PoolSize = -1, time.Second, 1 })
+		lastErr = c.RPush(ctx, queue, "after").Err()
+		_ = c.Close()
+		if lastErr == nil {
+			break
+		}
+		if time.Since(promoted) > bound+10*time.Second || ctx.Err() != nil {
+			t.Fatalf("commands on %s still fail %s after the promotion (%d attempts): %v", queue,
+				time.Since(promoted).Round(time.Millisecond), attempt, lastErr)
+		}
+	}
+	recovered := time.Since(promoted)
+	t.Logf("FIGURE cluster_master_freeze_served_after_promotion=%s (promoted %s after the freeze)",
+		recovered.Round(time.Millisecond), promoted.Sub(frozen).Round(time.Millisecond))
+	if recovered > bound {
+		t.Errorf("commands succeeded %s after the promotion, want within %s", recovered.Round(time.Millisecond), bound)
+	}
+	c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, 5*time.Second })
+	if got, err := c.LRange(ctx, queue, 0, -1).Result(); err != nil || strings.Join(got, ",") != "before,after" {
+		t.Errorf("LRANGE after the failover = %v, %v; want [before after]", got, err)
+	}
+}
+
+// TestCluster_FrozenMasterHoldsOnlyItsOwnQueues: while one master is frozen (no failover), commands on
+// the queues of the other masters go on (each within a second), and those on the frozen master's
+// queues wait for it, as with a frozen standalone Redis, then complete when it thaws. The backend
+// multiplexer once ran every master's commands through the same few pipelines: the first ones to meet
+// the frozen node held them all, and every queue stalled (proxy/DESIGN.md "Backend multiplexer").
+func TestCluster_FrozenMasterHoldsOnlyItsOwnQueues(t *testing.T) {
+	nodes := proxytest.StartClusterReplicas(t, 3, 0, 5*time.Second)
+	addrs := proxytest.Addrs(nodes)
+	q := proxytest.StartQgate(t, proxytest.ClusterConfig(addrs))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	frozen := nodes[0]
+	var mine, others []string
+	for i := range 24 {
+		name := "fq" + strconv.Itoa(i)
+		if m, _ := failoverMaster(t, ctx, nodes, name); m == frozen {
+			mine = append(mine, name)
+		} else {
+			others = append(others, name)
+		}
+	}
+	if len(mine) == 0 || len(others) == 0 {
+		t.Fatalf("queues on the frozen master %v, on the others %v: want some of each", mine, others)
+	}
+	frozen.Freeze()
+	defer frozen.Thaw()
+	// Commands on the frozen master's queues, sent first: they wait.
+	waiting := make(chan error, len(mine))
+	for _, name := range mine {
+		c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, -1 })
+		go func() { waiting <- c.RPush(ctx, name, "w").Err() }()
+	}
+	for round := range 3 {
+		for _, name := range others {
+			c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, time.Second })
+			if err := c.RPush(ctx, name, "x").Err(); err != nil {
+				t.Fatalf("round %d: RPUSH %s (another master's queue) with a master frozen: %v", round, name, err)
+			}
+			if got, err := c.LPop(ctx, name).Result(); err != nil || got != "x" {
+				t.Fatalf("round %d: LPOP %s = %q, %v; want x", round, name, got, err)
+			}
+			_ = c.Close()
+		}
+	}
+	select {
+	case err := <-waiting:
+		t.Fatalf("a command on the frozen master's queue completed while it was frozen: %v", err)
+	default:
+	}
+	frozen.Thaw()
+	for range mine {
+		if err := e2eRecv(t, "a waiting push after the thaw", waiting); err != nil {
+			t.Fatalf("push on the frozen master's queue after the thaw: %v", err)
+		}
+	}
+	c := q.Client(t)
+	for _, name := range mine {
+		if got, err := c.LRange(ctx, name, 0, -1).Result(); err != nil || strings.Join(got, ",") != "w" {
+			t.Errorf("%s after the thaw = %v, %v; want [w]", name, got, err)
+		}
+	}
+}
+
+// failoverMaster returns the master serving key's slot (by CLUSTER SLOTS) among nodes.
+func failoverMaster(t *testing.T, ctx context.Context, nodes []*proxytest.Redis, key string) (*proxytest.Redis, int64) {
+	t.Helper()
+	cl := redis.NewClient(&redis.Options{Addr: nodes[0].Addr})
+	defer cl.Close()
+	slot, err := cl.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, err := cl.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if int(slot) >= s.Start && int(slot) <= s.End {
+			for _, n := range nodes {
+				if n.Addr == s.Nodes[0].Addr {
+					return n, slot
+				}
+			}
+		}
+	}
+	t.Fatalf("no node serves slot %d", slot)
+	return nil, 0
 }

@@ -2,9 +2,23 @@ package queue
 
 // Queued returns the batches waiting for a leader (tests).
 func (m *Mux) Queued() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.queue)
+	n := 0
+	for _, l := range m.allLanes() {
+		l.mu.Lock()
+		n += len(l.queue)
+		l.mu.Unlock()
+	}
+	return n
+}
+
+func (m *Mux) allLanes() []*muxLane {
+	m.lanesMu.Lock()
+	defer m.lanesMu.Unlock()
+	out := []*muxLane{&m.lane}
+	for _, l := range m.lanes {
+		out = append(out, l)
+	}
+	return out
 }
 
 // LiveNode is liveNode (tests).
