@@ -326,3 +326,56 @@ func failoverMaster(t *testing.T, ctx context.Context, nodes []*proxytest.Redis,
 	t.Fatalf("no node serves slot %d", slot)
 	return nil, 0
 }
+
+// TestCluster_FrozenMasterBlockedPopsOnOthersServed: with one master frozen (its keys' safety polls
+// meeting it every half second), clients blocked on the other masters' queues are served at once by
+// pushes through qgate.
+func TestCluster_FrozenMasterBlockedPopsOnOthersServed(t *testing.T) {
+	nodes := proxytest.StartClusterReplicas(t, 3, 0, 5*time.Second)
+	addrs := proxytest.Addrs(nodes)
+	cfg := proxytest.ClusterConfig(addrs)
+	cfg.BlockingSafetyInterval = 500 * time.Millisecond
+	q := proxytest.StartQgate(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	frozen := nodes[0]
+	var mine, others []string
+	for i := range 40 {
+		name := "bq" + strconv.Itoa(i)
+		if m, _ := failoverMaster(t, ctx, nodes, name); m == frozen {
+			mine = append(mine, name)
+		} else {
+			others = append(others, name)
+		}
+	}
+	// waiters on every queue
+	got := make(chan string, 100)
+	for _, name := range append(append([]string{}, mine...), others...) {
+		c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, -1 })
+		go func() {
+			v, err := c.BLPop(ctx, 0, name).Result()
+			if err == nil {
+				got <- v[0]
+			}
+		}()
+	}
+	e2eWaitBlocked(t, q.Client(t), len(mine)+len(others))
+	frozen.Freeze()
+	defer frozen.Thaw()
+	time.Sleep(2 * time.Second) // pacing the fault: several safety polls meet the frozen node
+	start := time.Now()
+	pc := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, time.Second })
+	for _, name := range others {
+		if err := pc.RPush(ctx, name, "x").Err(); err != nil {
+			t.Fatalf("push %s: %v", name, err)
+		}
+	}
+	for range others {
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a waiter on another master's queue not served within 5s (%s since the pushes)", time.Since(start))
+		}
+	}
+	t.Logf("FIGURE cluster_frozen_master_other_waiters_served=%s (%d waiters)", time.Since(start).Round(time.Millisecond), len(others))
+}
