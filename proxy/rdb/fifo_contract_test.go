@@ -163,6 +163,16 @@ func TestContract_FIFOTurn(t *testing.T) {
 			keys:  keys, args: args("a:1"), wantErr: "WRONGTYPE",
 		},
 	})
+	// The waiter gets this error as its reply: it must be Redis's own, without the script's name and
+	// line that an error raised by redis.call carries.
+	t.Run("a key of another type: Redis's WRONGTYPE reply unchanged", func(t *testing.T) {
+		c := fresh(t)
+		do(t, c, "SET", q, "s")
+		_, err := rdb.FIFOTurn.Run(context.Background(), c, keys, args("a:1")...).Result()
+		if got, want := fmt.Sprint(err), "WRONGTYPE Operation against a key holding the wrong kind of value"; got != want {
+			t.Fatalf("fifo_turn on a string key: error %q, want %q", got, want)
+		}
+	})
 	t.Run("at maxmemory it runs", func(t *testing.T) {
 		c := fresh(t)
 		rpush(t, c, q, "x")

@@ -24,7 +24,8 @@
 --
 -- Returns {code, ms, dropped, score}: code 0 = nothing to take (the list is empty or the queue
 -- paused), 1 = take now (the place is removed), 2 = places ahead are entitled to the items: call again
--- in ms; dropped = places removed by the grace; score = the waiter's score.
+-- in ms; dropped = places removed by the grace; score = the waiter's score. A list key holding another
+-- type: Redis's WRONGTYPE error reply, unchanged.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local grace = tonumber(ARGV[2])
@@ -44,7 +45,12 @@ end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return {0, 0, 0, score}
 end
-local n = redis.call('LLEN', KEYS[1])
+-- pcall: a key holding another type returns Redis's WRONGTYPE reply unchanged (redis.call would add
+-- the script's name and line to it), as the pops' scripts do; the waiter gets it.
+local n = redis.pcall('LLEN', KEYS[1])
+if type(n) == 'table' and n.err then
+  return n
+end
 if n == 0 then
   return {0, 0, 0, score}
 end
