@@ -394,14 +394,14 @@ func fifoStart(t *testing.T, n int, rule policy.Rule, tweak ...func(*proxy.Confi
 
 // fifoProbe pushes one item at a time (each once the workers are blocked again) and returns the
 // longest push → delivery time; it waits for n deliveries beyond those already counted.
-func fifoProbe(t *testing.T, direct *redis.Client, queue string, l *fifoLedger, n int, wait func()) (longest time.Duration) {
+func fifoProbe(t *testing.T, via redis.Cmdable, queue string, l *fifoLedger, n int, wait func()) (longest time.Duration) {
 	t.Helper()
 	ctx := context.Background()
 	for i := range n {
 		wait()
 		before := l.n.Load()
 		start := time.Now()
-		if err := direct.RPush(ctx, queue, fmt.Sprintf("probe-%05d", i)).Err(); err != nil {
+		if err := via.RPush(ctx, queue, fmt.Sprintf("probe-%05d", i)).Err(); err != nil {
 			t.Fatalf("RPUSH probe: %v", err)
 		}
 		e2eEventually(t, fmt.Sprintf("probe %d delivered", i), func() bool { return l.n.Load() > before })
@@ -494,27 +494,39 @@ func TestGlobalFIFO_Fault_BurstsManyConsumersExactlyOnce(t *testing.T) {
 // item is delivered exactly once; single items pushed afterwards are each delivered within a grace and
 // change; the waiters set is back to the 20 live waits. Without a backend read timeout (the default:
 // qgate waits the stall out) and with 200 ms (takes, turns and removals fail meanwhile: outcomes unknown,
-// removals lost).
+// removals lost); and at-least-once with a QACK after each pop (items pushed through qgate, which
+// gives them the envelopes that carry receipts).
 func TestGlobalFIFO_Fault_RedisFrozen(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		readTmo time.Duration
+		lease   bool // at-least-once, QACK after each pop; items pushed through qgate (for receipts)
 	}{
-		{"wait", 0},
-		{"read-timeout-200ms", 200 * time.Millisecond},
+		{"wait", 0, false},
+		{"read-timeout-200ms", 200 * time.Millisecond, false},
+		{"wait at-least-once QACK", 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const queue, per, n = "jobs", 10, 600
-			r, direct, qs := fifoStart(t, 2, policy.Rule{Match: queue, GlobalFIFO: true}, func(c *proxy.Config) {
+			rule := policy.Rule{Match: queue, GlobalFIFO: true}
+			qack := ""
+			if tc.lease {
+				rule.Delivery, qack = "at-least-once", queue
+			}
+			r, direct, qs := fifoStart(t, 2, rule, func(c *proxy.Config) {
 				c.BackendReadTimeout = tc.readTmo
 			})
 			t.Cleanup(r.Thaw)
 			l := newFifoLedger()
 			for i := range 2 * per {
-				startFifoWorker(t, qs[i%2].Addr, i, l, "", "BLPOP", queue, "0")
+				startFifoWorker(t, qs[i%2].Addr, i, l, qack, "BLPOP", queue, "0")
 			}
 			fifoBlocked(t, per, qs...)
-			producer := redis.NewClient(&redis.Options{Addr: r.Addr, ReadTimeout: -1, MaxRetries: -1, PoolSize: 1})
+			addr := r.Addr
+			if tc.lease {
+				addr = qs[0].Addr
+			}
+			producer := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: -1, MaxRetries: -1, PoolSize: 1})
 			t.Cleanup(func() { _ = producer.Close() })
 			items := fifoNames("frozen", n)
 			pushed := make(chan error, 1)
@@ -545,10 +557,10 @@ func TestGlobalFIFO_Fault_RedisFrozen(t *testing.T) {
 			// Stale places (lost removals, a turn of a wait that ended) cost a grace each stall event,
 			// never more: single items now each come within a grace and change.
 			before := l.n.Load()
-			longest := fifoProbe(t, direct, queue, l, 2*per, func() { fifoBlocked(t, per, qs...) })
+			longest := fifoProbe(t, producer, queue, l, 2*per, func() { fifoBlocked(t, per, qs...) })
 			a, b := qs[0].Server.Stats(), qs[1].Server.Stats()
 			t.Logf("FIGURE global_fifo_after_freeze_%s longest_single_item_delivery=%s dropped_places=%d take_errors=%d",
-				tc.name, longest.Round(time.Millisecond), a.FIFODropped+b.FIFODropped, a.Wait.TakeErrors+b.Wait.TakeErrors)
+				strings.ReplaceAll(tc.name, " ", "_"), longest.Round(time.Millisecond), a.FIFODropped+b.FIFODropped, a.Wait.TakeErrors+b.Wait.TakeErrors)
 			if got := l.n.Load() - before; got != 2*per {
 				t.Fatalf("%d probes delivered, want %d", got, 2*per)
 			}
