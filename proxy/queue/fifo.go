@@ -68,24 +68,44 @@ func (e *Engine) fifoWait(req *wait.Request) (leave func()) {
 		}
 	}
 	req.Order = score
+	// left is set once the wait ended. A take may still be in flight then (the client left: the Hub's
+	// Abandon does not wait for it), and its calls may add the place back after the removal that
+	// leave queued; such a take queues the removal again once its calls are answered. leave sets left
+	// before it queues its removals, so one removal always follows the last add.
+	var left atomic.Bool
 	take := req.Take
 	req.Take = func(ctx context.Context, key string) (any, bool, error) {
-		if slices.Contains(keys, key) {
-			t, err := e.fifoTurn(key, member, score, false)
-			switch {
-			case err != nil:
-				return nil, false, err
-			case t.later < 0:
-				return nil, false, nil
-			case t.later > 0:
-				return wait.Later{After: min(t.later, fifoRecheck)}, false, nil
-			}
-			// Told to take: the place is used. A take that finds nothing keeps the wait, and its next
-			// turn puts the place back at its score.
+		if !slices.Contains(keys, key) {
+			return take(ctx, key)
 		}
-		return take(ctx, key)
+		defer func() {
+			if left.Load() {
+				e.fifoLeave(fifoPlace{key, member})
+			}
+		}()
+		t, err := e.fifoTurn(key, member, score, false)
+		if err == nil && score == 0 {
+			score = t.score // the place was added now (fifoWait's failed): keep this score from now on
+		}
+		switch {
+		case err != nil:
+			return nil, false, err
+		case t.later < 0:
+			return nil, false, nil
+		case t.later > 0:
+			return wait.Later{After: min(t.later, fifoRecheck)}, false, nil
+		}
+		// Told to take: the place is used. A take that finds nothing (another client was faster)
+		// keeps the wait at its place: put back at its score now, not at its next turn, which comes
+		// only with the next wake, after waiters behind it have asked for the next item.
+		v, ok, err := take(ctx, key)
+		if !ok && err == nil {
+			_, _ = e.fifoTurn(key, member, score, true)
+		}
+		return v, ok, err
 	}
 	return func() {
+		left.Store(true)
 		for _, k := range keys {
 			e.fifoLeave(fifoPlace{k, member})
 		}

@@ -110,6 +110,21 @@ func TestContract_FIFOTurn(t *testing.T) {
 			after: map[string]any{q: list("x"), wk: list("d:1")},
 		},
 		{
+			name: "past the grace the head's instance loses its places behind the caller too: each would hold the items a grace of its own",
+			setup: func(t *testing.T, c *redis.Client) {
+				ahead(t, c, "a:1", "b:1")
+				rpush(t, c, q, "x")
+				do(t, c, "ZADD", wk, 10, "c:1")
+				do(t, c, "ZADD", wk, 20, "a:2")
+				do(t, c, "ZADD", wk, 30, "d:1")
+				do(t, c, "ZADD", wk, 40, "a:3")
+				do(t, c, "ZADD", wk, 50, "ab:1")
+				do(t, c, "SET", tk, fmt.Sprintf("%d|a:1", redisNow(t, c)-300))
+			},
+			keys: keys, args: args("c:1", 10), want: arr(1, 0, 4, 10),
+			after: map[string]any{q: list("x"), wk: list("d:1", "ab:1")},
+		},
+		{
 			name: "a mark of an earlier head (it took in time): the new head's hold starts now",
 			setup: func(t *testing.T, c *redis.Client) {
 				ahead(t, c, "b:1")
@@ -162,6 +177,16 @@ func TestContract_FIFOTurn(t *testing.T) {
 			setup: func(t *testing.T, c *redis.Client) { do(t, c, "SET", q, "s") },
 			keys:  keys, args: args("a:1"), wantErr: "WRONGTYPE",
 		},
+	})
+	// The waiter gets this error as its reply: it must be Redis's own, without the script's name and
+	// line that an error raised by redis.call carries.
+	t.Run("a key of another type: Redis's WRONGTYPE reply unchanged", func(t *testing.T) {
+		c := fresh(t)
+		do(t, c, "SET", q, "s")
+		_, err := rdb.FIFOTurn.Run(context.Background(), c, keys, args("a:1")...).Result()
+		if got, want := fmt.Sprint(err), "WRONGTYPE Operation against a key holding the wrong kind of value"; got != want {
+			t.Fatalf("fifo_turn on a string key: error %q, want %q", got, want)
+		}
 	})
 	t.Run("at maxmemory it runs", func(t *testing.T) {
 		c := fresh(t)
