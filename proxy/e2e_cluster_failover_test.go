@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qgate/qgate/proxy/proxytest"
+	"github.com/qgate/qgate/proxy/rdb"
 )
 
 // When a Cluster master dies, qgate serves its slots from the promoted replica within seconds: a failed
@@ -378,4 +379,67 @@ func TestCluster_FrozenMasterBlockedPopsOnOthersServed(t *testing.T) {
 		}
 	}
 	t.Logf("FIGURE cluster_frozen_master_other_waiters_served=%s (%d waiters)", time.Since(start).Round(time.Millisecond), len(others))
+}
+
+// TestCluster_FrozenMasterHoldsOnlyItsOwnTransitDeletes: the transit delete loop stuck on a frozen
+// master's queue goes on deleting the delivered items' records of the other masters' queues (a record
+// left behind is given back as a duplicate if the instance dies); the frozen master's is deleted after
+// the thaw (proxy/DESIGN.md "Lanes").
+func TestCluster_FrozenMasterHoldsOnlyItsOwnTransitDeletes(t *testing.T) {
+	nodes := proxytest.StartClusterReplicas(t, 3, 0, 5*time.Second)
+	addrs := proxytest.Addrs(nodes)
+	q := proxytest.StartQgate(t, proxytest.ClusterConfig(addrs))
+	// The delete loop, not the queue's next pop, deletes each record: one pop per queue, and it waits
+	// long enough for the freeze to come first on the frozen master's queue.
+	q.Server.SetDeleteIdle(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	frozen := nodes[0]
+	var mine string
+	var others []string
+	for i := range 24 {
+		name := "tq" + strconv.Itoa(i)
+		if m, _ := failoverMaster(t, ctx, nodes, name); m == frozen {
+			mine = name
+		} else {
+			others = append(others, name)
+		}
+	}
+	if mine == "" {
+		t.Fatal("no queue on the frozen master")
+	}
+	c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, 5*time.Second })
+	instance := e2eInfoField(c.Info(ctx, "qgate").Val(), "instance_id")
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1, ReadTimeout: time.Second})
+	t.Cleanup(func() { _ = cluster.Close() })
+	record := func(name string) int64 { return cluster.HLen(ctx, rdb.TransitKey(name, instance)).Val() }
+	for _, name := range append([]string{mine}, others...) {
+		if err := c.RPush(ctx, name, "x").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := c.LPop(ctx, mine).Result(); err != nil || got != "x" {
+		t.Fatalf("LPOP %s = %q, %v", mine, got, err)
+	}
+	frozen.Freeze()
+	defer frozen.Thaw()
+	time.Sleep(500 * time.Millisecond) // pacing the fault: the loop's delete for mine meets the frozen node
+	for _, name := range others {
+		if got, err := c.LPop(ctx, name).Result(); err != nil || got != "x" {
+			t.Fatalf("LPOP %s = %q, %v", name, got, err)
+		}
+	}
+	// Within 3 s: a delete loop held by the frozen node was released only by a failed dial of a new
+	// connection to it (about 9 s here; never with an idle pooled connection to it).
+	deadline := time.Now().Add(3 * time.Second)
+	for _, name := range others {
+		for record(name) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's transit record still holds its delivered item 3s after the pop, with another master frozen", name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	frozen.Thaw()
+	e2eEventually(t, "the frozen master's queue's record deleted after the thaw", func() bool { return record(mine) == 0 })
 }

@@ -27,6 +27,9 @@ func (s *Server) SetLoginWait(d time.Duration) { s.auth.MaxWait = d }
 // SetScheduleRecheck shortens when the reapers look again at an idle (or far) queue, for tests.
 func (s *Server) SetScheduleRecheck(d time.Duration) { s.engine.SetScheduleRecheck(d) }
 
+// SetDeleteIdle sets how long delivered pops' transit fields wait before the delete loop deletes them.
+func (s *Server) SetDeleteIdle(d time.Duration) { s.engine.SetDeleteIdle(d) }
+
 // DeadInstanceWalks returns the engine's finished walks of every registered queue (reaper.go).
 func (s *Server) DeadInstanceWalks() int64 { return s.engine.DeadInstanceWalks() }
 

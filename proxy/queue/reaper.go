@@ -322,6 +322,14 @@ func (e *Engine) stopReaper() {
 // SetScheduleRecheck changes scheduleRecheck (tests).
 func (e *Engine) SetScheduleRecheck(d time.Duration) { e.recheck.Store(int64(d)) }
 
+// SetDeleteIdle sets how long a delivered pop's transit fields wait for the queue's next pop to
+// delete them before the delete loop does (deleteIdle), for tests.
+func (e *Engine) SetDeleteIdle(d time.Duration) {
+	e.transit.dmu.Lock()
+	defer e.transit.dmu.Unlock()
+	e.transit.idle = d
+}
+
 func (e *Engine) recheckAfter() time.Duration {
 	if d := e.recheck.Load(); d > 0 {
 		return time.Duration(d)

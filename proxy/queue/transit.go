@@ -55,10 +55,11 @@ type transit struct {
 	lastWalk time.Time
 
 	dmu      sync.Mutex
-	idle     time.Duration          // deleteIdle (tests set it before the first pop)
-	pending  map[string]*delivered  // delivered pops whose fields are not deleted yet, per queue
-	carrying map[*popGroup]struct{} // groups carrying delivered pops' deletes, not answered yet
-	armed    bool                   // the delete loop is awake or has its timer set for pending
+	idle     time.Duration                    // deleteIdle (tests set it before the first pop)
+	pending  map[string]*delivered            // delivered pops whose fields are not deleted yet, per queue
+	carrying map[*popGroup]struct{}           // groups carrying delivered pops' deletes, not answered yet
+	flushing map[string]map[string]*delivered // masters whose delete pipeline runs ("" outside a Cluster): its pops by queue
+	armed    bool                             // the delete loop is awake or has its timer set for pending
 	kick     chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -91,7 +92,7 @@ type bkey struct {
 
 func newTransit(e *Engine) *transit {
 	t := &transit{e: e, instance: e.instance, live: map[uint64]struct{}{}, dirty: map[string]*dirtyInfo{}, open: map[bkey]*popGroup{},
-		idle: deleteIdle, pending: map[string]*delivered{}, carrying: map[*popGroup]struct{}{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+		idle: deleteIdle, pending: map[string]*delivered{}, carrying: map[*popGroup]struct{}{}, flushing: map[string]map[string]*delivered{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	t.touched, _ = lru.New[string, []string](touchedQueues)
 	go t.deleteLoop()
 	return t
@@ -540,39 +541,108 @@ func (t *transit) deleteLoop() {
 // those carried by transit_pop_each calls not answered yet included: such a call may be stuck behind
 // a frozen backend, or never sent; HDEL after it is harmless. Sent commands run in Redis even when
 // their reply never comes (a frozen backend that resumes after this instance stopped).
+//
+// The deletes go in one pipeline per master (one in all outside a Cluster), the masters' at once. A
+// master whose pipeline has not answered within flushWait is left to it: the loop goes on with the
+// others, and that master's deletes wait (skipped by the next flushes) until its pipeline ends and
+// wakes the loop, so a frozen master holds only its own queues' deletes (proxy/DESIGN.md "Lanes").
 func (t *transit) flushDone(ctx context.Context, all bool) (ok bool, next time.Duration) {
 	now := time.Now()
-	batch := map[string]*delivered{}
+	batch := map[string]map[string]*delivered{} // master → queue → pops
 	t.dmu.Lock()
 	for key, d := range t.pending {
+		node := t.e.masterOf(ctx, key)
+		if _, busy := t.flushing[node]; busy && !all {
+			continue // its flush wakes the loop when it ends
+		}
 		if wait := t.idle - now.Sub(d.since); all || d.now || wait <= 0 {
-			batch[key] = d
+			if batch[node] == nil {
+				batch[node] = map[string]*delivered{}
+			}
+			batch[node][key] = d
 			delete(t.pending, key)
 		} else if next == 0 || wait < next {
 			next = wait
 		}
 	}
-	var inFlight map[string]bool // queues whose batch holds carried pops: HDEL may find fewer fields
+	var inFlight map[string]bool // queues whose batch holds pops deleted elsewhere too: HDEL may find fewer fields
 	if all {
-		for g := range t.carrying {
-			d := batch[g.key]
+		// The pops that calls not answered yet carry, or that earlier flushes still wait for: those
+		// may be stuck behind a frozen node, or never sent.
+		add := func(key string, pops []*transitPop) {
+			node := t.e.masterOf(ctx, key)
+			if batch[node] == nil {
+				batch[node] = map[string]*delivered{}
+			}
+			d := batch[node][key]
 			if d == nil {
 				d = &delivered{}
-				batch[g.key] = d
+				batch[node][key] = d
 			}
-			d.pops = append(d.pops, g.carry...)
+			d.pops = append(d.pops, pops...)
 			if inFlight == nil {
 				inFlight = map[string]bool{}
 			}
-			inFlight[g.key] = true
+			inFlight[key] = true
+		}
+		for g := range t.carrying {
+			add(g.key, g.carry)
 		}
 		clear(t.carrying)
+		for _, queues := range t.flushing {
+			for key, d := range queues {
+				add(key, d.pops)
+			}
+		}
+	} else {
+		for node, queues := range batch {
+			t.flushing[node] = queues
+		}
 	}
 	t.armed = next > 0
 	t.dmu.Unlock()
 	if len(batch) == 0 {
 		return true, next
 	}
+	results := make(chan bool, len(batch))
+	for node, queues := range batch {
+		go func() {
+			ok := t.flushNode(ctx, queues, inFlight)
+			if !all {
+				t.dmu.Lock()
+				delete(t.flushing, node)
+				t.dmu.Unlock()
+				t.wake() // its queues' deletes were skipped meanwhile
+			}
+			results <- ok
+		}()
+	}
+	var wait <-chan time.Time
+	if !all {
+		timer := time.NewTimer(flushWait)
+		defer timer.Stop()
+		wait = timer.C
+	}
+	ok = true
+	for range batch {
+		select {
+		case r := <-results:
+			ok = ok && r
+		case <-wait:
+			return ok, next // the rest still run: they requeue what fails and wake the loop
+		case <-ctx.Done():
+			return false, next
+		}
+	}
+	return ok, next
+}
+
+// flushWait is how long the delete loop waits for one master's deletes before going on without them.
+const flushWait = 500 * time.Millisecond
+
+// flushNode deletes the fields of one master's queues' delivered pops in one pipeline; false if some
+// failed on a transport error (they wait again).
+func (t *transit) flushNode(ctx context.Context, queues map[string]*delivered, inFlight map[string]bool) bool {
 	type sent struct {
 		key  string
 		pops []*transitPop
@@ -580,7 +650,8 @@ func (t *transit) flushDone(ctx context.Context, all bool) (ok bool, next time.D
 		n    int
 	}
 	var cmds []sent
-	for key, d := range batch {
+	pipe := t.e.direct().Pipeline()
+	for key, d := range queues {
 		pops := d.pops
 		for len(pops) > 0 {
 			var chunk []*transitPop
@@ -592,11 +663,12 @@ func (t *transit) flushDone(ctx context.Context, all bool) (ok bool, next time.D
 			}
 			// A plain HDEL (allowed under OOM): the instance stays in the owners set while it lives.
 			cmd := redis.NewIntCmd(ctx, args...)
-			_ = t.e.direct().Process(ctx, cmd)
+			_ = pipe.Process(ctx, cmd)
 			cmds = append(cmds, sent{key, chunk, cmd, len(args) - 2})
 		}
 	}
-	ok = true
+	_, _ = pipe.Exec(ctx) // each command keeps its own error
+	ok := true
 	for _, s := range cmds {
 		n, err := s.cmd.Result()
 		if err != nil && !isRedisError(err) && ctx.Err() == nil {
@@ -613,7 +685,7 @@ func (t *transit) flushDone(ctx context.Context, all bool) (ok bool, next time.D
 			t.settle(p, false)
 		}
 	}
-	return ok, next
+	return ok
 }
 
 // giveBack returns the items of pops whose reply could not be written, most recent pop first, retrying
