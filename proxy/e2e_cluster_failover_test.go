@@ -443,3 +443,56 @@ func TestCluster_FrozenMasterHoldsOnlyItsOwnTransitDeletes(t *testing.T) {
 	frozen.Thaw()
 	e2eEventually(t, "the frozen master's queue's record deleted after the thaw", func() bool { return record(mine) == 0 })
 }
+
+// TestCluster_FrozenMasterPollsOthers: without keyspace notifications (keyspace_events: off, polls
+// every 100 ms), clients blocked on the other masters' queues are served by items pushed straight into
+// Redis while one master is frozen: the poll of the frozen master's keys gives up after its bound
+// instead of holding the poller (proxy/DESIGN.md "Learning that a key has items").
+func TestCluster_FrozenMasterPollsOthers(t *testing.T) {
+	nodes := proxytest.StartClusterReplicas(t, 3, 0, 5*time.Second)
+	addrs := proxytest.Addrs(nodes)
+	cfg := proxytest.ClusterConfig(addrs)
+	cfg.KeyspaceEvents = "off"
+	q := proxytest.StartQgate(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	frozen := nodes[0]
+	var mine, others []string
+	for i := range 24 {
+		name := "pq" + strconv.Itoa(i)
+		if m, _ := failoverMaster(t, ctx, nodes, name); m == frozen {
+			mine = append(mine, name)
+		} else {
+			others = append(others, name)
+		}
+	}
+	got := make(chan string, len(others))
+	for _, name := range append(append([]string{}, mine...), others...) {
+		c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, -1 })
+		go func() {
+			if v, err := c.BLPop(ctx, 0, name).Result(); err == nil {
+				got <- v[0]
+			}
+		}()
+	}
+	e2eWaitBlocked(t, q.Client(t), len(mine)+len(others))
+	frozen.Freeze()
+	defer frozen.Thaw()
+	time.Sleep(500 * time.Millisecond) // pacing the fault: polls meet the frozen node
+	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1, ReadTimeout: time.Second})
+	t.Cleanup(func() { _ = direct.Close() })
+	start := time.Now()
+	for _, name := range others {
+		if err := direct.RPush(ctx, name, "x").Err(); err != nil {
+			t.Fatalf("push %s straight into Redis: %v", name, err)
+		}
+	}
+	for range others {
+		select {
+		case <-got:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("a waiter on another master's queue not served within 3s of the pushes (%s; the frozen node's poll is bounded by 5s)", time.Since(start))
+		}
+	}
+	t.Logf("FIGURE cluster_frozen_master_polled_waiters_served=%s (%d waiters, poll mode)", time.Since(start).Round(time.Millisecond), len(others))
+}

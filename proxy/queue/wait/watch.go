@@ -31,9 +31,11 @@ var wakeEvents = map[string]bool{
 
 // node is one master: its pub/sub connection and the keys subscribed there (fields under Hub.mu).
 type node struct {
-	h         *Hub
-	addr      string
-	client    *redis.Client
+	h      *Hub
+	addr   string
+	client *redis.Client
+	op     *redis.Client // client with opTimeout as its read and write timeouts: the CONFIG checks and
+	// the polls must not wait for a frozen node (the pool's own timeouts may be none)
 	ps        *redis.PubSub
 	prefix    string              // __keyspace@<db>__:
 	want      map[string]struct{} // keys with waiters whose owner is this node
@@ -42,6 +44,7 @@ type node struct {
 	keyspace  bool                // notifications are on here; else the fast poll serves its keys
 	unchecked bool                // the last flags check got no answer: checked again every PollInterval
 	connected atomic.Bool
+	polling   atomic.Bool // a poll of its keys runs (poller)
 	kick      chan struct{}
 	stop      chan struct{}
 	once      sync.Once
@@ -100,7 +103,7 @@ func (h *Hub) nodeFor(key string) (*node, error) {
 }
 
 func (h *Hub) newNodeLocked(addr string, c *redis.Client) *node {
-	n := &node{h: h, addr: addr, client: c, prefix: "__keyspace@" + strconv.Itoa(h.db) + "__:",
+	n := &node{h: h, addr: addr, client: c, op: c.WithTimeout(opTimeout), prefix: "__keyspace@" + strconv.Itoa(h.db) + "__:",
 		want: map[string]struct{}{}, sent: map[string]struct{}{}, confirmed: map[string]struct{}{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	h.nodes[addr] = n
@@ -335,7 +338,7 @@ func (n *node) checkConfig(ctx context.Context) (answered bool) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	vals, err := n.client.ConfigGet(ctx, "notify-keyspace-events").Result()
+	vals, err := n.op.ConfigGet(ctx, "notify-keyspace-events").Result()
 	var re redis.Error
 	if err != nil {
 		if errors.As(err, &re) {
@@ -348,7 +351,7 @@ func (n *node) checkConfig(ctx context.Context) (answered bool) {
 	cur := vals["notify-keyspace-events"]
 	missing := MissingFlags(cur)
 	if missing != "" && !h.cfg.NoConfigSet {
-		if err = n.client.ConfigSet(ctx, "notify-keyspace-events", cur+missing).Err(); err == nil {
+		if err = n.op.ConfigSet(ctx, "notify-keyspace-events", cur+missing).Err(); err == nil {
 			h.log.Info("blocked waits: enabled keyspace notifications", "node", n.addr,
 				"notify-keyspace-events", cur+missing, "was", cur)
 			cur += missing
@@ -435,7 +438,16 @@ func (h *Hub) poller() {
 		}
 		h.mu.Unlock()
 		for n, ks := range keys {
-			n.poll(ks)
+			// Each node's poll on its own, not waited for: a frozen node holds only its own keys' polls
+			// (up to opTimeout), and none starts for it while one runs.
+			if n.polling.CompareAndSwap(false, true) {
+				h.wg.Add(1)
+				go func() {
+					defer h.wg.Done()
+					defer n.polling.Store(false)
+					n.poll(ks)
+				}()
+			}
 		}
 		d := h.cfg.PollInterval
 		if !polled {
@@ -462,7 +474,7 @@ func (n *node) poll(keys []string) {
 		chunk := keys[:min(len(keys), subChunk)]
 		keys = keys[len(chunk):]
 		ctx, cancel := context.WithTimeout(h.ctx, opTimeout)
-		cn := n.client.Conn()
+		cn := n.op.Conn()
 		cmds, _ := cn.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, k := range chunk {
 				p.Exists(ctx, k)
