@@ -412,7 +412,13 @@ func TestCluster_FrozenMasterHoldsOnlyItsOwnTransitDeletes(t *testing.T) {
 	instance := e2eInfoField(c.Info(ctx, "qgate").Val(), "instance_id")
 	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1, ReadTimeout: time.Second})
 	t.Cleanup(func() { _ = cluster.Close() })
-	record := func(name string) int64 { return cluster.HLen(ctx, rdb.TransitKey(name, instance)).Val() }
+	record := func(name string) int64 {
+		n, err := cluster.HLen(ctx, rdb.TransitKey(name, instance)).Result()
+		if err != nil {
+			t.Fatalf("HLEN of %s's transit record: %v", name, err)
+		}
+		return n
+	}
 	for _, name := range append([]string{mine}, others...) {
 		if err := c.RPush(ctx, name, "x").Err(); err != nil {
 			t.Fatal(err)
@@ -421,6 +427,7 @@ func TestCluster_FrozenMasterHoldsOnlyItsOwnTransitDeletes(t *testing.T) {
 	if got, err := c.LPop(ctx, mine).Result(); err != nil || got != "x" {
 		t.Fatalf("LPOP %s = %q, %v", mine, got, err)
 	}
+	_ = record(others[0]) // the test's client loads its slot map before the freeze
 	frozen.Freeze()
 	defer frozen.Thaw()
 	time.Sleep(500 * time.Millisecond) // pacing the fault: the loop's delete for mine meets the frozen node
@@ -476,11 +483,16 @@ func TestCluster_FrozenMasterPollsOthers(t *testing.T) {
 		}()
 	}
 	e2eWaitBlocked(t, q.Client(t), len(mine)+len(others))
+	// The test's own client loads its slot map now: loaded after the freeze, it could ask the frozen
+	// node first and wait its read timeout.
+	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1, ReadTimeout: time.Second})
+	t.Cleanup(func() { _ = direct.Close() })
+	if err := direct.Exists(ctx, others[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
 	frozen.Freeze()
 	defer frozen.Thaw()
 	time.Sleep(500 * time.Millisecond) // pacing the fault: polls meet the frozen node
-	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1, ReadTimeout: time.Second})
-	t.Cleanup(func() { _ = direct.Close() })
 	start := time.Now()
 	for _, name := range others {
 		if err := direct.RPush(ctx, name, "x").Err(); err != nil {
