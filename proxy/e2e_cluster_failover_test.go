@@ -251,18 +251,7 @@ func TestCluster_FrozenMasterHoldsOnlyItsOwnQueues(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	frozen := nodes[0]
-	var mine, others []string
-	for i := range 24 {
-		name := "fq" + strconv.Itoa(i)
-		if m, _ := failoverMaster(t, ctx, nodes, name); m == frozen {
-			mine = append(mine, name)
-		} else {
-			others = append(others, name)
-		}
-	}
-	if len(mine) == 0 || len(others) == 0 {
-		t.Fatalf("queues on the frozen master %v, on the others %v: want some of each", mine, others)
-	}
+	mine, others := frozenSplit(t, ctx, nodes, frozen, "fq", 24)
 	frozen.Freeze()
 	defer frozen.Thaw()
 	// Commands on the frozen master's queues, sent first: they wait.
@@ -340,27 +329,8 @@ func TestCluster_FrozenMasterBlockedPopsOnOthersServed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	frozen := nodes[0]
-	var mine, others []string
-	for i := range 40 {
-		name := "bq" + strconv.Itoa(i)
-		if m, _ := failoverMaster(t, ctx, nodes, name); m == frozen {
-			mine = append(mine, name)
-		} else {
-			others = append(others, name)
-		}
-	}
-	// waiters on every queue
-	got := make(chan string, 100)
-	for _, name := range append(append([]string{}, mine...), others...) {
-		c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, -1 })
-		go func() {
-			v, err := c.BLPop(ctx, 0, name).Result()
-			if err == nil {
-				got <- v[0]
-			}
-		}()
-	}
-	e2eWaitBlocked(t, q.Client(t), len(mine)+len(others))
+	mine, others := frozenSplit(t, ctx, nodes, frozen, "bq", 40)
+	got := blockOnEach(t, ctx, q, append(mine, others...))
 	frozen.Freeze()
 	defer frozen.Thaw()
 	time.Sleep(2 * time.Second) // pacing the fault: several safety polls meet the frozen node
@@ -395,19 +365,8 @@ func TestCluster_FrozenMasterHoldsOnlyItsOwnTransitDeletes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	frozen := nodes[0]
-	var mine string
-	var others []string
-	for i := range 24 {
-		name := "tq" + strconv.Itoa(i)
-		if m, _ := failoverMaster(t, ctx, nodes, name); m == frozen {
-			mine = name
-		} else {
-			others = append(others, name)
-		}
-	}
-	if mine == "" {
-		t.Fatal("no queue on the frozen master")
-	}
+	mines, others := frozenSplit(t, ctx, nodes, frozen, "tq", 24)
+	mine := mines[0]
 	c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, 5*time.Second })
 	instance := e2eInfoField(c.Info(ctx, "qgate").Val(), "instance_id")
 	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1, ReadTimeout: time.Second})
@@ -464,25 +423,8 @@ func TestCluster_FrozenMasterPollsOthers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	frozen := nodes[0]
-	var mine, others []string
-	for i := range 24 {
-		name := "pq" + strconv.Itoa(i)
-		if m, _ := failoverMaster(t, ctx, nodes, name); m == frozen {
-			mine = append(mine, name)
-		} else {
-			others = append(others, name)
-		}
-	}
-	got := make(chan string, len(others))
-	for _, name := range append(append([]string{}, mine...), others...) {
-		c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, -1 })
-		go func() {
-			if v, err := c.BLPop(ctx, 0, name).Result(); err == nil {
-				got <- v[0]
-			}
-		}()
-	}
-	e2eWaitBlocked(t, q.Client(t), len(mine)+len(others))
+	mine, others := frozenSplit(t, ctx, nodes, frozen, "pq", 24)
+	got := blockOnEach(t, ctx, q, append(mine, others...))
 	// The test's own client loads its slot map now: loaded after the freeze, it could ask the frozen
 	// node first and wait its read timeout.
 	direct := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1, ReadTimeout: time.Second})
@@ -507,4 +449,39 @@ func TestCluster_FrozenMasterPollsOthers(t *testing.T) {
 		}
 	}
 	t.Logf("FIGURE cluster_frozen_master_polled_waiters_served=%s (%d waiters, poll mode)", time.Since(start).Round(time.Millisecond), len(others))
+}
+
+// frozenSplit names n queues prefix0… and splits them into those on frozen's slots and the others;
+// it fails the test unless both have some.
+func frozenSplit(t *testing.T, ctx context.Context, nodes []*proxytest.Redis, frozen *proxytest.Redis, prefix string, n int) (mine, others []string) {
+	t.Helper()
+	for i := range n {
+		name := prefix + strconv.Itoa(i)
+		if m, _ := failoverMaster(t, ctx, nodes, name); m == frozen {
+			mine = append(mine, name)
+		} else {
+			others = append(others, name)
+		}
+	}
+	if len(mine) == 0 || len(others) == 0 {
+		t.Fatalf("queues on the frozen master %v, on the others %v: want some of each", mine, others)
+	}
+	return mine, others
+}
+
+// blockOnEach starts a client in BLPOP name 0 through q for each name, sends the key of each item a
+// client gets to the returned channel, and waits until all are blocked.
+func blockOnEach(t *testing.T, ctx context.Context, q *proxytest.Qgate, names []string) <-chan string {
+	t.Helper()
+	got := make(chan string, len(names))
+	for _, name := range names {
+		c := q.Client(t, func(o *redis.Options) { o.MaxRetries, o.ReadTimeout = -1, -1 })
+		go func() {
+			if v, err := c.BLPop(ctx, 0, name).Result(); err == nil {
+				got <- v[0]
+			}
+		}()
+	}
+	e2eWaitBlocked(t, q.Client(t), len(names))
+	return got
 }
