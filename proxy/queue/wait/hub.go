@@ -477,25 +477,47 @@ func (h *Hub) worker() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for {
-		for h.runq.Len() == 0 && !h.closed {
+		var e *list.Element
+		for e = h.nextLocked(); e == nil && !h.closed; e = h.nextLocked() {
 			h.cond.Wait()
 		}
 		if h.closed {
 			return
 		}
-		ks := h.runq.Remove(h.runq.Front()).(*keyState)
+		ks := h.runq.Remove(e).(*keyState)
 		ks.queued = false
 		ks.running = true
 		h.busy++
+		ks.node.serving++
 		h.serveLocked(ks)
+		ks.node.serving--
 		h.busy--
 		ks.running = false
+		if len(h.nodes) > 1 {
+			h.cond.Broadcast() // a key of this node that waited for a worker may go now
+		}
 		if ks.again && !h.closed {
 			ks.again = false
 			h.wakeLocked(ks)
 		}
 		h.maybeDropLocked(ks)
 	}
+}
+
+// nextLocked returns the first key of runq whose node has fewer than nodeWorkers keys served: on a
+// Cluster a master that stops answering (frozen, partitioned) holds at most that many workers with its
+// takes, and the others serve the other masters' keys (proxy/DESIGN.md "Bounds").
+func (h *Hub) nextLocked() *list.Element {
+	if len(h.nodes) <= 1 {
+		return h.runq.Front()
+	}
+	limit := max(h.cfg.Workers/2, 1)
+	for e := h.runq.Front(); e != nil; e = e.Next() {
+		if e.Value.(*keyState).node.serving < limit {
+			return e
+		}
+	}
+	return nil
 }
 
 // serveLocked serves ks's waiters in FIFO order, one take at a time, until a take finds nothing, the

@@ -898,3 +898,67 @@ func TestHub_OrderedWaitsServedByOrder(t *testing.T) {
 		t.Fatalf("waits ordered 30, 10, 20 got %v, want %v", got, want)
 	}
 }
+
+// On a Cluster, takes stuck on one master (frozen: no reply, no error) hold at most half the workers:
+// waiters on the other masters' keys are still served. Before, 8 stuck takes held every worker.
+func TestHub_ClusterStuckMasterHoldsHalfTheWorkers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster")
+	}
+	addrs := proxytest.StartCluster(t, 3)
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: poolSize, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	h := newHub(t, wait.Config{Client: c, SafetyInterval: -1})
+	ctx := context.Background()
+	// The master of the first key is the "frozen" one: takes on its keys block until released.
+	stuckNode, err := c.MasterForKey(ctx, "sk0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onStuck := func(k string) bool {
+		n, err := c.MasterForKey(ctx, k)
+		return err == nil && n == stuckNode
+	}
+	release := make(chan struct{})
+	var blocked atomic.Int64
+	stuckTake := func(context.Context, string) (any, bool, error) {
+		blocked.Add(1)
+		<-release
+		return nil, false, nil
+	}
+	var stuckKeys, liveKeys []string
+	for i := 0; len(stuckKeys) < 12 || len(liveKeys) < 6; i++ {
+		k := "sk" + strconv.Itoa(i)
+		if onStuck(k) {
+			stuckKeys = append(stuckKeys, k)
+		} else {
+			liveKeys = append(liveKeys, k)
+		}
+	}
+	for _, k := range stuckKeys[:12] {
+		goWait(h, ctx, 0, wait.Request{Keys: []string{k}, Take: stuckTake})
+	}
+	var chs []<-chan outcome
+	for _, k := range liveKeys[:6] {
+		chs = append(chs, goWait(h, ctx, 0, wait.Request{Keys: []string{k}, Take: popTake(c, true)}))
+	}
+	eventually(t, "subscriptions confirmed", func() bool { return h.Stats().SubscribeConfirms >= 18 })
+	for _, k := range stuckKeys[:12] {
+		h.Wake(k)
+	}
+	eventually(t, "takes stuck on one master", func() bool { return blocked.Load() >= wait.DefaultWorkers/2 })
+	for i, k := range liveKeys[:6] {
+		if err := c.RPush(ctx, k, "v"+strconv.Itoa(i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, ch := range chs {
+		if o := recv(t, ch); !o.ok || o.res.Value != "v"+strconv.Itoa(i) {
+			t.Fatalf("live key %d: Wait = %+v %v %v", i, o.res, o.ok, o.err)
+		}
+	}
+	if got, max := blocked.Load(), int64(wait.DefaultWorkers/2); got != max {
+		t.Errorf("takes stuck on one master = %d, want %d (half the workers)", got, max)
+	}
+	close(release)
+}

@@ -45,6 +45,7 @@ type node struct {
 	unchecked bool                // the last flags check got no answer: checked again every PollInterval
 	connected atomic.Bool
 	polling   atomic.Bool // a poll of its keys runs (poller)
+	serving   int         // workers serving its keys (under Hub.mu)
 	kick      chan struct{}
 	stop      chan struct{}
 	once      sync.Once
